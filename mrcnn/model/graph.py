@@ -1,0 +1,99 @@
+"""Build the Keras graphs. Reads as the data flow: backbone -> FPN -> RPN -> proposals -> heads.
+
+The config -> constructor-argument mapping for every layer lives here, in one place, so each
+layer can be built and tested on its own without a Config.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from .backbone import build_backbone
+from .detection import DetectionBoxes, DetectionLayer
+from .fpn import fpn_graph
+from .heads import classifier_head, mask_head
+from .proposals import ProposalLayer, PyramidAnchors
+from .rpn import RPNHead
+from .targets import DetectionTargetLayer
+
+
+class NormalizeBoxes(layers.Layer):
+    """Pixel boxes [B, N, 4] -> normalised, using the size of the image input."""
+
+    def call(self, inputs):
+        boxes, image = inputs
+        shape = tf.cast(tf.shape(image)[1:3], tf.float32)
+        scale = tf.stack([shape[0], shape[1], shape[0], shape[1]]) - 1.0
+        return (tf.cast(boxes, tf.float32) - tf.constant([0.0, 0.0, 1.0, 1.0])) / scale
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def _features(image, config):
+    c2, c3, c4, c5 = build_backbone(image, config)
+    p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+    return [p2, p3, p4, p5, p6], [p2, p3, p4, p5]  # RPN sees P2..P6, the heads P2..P5
+
+
+def _rpn_and_proposals(image, rpn_features, config, proposal_count):
+    rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), anchor_stride=config.RPN_ANCHOR_STRIDE)
+    rpn_logits, rpn_probs, rpn_deltas = rpn(rpn_features)
+    anchors = PyramidAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                             config.RPN_ANCHOR_STRIDE, name="anchors")(image)
+    rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
+                             config.RPN_BBOX_STD_DEV, name="ROI")([rpn_probs, rpn_deltas, anchors])
+    return rpn_logits, rpn_probs, rpn_deltas, rpn_rois
+
+
+def _head_kwargs(config):
+    return dict(num_classes=config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+
+
+def build_training_graph(config, model_class=keras.Model):
+    """Inputs: the dict of :func:`mrcnn.data.pipeline.input_signature`. Outputs: a dict of the
+    tensors the losses and diagnostics need."""
+    from mrcnn.data.pipeline import input_signature
+
+    spec = input_signature(config)
+    inputs = {name: keras.Input(shape=s.shape, dtype=s.dtype, name=name) for name, s in spec.items()}
+    image = inputs["input_image"]
+    rpn_features, head_features = _features(image, config)
+    rpn_logits, _, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config,
+                                                             config.POST_NMS_ROIS_TRAINING)
+    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized")([inputs["input_gt_boxes"], image])
+    rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+        config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
+        config.USE_MINI_MASK, name="proposal_targets")(
+        [rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
+    class_logits, _, bbox = classifier_head(rois, image, head_features, pool_size=config.POOL_SIZE,
+                                            fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
+    masks = mask_head(rois, image, head_features, pool_size=config.MASK_POOL_SIZE, **_head_kwargs(config))
+    outputs = {"rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas, "rpn_rois": rpn_rois,
+               "rois": rois, "target_class_ids": target_class_ids, "target_bbox": target_bbox,
+               "target_mask": target_mask, "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
+               "mrcnn_mask": masks, "gt_boxes_normalized": gt_boxes}
+    return model_class(inputs=inputs, outputs=outputs, name="mask_rcnn")
+
+
+def build_inference_graph(config):
+    """Inputs: molded images [B, H, W, 3] (any size divisible by 64) and image meta.
+    Outputs: detections [B, D, 6] (normalised boxes, class id, score), class probs, box deltas,
+    masks [B, D, mh, mw, C] and the RPN's proposals."""
+    image = keras.Input(shape=(None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
+    meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
+    rpn_features, head_features = _features(image, config)
+    _, rpn_probs, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config,
+                                                            config.POST_NMS_ROIS_INFERENCE)
+    _, class_probs, bbox = classifier_head(rpn_rois, image, head_features, pool_size=config.POOL_SIZE,
+                                           fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
+    detections = DetectionLayer(config.BBOX_STD_DEV, config.DETECTION_MIN_CONFIDENCE,
+                                config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES,
+                                name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
+    masks = mask_head(DetectionBoxes(name="detection_boxes")(detections), image, head_features,
+                      pool_size=config.MASK_POOL_SIZE, **_head_kwargs(config))
+    outputs = {"detections": detections, "mrcnn_class": class_probs, "mrcnn_bbox": bbox,
+               "mrcnn_mask": masks, "rpn_rois": rpn_rois, "rpn_class": rpn_probs, "rpn_bbox": rpn_deltas}
+    return keras.Model(inputs={"input_image": image, "input_image_meta": meta}, outputs=outputs,
+                       name="mask_rcnn")

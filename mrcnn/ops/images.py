@@ -1,0 +1,134 @@
+"""Image resizing to the network input (Matterport's modes), molding, and image meta vectors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from skimage.transform import resize as _sk_resize
+
+
+@dataclass(frozen=True)
+class ResizeInfo:
+    """How an image was mapped to the network input: ``input = original * scale`` then padded."""
+
+    window: tuple[int, int, int, int]  # (y1, x1, y2, x2) of the image inside the padded input
+    scale: float
+    padding: tuple  # ((top, bottom), (left, right), (0, 0))
+    crop: tuple | None  # (y, x, h, w) for "crop" mode
+
+
+def _resize_array(image: np.ndarray, shape, order: int) -> np.ndarray:
+    dtype = image.dtype
+    out = _sk_resize(image, shape, order=order, mode="constant", cval=0, clip=True,
+                     preserve_range=True, anti_aliasing=False)
+    return np.round(out).astype(dtype) if np.issubdtype(dtype, np.integer) else out.astype(dtype)
+
+
+def compute_scale(h: int, w: int, min_dim=None, max_dim=None, min_scale=0, mode="square") -> float:
+    """Scale so the short side reaches ``min_dim`` without the long side passing ``max_dim``."""
+    scale = 1.0
+    if min_dim:
+        scale = max(1.0, min_dim / min(h, w))  # Matterport: scale up only
+    if min_scale and scale < min_scale:
+        scale = float(min_scale)
+    if max_dim and mode == "square" and round(max(h, w) * scale) > max_dim:
+        scale = max_dim / max(h, w)
+    return scale
+
+
+def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=0, mode="square",
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, ResizeInfo]:
+    """Resize and pad ``image`` [H, W, C] as Matterport's ``utils.resize_image`` does.
+
+    Modes: ``none`` (unchanged), ``square`` (scale, then zero-pad to max_dim x max_dim), ``pad64``
+    (scale, then pad each side up to a multiple of 64), ``crop`` (scale, then a random min_dim crop).
+    """
+    h, w = image.shape[:2]
+    if mode == "none":
+        return image, ResizeInfo((0, 0, h, w), 1.0, ((0, 0), (0, 0), (0, 0)), None)
+    scale = compute_scale(h, w, min_dim, max_dim, min_scale, mode)
+    if scale != 1:
+        image = _resize_array(image, (round(h * scale), round(w * scale)), order=1)
+    h2, w2 = image.shape[:2]
+    crop = None
+    if mode == "square":
+        top = (max_dim - h2) // 2
+        left = (max_dim - w2) // 2
+        padding = ((top, max_dim - h2 - top), (left, max_dim - w2 - left), (0, 0))
+    elif mode == "pad64":
+        if min_dim and min_dim % 64:
+            raise ValueError(f"pad64 mode needs IMAGE_MIN_DIM divisible by 64, got {min_dim}")
+        ph = (64 - h2 % 64) % 64
+        pw = (64 - w2 % 64) % 64
+        padding = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+    elif mode == "crop":
+        rng = rng or np.random.default_rng()
+        y = int(rng.integers(0, h2 - min_dim + 1))
+        x = int(rng.integers(0, w2 - min_dim + 1))
+        crop = (y, x, min_dim, min_dim)
+        image = image[y:y + min_dim, x:x + min_dim]
+        return image, ResizeInfo((0, 0, min_dim, min_dim), scale, ((0, 0), (0, 0), (0, 0)), crop)
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}")
+    image = np.pad(image, padding[: image.ndim], mode="constant", constant_values=0)
+    window = (padding[0][0], padding[1][0], padding[0][0] + h2, padding[1][0] + w2)
+    return image, ResizeInfo(window, scale, padding, crop)
+
+
+def resize_mask(mask: np.ndarray, info: ResizeInfo) -> np.ndarray:
+    """Apply the same scale/pad/crop to bool masks [H, W, N] as :func:`resize_image` did."""
+    h, w = mask.shape[:2]
+    if info.scale != 1:
+        target = (round(h * info.scale), round(w * info.scale))
+        mask = _resize_array(mask.astype(np.float32), target + mask.shape[2:], order=0) >= 0.5
+    if info.crop is not None:
+        y, x, ch, cw = info.crop
+        return mask[y:y + ch, x:x + cw].astype(bool)
+    return np.pad(mask, info.padding[: mask.ndim], mode="constant", constant_values=0).astype(bool)
+
+
+def resize_image_for_config(image: np.ndarray, config, rng=None):
+    """:func:`resize_image` with the config's IMAGE_* settings."""
+    return resize_image(image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
+                        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+
+
+def mold_image(images: np.ndarray, config) -> np.ndarray:
+    """uint8 RGB -> float32 minus the mean pixel (the network input)."""
+    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+
+
+def unmold_image(normalized: np.ndarray, config) -> np.ndarray:
+    return (normalized + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).clip(0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------ image meta
+def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids) -> np.ndarray:
+    """Pack per-image facts into one float vector (Matterport layout, length 12 + NUM_CLASSES)."""
+    return np.array([image_id] + list(original_image_shape) + list(image_shape) + list(window)
+                    + [scale] + list(active_class_ids), dtype=np.float32)
+
+
+def parse_image_meta(meta: np.ndarray) -> dict:
+    """Unpack [B, META] (numpy) into named arrays."""
+    return {
+        "image_id": meta[:, 0].astype(np.int32),
+        "original_image_shape": meta[:, 1:4].astype(np.int32),
+        "image_shape": meta[:, 4:7].astype(np.int32),
+        "window": meta[:, 7:11].astype(np.int32),
+        "scale": meta[:, 11].astype(np.float32),
+        "active_class_ids": meta[:, 12:].astype(np.int32),
+    }
+
+
+def parse_image_meta_tf(meta: tf.Tensor) -> dict:
+    """TF twin of :func:`parse_image_meta` (float values kept)."""
+    return {
+        "image_id": meta[:, 0],
+        "original_image_shape": meta[:, 1:4],
+        "image_shape": meta[:, 4:7],
+        "window": meta[:, 7:11],
+        "scale": meta[:, 11],
+        "active_class_ids": meta[:, 12:],
+    }

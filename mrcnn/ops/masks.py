@@ -1,0 +1,69 @@
+"""Instance-mask math: IoU, mini-masks, pasting ("unmolding") masks into full images."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from skimage.transform import resize as _sk_resize
+
+
+def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
+    return _sk_resize(array, shape, order=order, mode="constant", cval=0, clip=True,
+                      preserve_range=True, anti_aliasing=False)
+
+
+def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of bool masks [H, W, N] x [H, W, M] -> [N, M]; empty masks give 0."""
+    m1 = np.asarray(masks1, dtype=bool).reshape(-1, masks1.shape[-1]).astype(np.float32)
+    m2 = np.asarray(masks2, dtype=bool).reshape(-1, masks2.shape[-1]).astype(np.float32)
+    if m1.shape[1] == 0 or m2.shape[1] == 0:
+        return np.zeros((m1.shape[1], m2.shape[1]), dtype=np.float32)
+    inter = m1.T @ m2
+    union = m1.sum(0)[:, None] + m2.sum(0)[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0).astype(np.float32)
+
+
+def compute_overlaps_masks_tf(masks1: tf.Tensor, masks2: tf.Tensor) -> tf.Tensor:
+    """TF twin of :func:`compute_overlaps_masks`."""
+    m1 = tf.reshape(tf.cast(masks1, tf.float32), [-1, tf.shape(masks1)[-1]])
+    m2 = tf.reshape(tf.cast(masks2, tf.float32), [-1, tf.shape(masks2)[-1]])
+    inter = tf.matmul(m1, m2, transpose_a=True)
+    union = tf.reduce_sum(m1, 0)[:, None] + tf.reduce_sum(m2, 0)[None, :] - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+def minimize_mask(bboxes: np.ndarray, masks: np.ndarray, mini_shape) -> np.ndarray:
+    """Crop each mask [H, W, N] to its box and resize to ``mini_shape`` -> bool [h, w, N]."""
+    out = np.zeros(tuple(mini_shape) + (masks.shape[-1],), dtype=bool)
+    for i in range(masks.shape[-1]):
+        y1, x1, y2, x2 = np.asarray(bboxes[i][:4]).astype(int)
+        crop = masks[y1:y2, x1:x2, i]
+        if crop.size == 0:
+            continue
+        out[:, :, i] = _resize(crop.astype(np.float32), mini_shape, order=1) >= 0.5
+    return out
+
+
+def expand_mask(bboxes: np.ndarray, mini_masks: np.ndarray, image_shape) -> np.ndarray:
+    """Inverse of :func:`minimize_mask`: paste mini-masks back into full-size bool masks."""
+    out = np.zeros(tuple(image_shape[:2]) + (mini_masks.shape[-1],), dtype=bool)
+    for i in range(mini_masks.shape[-1]):
+        y1, x1, y2, x2 = np.asarray(bboxes[i][:4]).astype(int)
+        if y2 <= y1 or x2 <= x1:
+            continue
+        out[y1:y2, x1:x2, i] = _resize(mini_masks[:, :, i].astype(np.float32), (y2 - y1, x2 - x1), order=1) >= 0.5
+    return out
+
+
+def unmold_mask(mask: np.ndarray, bbox, image_shape, threshold: float = 0.5) -> np.ndarray:
+    """Paste a soft mask of the head's output size into its box in a full image -> bool [H, W]."""
+    y1, x1, y2, x2 = [int(v) for v in bbox]
+    full = np.zeros(tuple(image_shape[:2]), dtype=bool)
+    h, w = y2 - y1, x2 - x1
+    if h <= 0 or w <= 0:
+        return full
+    resized = _resize(np.asarray(mask, dtype=np.float32), (h, w), order=1)
+    # Clip the box to the image: a refined box may extend slightly past the border.
+    ys, xs = slice(max(y1, 0), min(y2, full.shape[0])), slice(max(x1, 0), min(x2, full.shape[1]))
+    full[ys, xs] = resized[ys.start - y1:ys.stop - y1, xs.start - x1:xs.stop - x1] >= threshold
+    return full
