@@ -101,6 +101,7 @@ class Config:
     GRADIENT_CLIP_NORM: float = 5.0
 
     # Additions of ours (not in Matterport), all optional.
+    MASK_HEAD_CHANNELS: int = 256  # width of the mask head's convs (Matterport: 256)
     MIXED_PRECISION: bool = False  # train with keras "mixed_float16"
     SEED: int | None = 42  # data order / augmentation seed; None = nondeterministic
 

@@ -716,8 +716,8 @@ def draw_sample(rng, height, width, *, max_faces=4, negative=None, info=None):
             elif scene == "medium":
                 fh = rng.uniform(0.2, 0.42) * min(h, 1.3 * w)
             else:
-                lo = 30.0
-                hi = max(42.0, 0.22 * min(h, w))
+                lo = max(30.0, 0.09 * min(h, w))  # crowd faces: ~30-40 px tall
+                hi = max(lo + 12.0, 0.22 * min(h, w))
                 fh = math.exp(rng.uniform(math.log(lo), math.log(hi)))
             b = fh / 2.0
             yaw = rng.uniform(-0.35, 0.35)

@@ -8,6 +8,7 @@ augmenter (``imgaug`` is optional: unmaintained and broken on numpy 2) is wrappe
 from __future__ import annotations
 
 import copy
+import random
 import threading
 
 import numpy as np
@@ -42,6 +43,10 @@ class ImgaugAdapter:
         def hook(images, augmenter, parents, default):
             return augmenter.__class__.__name__ in _IMGAUG_MASK_SAFE
 
+        if len(masks) == 0:
+            det = self.augmenter.to_deterministic()
+            det.seed_(int(seed) % (2**31))
+            return det.augment_image(image), masks
         det = self.augmenter.to_deterministic()
         det.seed_(int(seed) % (2**31))
         image_out = det.augment_image(image)
@@ -77,8 +82,16 @@ class Augmenter:
         if self._is_imgaug:
             return self._adapter(image, masks, seed)
         t = self._thread_copy()
-        if hasattr(t, "set_random_seed"):
-            t.set_random_seed(int(seed) % (2**31))
+        seed = int(seed) % (2**31)
+        if hasattr(t, "set_random_state"):
+            # One shared stream for the whole pipeline. (albumentations' Compose.set_random_seed gives
+            # every child the *same* seed, so their apply/parameter draws are all correlated.)
+            t.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        elif hasattr(t, "set_random_seed"):
+            t.set_random_seed(seed)
+        if len(masks) == 0:  # albumentations cannot stack an empty mask list
+            out = t(image=image)
+            return out["image"], np.zeros((0,) + out["image"].shape[:2], dtype=bool)
         out = t(image=image, masks=masks.astype(np.uint8))
         out_masks = np.asarray(out["masks"]).astype(bool).reshape((-1,) + out["image"].shape[:2])
         return out["image"], out_masks

@@ -63,7 +63,7 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
                              "use size-preserving transforms (batching needs a fixed size)")
         masks = np.transpose(masks_nhw, (1, 2, 0))
 
-    keep = masks.reshape(-1, masks.shape[-1]).any(axis=0)  # instances cropped away by resize/augment
+    keep = masks.any(axis=(0, 1))  # instances cropped away by resize/augment (works for N == 0 too)
     masks, class_ids = masks[:, :, keep], np.asarray(class_ids, dtype=np.int32)[keep]
     boxes = extract_bboxes(masks)
     mini = config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask

@@ -28,8 +28,12 @@ class BatchNorm(layers.BatchNormalization):
         self.train_bn = train_bn
 
     def call(self, inputs, training=None):
-        if not self.train_bn:
+        # Matterport's TRAIN_BN: False = frozen (always inference mode), None = normal
+        # (batch statistics while training), True = batch statistics even at inference.
+        if self.train_bn is False:
             training = False
+        elif self.train_bn is True:
+            training = True
         return super().call(inputs, training=training)
 
     def get_config(self):
@@ -112,7 +116,7 @@ def mobilenetv2_graph(input_image, mean_pixel, train_bn: bool | None = False, we
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="mobilenet_rescale")(x)
     base = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=weights)
     for layer in base.layers:
-        if isinstance(layer, layers.BatchNormalization) and not train_bn:
+        if isinstance(layer, layers.BatchNormalization) and train_bn is False:
             layer.trainable = False
     return [base.get_layer(name).output for name in MOBILENETV2_TAPS]
 

@@ -69,11 +69,15 @@ def build_training_graph(config, model_class=keras.Model):
         [rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
     class_logits, _, bbox = classifier_head(rois, image, head_features, pool_size=config.POOL_SIZE,
                                             fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
-    masks = mask_head(rois, image, head_features, pool_size=config.MASK_POOL_SIZE, **_head_kwargs(config))
+    # Positives come first among the sampled ROIs: the mask head only needs those.
+    max_positives = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+    masks = mask_head(rois[:, :max_positives], image, head_features, pool_size=config.MASK_POOL_SIZE,
+                      channels=config.MASK_HEAD_CHANNELS, **_head_kwargs(config))
     outputs = {"rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas, "rpn_rois": rpn_rois,
                "rois": rois, "target_class_ids": target_class_ids, "target_bbox": target_bbox,
-               "target_mask": target_mask, "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox,
-               "mrcnn_mask": masks, "gt_boxes_normalized": gt_boxes}
+               "target_mask": target_mask, "mask_class_ids": target_class_ids[:, :max_positives],
+               "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox, "mrcnn_mask": masks,
+               "gt_boxes_normalized": gt_boxes}
     return model_class(inputs=inputs, outputs=outputs, name="mask_rcnn")
 
 
@@ -92,7 +96,7 @@ def build_inference_graph(config):
                                 config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
     masks = mask_head(DetectionBoxes(name="detection_boxes")(detections), image, head_features,
-                      pool_size=config.MASK_POOL_SIZE, **_head_kwargs(config))
+                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS, **_head_kwargs(config))
     outputs = {"detections": detections, "mrcnn_class": class_probs, "mrcnn_bbox": bbox,
                "mrcnn_mask": masks, "rpn_rois": rpn_rois, "rpn_class": rpn_probs, "rpn_bbox": rpn_deltas}
     return keras.Model(inputs={"input_image": image, "input_image_meta": meta}, outputs=outputs,

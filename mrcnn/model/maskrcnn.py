@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import glob
 import os
 import re
 
@@ -13,6 +12,7 @@ import tensorflow as tf
 from mrcnn.ops.boxes import denorm_boxes, norm_boxes
 from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
 from mrcnn.ops.masks import unmold_mask
+from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
@@ -89,13 +89,7 @@ class MaskRCNN:
 
     def find_last(self) -> str:
         """The newest checkpoint of the newest run folder of this config's NAME."""
-        name = (self.config.NAME or "model").lower()
-        runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, f"{name}*")) if os.path.isdir(d))
-        for run in reversed(runs):
-            checkpoints = sorted(glob.glob(os.path.join(run, f"mask_rcnn_{name}_*.h5")))
-            if checkpoints:
-                return checkpoints[-1]
-        raise FileNotFoundError(f"no checkpoint mask_rcnn_{name}_*.h5 in any run folder under {self.model_dir}")
+        return find_last_checkpoint(self.model_dir, self.config.NAME or "model")
 
     # -------------------------------------------------------------------------------- weights
     def load_weights(self, filepath: str, by_name: bool = True, exclude=None, verbose: int = 1):
@@ -139,7 +133,7 @@ class MaskRCNN:
             # Plain Keras BN (e.g. in MobileNetV2) would switch to batch statistics when trainable.
             inner = getattr(layer, "layer", layer)
             if isinstance(inner, keras.layers.BatchNormalization) and not isinstance(inner, BatchNorm) \
-                    and not self.config.TRAIN_BN:
+                    and self.config.TRAIN_BN is False:
                 trainable = False
             layer.trainable = trainable
             if trainable:

@@ -18,8 +18,10 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
     """Targets for one image (shapes per image, normalised coordinates).
 
     proposals [P, 4], gt_class_ids [G] (negative = crowd), gt_boxes [G, 4], gt_masks [h, w, G]
-    -> rois [R, 4], class_ids [R], deltas [R, 4], masks [R, mh, mw], with R = rois_per_image,
-    positives first, then negatives, then zero padding.
+    -> rois [R, 4], class_ids [R], deltas [R, 4], masks [P, mh, mw], with R = rois_per_image,
+    positives first, then negatives, then zero padding. Only the first
+    P = int(R * positive_ratio) ROIs can be positive, so mask targets (and the mask head in
+    training) cover just those: a third of Matterport's mask-head work, the same loss.
 
     An ROI is positive when its IoU with a GT box is >= 0.5 and negative when < 0.5 (and it does
     not touch a crowd box). At most ``rois_per_image * positive_ratio`` positives are kept and
@@ -78,7 +80,7 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
     pad_pos = rois_per_image - n_pos
     class_ids = tf.pad(class_ids, [(0, pad_pos)])
     deltas = tf.pad(deltas, [(0, pad_pos), (0, 0)])
-    masks = tf.pad(masks, [(0, pad_pos), (0, 0), (0, 0)])
+    masks = tf.pad(masks, [(0, positive_count - n_pos), (0, 0), (0, 0)])
     return rois, class_ids, deltas, masks
 
 
@@ -97,6 +99,7 @@ class DetectionTargetLayer(layers.Layer):
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         r, (mh, mw) = self.rois_per_image, self.mask_shape
+        p = self.max_positives
 
         def one(args):
             return detection_targets(*args, rois_per_image=r, positive_ratio=self.positive_ratio,
@@ -106,12 +109,16 @@ class DetectionTargetLayer(layers.Layer):
         out = tf.map_fn(one, (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
                               tf.cast(gt_boxes, tf.float32), gt_masks),
                         fn_output_signature=(tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((r,), tf.int32),
-                                             tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((r, mh, mw), tf.float32)))
+                                             tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((p, mh, mw), tf.float32)))
         return [tf.stop_gradient(t) for t in out]
 
     def compute_output_shape(self, input_shape):
         b, r = input_shape[0][0], self.rois_per_image
-        return [(b, r, 4), (b, r), (b, r, 4), (b, r) + self.mask_shape]
+        return [(b, r, 4), (b, r), (b, r, 4), (b, self.max_positives) + self.mask_shape]
+
+    @property
+    def max_positives(self) -> int:
+        return int(self.rois_per_image * self.positive_ratio)
 
     def get_config(self):
         return {**super().get_config(), "rois_per_image": self.rois_per_image, "positive_ratio": self.positive_ratio,

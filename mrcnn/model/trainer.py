@@ -52,7 +52,7 @@ class MaskRCNNTrainingModel(keras.Model):
             "mrcnn_class_loss": L.mrcnn_class_loss(out["target_class_ids"], out["mrcnn_class_logits"], active,
                                                    out["rois"]),
             "mrcnn_bbox_loss": L.mrcnn_bbox_loss(out["target_bbox"], out["target_class_ids"], out["mrcnn_bbox"]),
-            "mrcnn_mask_loss": L.mrcnn_mask_loss(out["target_mask"], out["target_class_ids"], out["mrcnn_mask"]),
+            "mrcnn_mask_loss": L.mrcnn_mask_loss(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
         }
 
     def diagnostics(self, x, out) -> dict[str, tf.Tensor]:
@@ -65,7 +65,7 @@ class MaskRCNNTrainingModel(keras.Model):
         return {
             "rpn_recall": tf.math.divide_no_nan(tf.reduce_sum(hits), tf.reduce_sum(real_gt)),
             "roi_positive_fraction": tf.math.divide_no_nan(tf.reduce_sum(positives), tf.reduce_sum(real_rois)),
-            "mask_accuracy": L.mask_accuracy(out["target_mask"], out["target_class_ids"], out["mrcnn_mask"]),
+            "mask_accuracy": L.mask_accuracy(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
         }
 
     def l2_penalty(self):

@@ -88,3 +88,7 @@ def generate_pyramid_anchors_tf(scales, ratios, image_shape, feature_strides, an
         boxes = tf.concat([centers - half, centers + half], axis=2)
         levels.append(tf.reshape(boxes, [-1, 4]))
     return tf.concat(levels, axis=0)
+
+
+# k-means anchor fitting lives in its own module; re-exported here as the documented entry point.
+from .anchor_fit import fit_anchors  # noqa: E402,F401

@@ -13,8 +13,10 @@ def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
 
 def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
     """Pairwise IoU of bool masks [H, W, N] x [H, W, M] -> [N, M]; empty masks give 0."""
-    m1 = np.asarray(masks1, dtype=bool).reshape(-1, masks1.shape[-1]).astype(np.float32)
-    m2 = np.asarray(masks2, dtype=bool).reshape(-1, masks2.shape[-1]).astype(np.float32)
+    masks1, masks2 = np.asarray(masks1, dtype=bool), np.asarray(masks2, dtype=bool)
+    # Explicit pixel count: reshape(-1, 0) is ambiguous and fails when a set has no instance.
+    m1 = masks1.reshape(int(np.prod(masks1.shape[:-1])), masks1.shape[-1]).astype(np.float32)
+    m2 = masks2.reshape(int(np.prod(masks2.shape[:-1])), masks2.shape[-1]).astype(np.float32)
     if m1.shape[1] == 0 or m2.shape[1] == 0:
         return np.zeros((m1.shape[1], m2.shape[1]), dtype=np.float32)
     inter = m1.T @ m2

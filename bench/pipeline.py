@@ -1,0 +1,216 @@
+"""Benchmark of the training input pipeline (mrcnn.data.pipeline.build_dataset) at 512 px.
+
+Generates the synthetic face-mask dataset into bench/.cache/ if absent, then measures images/s of
+``build_dataset`` after a warm-up, with and without the default augmentation, for
+``num_parallel_calls`` 1 and AUTOTUNE, plus a single-thread per-stage breakdown of one sample.
+Prints a table and writes the "## Input pipeline" section of bench/RESULTS.md (other sections kept).
+
+    python bench/pipeline.py                # defaults: 24 timed batches of 2 images per setting
+    python bench/pipeline.py --batches 50 --no-write
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.data import ViaDataset  # noqa: E402
+from mrcnn.data.augment import as_augmenter  # noqa: E402
+from mrcnn.data.pipeline import build_dataset  # noqa: E402
+from mrcnn.ops.anchors import get_anchors  # noqa: E402
+from mrcnn.ops.boxes import extract_bboxes  # noqa: E402
+from mrcnn.ops.images import mold_image, resize_image_for_config, resize_mask  # noqa: E402
+from mrcnn.ops.masks import minimize_mask  # noqa: E402
+from mrcnn.ops.rpn_targets import build_rpn_targets  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache" / "facemask"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## Input pipeline"
+
+
+class BenchConfig(Config):
+    NAME = "bench_pipeline"
+    NUM_CLASSES = 2
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = 512
+    IMAGE_MAX_DIM = 512
+    IMAGES_PER_GPU = 2
+
+
+def machine_facts() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import albumentations
+    return {
+        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "albumentations": albumentations.__version__,
+        "load": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
+    }
+
+
+def load_data(n_train: int, n_val: int) -> ViaDataset:
+    from tools.make_synthetic import make_dataset
+
+    t0 = time.perf_counter()
+    summary = make_dataset(str(CACHE), n_train=n_train, n_val=n_val, seed=0)
+    how = "cached" if summary.get("cached") else f"generated in {time.perf_counter() - t0:.1f} s"
+    dataset = ViaDataset()
+    dataset.load_via(CACHE / "train" / "via_region_data.json", single_class="mask", verbose=False)
+    dataset.prepare()
+    print(f"dataset: {CACHE} ({how}), {len(dataset.image_ids)} train images, {summary['masks']} masks in all")
+    return dataset
+
+
+def time_build_dataset(dataset, config, augmentation, num_parallel_calls, batches: int, warmup: int) -> float:
+    """images/s over ``batches`` batches after ``warmup`` batches."""
+    ds = build_dataset(dataset, config, augmentation=augmentation, seed=0, num_parallel_calls=num_parallel_calls)
+    it = iter(ds)
+    for _ in range(warmup):
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        batch = next(it)
+    _ = batch["input_image"].shape  # make sure the last batch is materialised
+    elapsed = time.perf_counter() - t0
+    del it
+    return batches * config.BATCH_SIZE / elapsed
+
+
+def stage_breakdown(dataset, config, samples: int) -> dict[str, float]:
+    """Mean ms per image of each stage of training_sample, one thread, default augmentation."""
+    augmenter = as_augmenter("default")
+    totals: dict[str, float] = {}
+
+    def clock(name, fn, *args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        totals[name] = totals.get(name, 0.0) + time.perf_counter() - t
+        return out
+
+    ids = dataset.image_ids[:samples]
+    for i, image_id in enumerate(ids):
+        rng = np.random.default_rng([0, i])
+        image = clock("read JPEG", dataset.load_image, int(image_id))
+        masks, class_ids = clock("rasterise polygons", dataset.load_mask, int(image_id))
+        image, info = clock("resize image", resize_image_for_config, image, config, rng=rng)
+        masks = clock("resize masks", resize_mask, masks, info)
+        image, masks_nhw = clock("augment", augmenter, image, np.transpose(masks, (2, 0, 1)), seed=i)
+        masks = np.transpose(masks_nhw, (1, 2, 0))
+        boxes = clock("boxes", extract_bboxes, masks)
+        clock("mini-masks", minimize_mask, boxes, masks, config.MINI_MASK_SHAPE)
+        anchors = clock("anchors (cached)", get_anchors, config, image.shape)
+        clock("RPN targets", build_rpn_targets, anchors, class_ids[: len(boxes)], boxes,
+              anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE, bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
+        clock("mold", mold_image, image, config)
+    return {k: 1000 * v / len(ids) for k, v in totals.items()}
+
+
+def write_section(text: str, path: Path = RESULTS) -> None:
+    """Replace (or append) only our "## Input pipeline" section; keep the rest of the file."""
+    body = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    section = text.rstrip() + "\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(body):
+        body = pattern.sub(lambda _m: section + "\n", body, count=1).rstrip() + "\n"
+    else:
+        body = body.rstrip() + "\n\n" + section
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per setting (median reported)")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed batches first")
+    parser.add_argument("--n-train", type=int, default=48)
+    parser.add_argument("--n-val", type=int, default=8)
+    parser.add_argument("--breakdown-samples", type=int, default=16)
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    config = BenchConfig().validate()
+    facts = machine_facts()
+    dataset = load_data(args.n_train, args.n_val)
+    anchors = len(get_anchors(config))
+
+    rows = []
+    for augmentation in (None, "default"):
+        for npc, npc_name in ((1, "1"), (tf.data.AUTOTUNE, "AUTOTUNE")):
+            runs = [time_build_dataset(dataset, config, augmentation, npc, args.batches, args.warmup)
+                    for _ in range(args.repeats)]
+            ips = float(np.median(runs))
+            rows.append((augmentation or "none", npc_name, ips, min(runs), max(runs)))
+            print(f"augmentation={augmentation or 'none':8} num_parallel_calls={npc_name:8} {ips:7.1f} images/s "
+                  f"(runs {', '.join(f'{r:.1f}' for r in runs)})")
+    stages = stage_breakdown(dataset, config, args.breakdown_samples)
+
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/pipeline.py` ({time.strftime('%Y-%m-%d')}): `build_dataset` on the synthetic face-mask "
+        f"train split ({len(dataset.image_ids)} JPEGs of ~384x512, `tools.make_synthetic`, seed 0, "
+        "single class), 512x512 square input, resnet50 strides, "
+        f"{anchors} anchors, batch {config.BATCH_SIZE}, mini-masks {tuple(config.MINI_MASK_SHAPE)}. "
+        f"Each row: median of {args.repeats} runs of {args.warmup} warm-up + {args.batches} timed batches "
+        f"({args.batches * config.BATCH_SIZE} images); min-max in brackets.",
+        "",
+        f"Machine: {facts['nproc']} CPU cores available ({facts['cpu']}), Python {facts['python']}, "
+        f"TensorFlow {facts['tensorflow']}, numpy {facts['numpy']}, albumentations {facts['albumentations']}; "
+        f"load average at start {facts['load']} (1/5/15 min; other work on the machine slows every row).",
+        "",
+        "| augmentation | num_parallel_calls | images/s | ms/image |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [f"| {aug} | {npc} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |"
+              for aug, npc, ips, lo, hi in rows]
+    lines += [
+        "",
+        f"Per-stage cost, one thread, default augmentation (mean over {args.breakdown_samples} images):",
+        "",
+        "| stage | ms/image |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {ms:.2f} |" for name, ms in stages.items()]
+    total = sum(stages.values())
+    lines += [f"| **total** | **{total:.2f}** |", "",
+              f"The stage total ({total:.1f} ms, i.e. {1000 / total:.0f} images/s on one thread) is roughly what "
+              "the num_parallel_calls=1 rows can reach (tf.data, numpy_function and batching add a little); "
+              "AUTOTUNE can gain at most the number of free cores. On a shared machine rows vary by up to ~30% "
+              "run to run (see the min-max), so only large differences are meaningful."]
+    table = "\n".join(lines)
+    print()
+    print(table)
+    if not args.no_write:
+        write_section(table)
+        print(f"\nwrote the '{SECTION}' section of {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

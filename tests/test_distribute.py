@@ -1,0 +1,48 @@
+"""Training under tf.distribute.MirroredStrategy on two logical CPU devices (a subprocess, since
+logical devices must be configured before TensorFlow starts)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import facemask
+    from mrcnn.model import MaskRCNN
+    from mrcnn.model.weights import iter_layers
+
+    data, logs = sys.argv[1], sys.argv[2]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = facemask.make_config("tiny", GPU_COUNT=strategy.num_replicas_in_sync, IMAGES_PER_GPU=1,
+                                  STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    train = facemask.load_dataset(data, "train", verbose=False)
+    val = facemask.load_dataset(data, "val", verbose=False)
+    model = MaskRCNN("training", config, logs, strategy=strategy)
+    layer = {l.name: l for l in iter_layers(model.keras_model)}["mrcnn_mask"]
+    before = layer.weights[0].numpy().copy()
+    history = model.train(train, val, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+    after = layer.weights[0].numpy()
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "batch": config.BATCH_SIZE,
+                      "loss": history.history["loss"][-1], "val_loss": history.history["val_loss"][-1],
+                      "changed": bool(not np.allclose(before, after)), "checkpoint": model.find_last()}))
+""")
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_facemask_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_facemask_dir), str(tmp_path / "logs")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["batch"] == 2
+    assert result["changed"]
+    assert result["loss"] == result["loss"] and result["val_loss"] == result["val_loss"]  # not NaN
+    assert Path(result["checkpoint"]).is_file()
