@@ -152,11 +152,9 @@ def main(argv=None) -> int:
         augmentation = None if args.augment == "none" else "default"
         started = time.time()
         for i, (layers, lr, epoch) in enumerate(stages):
-            if i > 0 and os.path.isfile(os.path.join(model.log_dir, "best.h5")):
-                keep_epoch = model.epoch
+            # A new stage (not one resumed half-way) restarts from the best weights so far.
+            if i > 0 and model.epoch == stages[i - 1][2] and model.restore_best(verbose=0):
                 print(f"\nStage {i + 1}: restarting from the best weights so far ({model.log_dir}/best.h5)")
-                model.load_weights(os.path.join(model.log_dir, "best.h5"))
-                model.epoch = keep_epoch
             print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
             model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers,
                         augmentation=augmentation, verbose=2 if os.environ.get("CI") else 1)

@@ -80,24 +80,14 @@ _COCO_AREA_RANGES = {"APs": (0.0, 32.0**2), "APm": (32.0**2, 96.0**2), "APl": (9
 
 # ----------------------------------------------------------------------------- IoU
 def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``boxes1`` [N, 4] with every box in ``boxes2`` [M, 4] -> [N, M].
+    """IoU of every box in ``boxes1`` [N, 4] with every box in ``boxes2`` [M, 4] -> [N, M] (float64).
 
     Boxes are ``(y1, x1, y2, x2)``; area is ``(y2 - y1) * (x2 - x1)`` (Matterport). Pairs whose
     union is zero (degenerate boxes) get IoU 0.
     """
-    a = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    y1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    x1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    y2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    x2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return iou
+    from mrcnn.ops.boxes import compute_overlaps  # lazy: mrcnn.ops pulls in TensorFlow
+
+    return compute_overlaps(boxes1, boxes2, dtype=np.float64)
 
 
 def _as_bool_masks(masks: Any, name: str = "masks") -> np.ndarray:
@@ -116,44 +106,22 @@ def _as_bool_masks(masks: Any, name: str = "masks") -> np.ndarray:
 def mask_iou(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
     """IoU of every mask in ``masks1`` [H, W, N] with every mask in ``masks2`` [H, W, M] -> [N, M].
 
-    Vectorised as a matrix product of the flattened masks. Only pixels covered by at least one
-    mask of each set enter the product, which keeps memory small on large images. A pair with an
-    empty union (both masks empty) gets IoU 0, never NaN.
+    Float or integer masks are binarised (>= 0.5 / != 0). A pair with an empty union gets 0.
     """
     m1 = _as_bool_masks(masks1, "masks1")
     m2 = _as_bool_masks(masks2, "masks2")
     if m1.shape[:2] != m2.shape[:2]:
         raise ValueError(f"mask sizes differ: {m1.shape[:2]} vs {m2.shape[:2]}")
-    n, m = m1.shape[2], m2.shape[2]
-    if n == 0 or m == 0:
-        return np.zeros((n, m), dtype=np.float64)
-    f1 = m1.reshape(-1, n)
-    f2 = m2.reshape(-1, m)
-    area1 = f1.sum(axis=0, dtype=np.int64)
-    area2 = f2.sum(axis=0, dtype=np.int64)
-    rows = f1.any(axis=1) & f2.any(axis=1)
-    # float32 is exact for counts < 2**24 pixels; use float64 beyond that.
-    dtype = np.float32 if rows.sum() < 2**24 else np.float64
-    inter = f1[rows].astype(dtype).T @ f2[rows].astype(dtype)
-    inter = np.rint(inter).astype(np.float64)
-    union = area1[:, None] + area2[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return iou
+    from mrcnn.ops.masks import compute_overlaps_masks
+
+    return compute_overlaps_masks(m1, m2, dtype=np.float64)
 
 
 def extract_boxes(masks: np.ndarray) -> np.ndarray:
     """Boxes ``(y1, x1, y2, x2)`` (exclusive ends) of [H, W, N] masks; empty masks give zeros."""
-    m = _as_bool_masks(masks)
-    boxes = np.zeros((m.shape[2], 4), dtype=np.int32)
-    rows_any = m.any(axis=1)  # [H, N]
-    cols_any = m.any(axis=0)  # [W, N]
-    for i in range(m.shape[2]):
-        ys = np.flatnonzero(rows_any[:, i])
-        xs = np.flatnonzero(cols_any[:, i])
-        if ys.size and xs.size:
-            boxes[i] = (ys[0], xs[0], ys[-1] + 1, xs[-1] + 1)
-    return boxes
+    from mrcnn.ops.boxes import extract_bboxes
+
+    return extract_bboxes(_as_bool_masks(masks))
 
 
 # ----------------------------------------------------------------------------- matching

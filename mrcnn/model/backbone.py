@@ -16,6 +16,12 @@ RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
 BOTTLENECK = {"resnet50", "resnet101"}
 
 
+#: Moving-average momentum. Keras' 0.99 lags for hundreds of steps, which leaves the moving
+#: statistics (used at validation/inference) far behind when BN trains from scratch on short
+#: CPU runs; 0.9 catches up within tens of steps. Frozen BN (TRAIN_BN=False) never updates them.
+BN_MOMENTUM = 0.9
+
+
 class BatchNorm(layers.BatchNormalization):
     """BatchNormalization that can be frozen (inference mode) while the rest trains.
 
@@ -41,7 +47,7 @@ class BatchNorm(layers.BatchNormalization):
 
 
 def _bn(name, train_bn):
-    return BatchNorm(name=name, train_bn=train_bn, epsilon=1e-3)
+    return BatchNorm(name=name, train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM)
 
 
 def _block_letter(stage: int, index: int, count: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from .backbone import BatchNorm
+from .backbone import BN_MOMENTUM, BatchNorm
 from .roi_align import PyramidROIAlign
 
 
@@ -40,10 +40,10 @@ def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_siz
     """
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")([rois, image] + list(feature_maps))
     x = PerROI(layers.Conv2D(fc_size, pool_size, padding="valid"), name="mrcnn_class_conv1")(x)
-    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3), name="mrcnn_class_bn1")(x)
+    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
     x = PerROI(layers.Conv2D(fc_size, 1), name="mrcnn_class_conv2")(x)
-    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3), name="mrcnn_class_bn2")(x)
+    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((-1, fc_size), name="pool_squeeze")(x)
     logits = PerROI(layers.Dense(num_classes), name="mrcnn_class_logits")(shared)
@@ -58,7 +58,7 @@ def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, ch
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")([rois, image] + list(feature_maps))
     for i in range(1, 5):
         x = PerROI(layers.Conv2D(channels, 3, padding="same"), name=f"mrcnn_mask_conv{i}")(x)
-        x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3), name=f"mrcnn_mask_bn{i}")(x)
+        x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = PerROI(layers.Conv2DTranspose(channels, 2, strides=2, activation="relu"), name="mrcnn_mask_deconv")(x)
     return PerROI(layers.Conv2D(num_classes, 1, activation="sigmoid", dtype="float32"),

@@ -106,6 +106,15 @@ class MaskRCNN:
         self.set_log_dir(filepath)
         return report
 
+    def restore_best(self, verbose: int = 1) -> bool:
+        """Reload this run's ``best.h5`` (lowest val loss so far), keeping run folder and epoch.
+        Returns False when the run has no best weights yet."""
+        path = os.path.join(self.log_dir, "best.h5")
+        if not os.path.isfile(path):
+            return False
+        load_weights_by_name(self.keras_model, path, verbose=verbose)
+        return True
+
     def save_weights(self, filepath: str) -> None:
         save_weights_by_name(self.keras_model, filepath)
 

@@ -12,12 +12,12 @@ from keras.utils import bounding_boxes as kbb
 
 
 # ---------------------------------------------------------------------------------------------- IoU
-def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU, [N, 4] x [M, 4] -> [N, M]. Degenerate boxes give 0."""
+def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Pairwise IoU, [N, 4] x [M, 4] -> [N, M] in ``dtype``. Degenerate boxes give 0."""
     boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
     boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    area1 = np.clip(boxes1[:, 2] - boxes1[:, 0], 0, None) * np.clip(boxes1[:, 3] - boxes1[:, 1], 0, None)
+    area2 = np.clip(boxes2[:, 2] - boxes2[:, 0], 0, None) * np.clip(boxes2[:, 3] - boxes2[:, 1], 0, None)
     y1 = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
     x1 = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
     y2 = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
@@ -25,8 +25,8 @@ def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
     union = area1[:, None] + area2[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return iou.astype(np.float32)
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return iou.astype(dtype)
 
 
 def compute_overlaps_tf(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:

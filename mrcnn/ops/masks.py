@@ -11,18 +11,29 @@ def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
                       preserve_range=True, anti_aliasing=False)
 
 
-def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of bool masks [H, W, N] x [H, W, M] -> [N, M]; empty masks give 0."""
-    masks1, masks2 = np.asarray(masks1, dtype=bool), np.asarray(masks2, dtype=bool)
-    # Explicit pixel count: reshape(-1, 0) is ambiguous and fails when a set has no instance.
-    m1 = masks1.reshape(int(np.prod(masks1.shape[:-1])), masks1.shape[-1]).astype(np.float32)
-    m2 = masks2.reshape(int(np.prod(masks2.shape[:-1])), masks2.shape[-1]).astype(np.float32)
-    if m1.shape[1] == 0 or m2.shape[1] == 0:
-        return np.zeros((m1.shape[1], m2.shape[1]), dtype=np.float32)
-    inter = m1.T @ m2
-    union = m1.sum(0)[:, None] + m2.sum(0)[None, :] - inter
+def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Pairwise IoU of bool masks [H, W, N] x [H, W, M] -> [N, M]; empty masks give 0.
+
+    A matrix product of the flattened masks, restricted to pixels that both sets touch (small
+    memory on large images); pixel counts are exact.
+    """
+    m1 = np.asarray(masks1, dtype=bool)
+    m2 = np.asarray(masks2, dtype=bool)
+    n, m = m1.shape[-1], m2.shape[-1]
+    if n == 0 or m == 0:
+        return np.zeros((n, m), dtype=dtype)
+    f1 = m1.reshape(-1, n)
+    f2 = m2.reshape(-1, m)
+    area1 = f1.sum(axis=0, dtype=np.int64)
+    area2 = f2.sum(axis=0, dtype=np.int64)
+    rows = f1.any(axis=1) & f2.any(axis=1)
+    # float32 products are exact for counts < 2**24 pixels; use float64 beyond that.
+    work = np.float32 if rows.sum() < 2**24 else np.float64
+    inter = np.rint(f1[rows].astype(work).T @ f2[rows].astype(work)).astype(np.float64)
+    union = area1[:, None] + area2[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0).astype(np.float32)
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return iou.astype(dtype)
 
 
 def compute_overlaps_masks_tf(masks1: tf.Tensor, masks2: tf.Tensor) -> tf.Tensor:

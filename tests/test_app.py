@@ -1,0 +1,234 @@
+"""The web app: API tests with FastAPI's TestClient and a real headless-Chromium page test.
+
+The browser test needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright``
+package; it fails when they are missing, unless ``FACEMASK_NO_BROWSER=1`` is set (then it skips).
+Its screenshot goes to ``$PYTEST_ARTIFACTS`` (when set) or ``tests/artifacts/``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")  # python-multipart, for uploads
+
+CHROMIUM = os.environ.get("FACEMASK_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import keras
+
+    import facemask
+    from mrcnn.model.maskrcnn import MaskRCNN
+
+    keras.utils.set_random_seed(7)  # a seed whose random-init heads do detect something
+    config = facemask.make_config("tiny", inference=True, DETECTION_MIN_CONFIDENCE=0.0, DETECTION_MAX_INSTANCES=5)
+    return MaskRCNN("inference", config, model_dir="unused")
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model):
+    from mrcnn.serve.predictor import Predictor
+
+    return Predictor(tiny_model, ["BG", "mask"], description="tiny random-init test model")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+
+    with TestClient(create_app(predictor)) as c:
+        yield c
+
+
+def _encode(image: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sample_image() -> np.ndarray:
+    from tools.make_synthetic import draw_sample
+
+    image, _ = draw_sample(np.random.default_rng(1), 150, 200, negative=False)
+    return image
+
+
+def test_healthz_and_page(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok" and r.json()["classes"] == ["mask"]
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="upload-form"' in page.text and 'type="file"' in page.text and "api/predict" in page.text
+
+
+@pytest.mark.parametrize("fmt,mime", [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_predict_upload(client, sample_image, fmt, mime):
+    r = client.post("/api/predict", files={"file": (f"photo.{fmt.lower()}", _encode(sample_image, fmt), mime)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {"detections", "mask_area_pct", "masked_face_pct", "overlay_png_base64", "width",
+                         "height", "timing_ms"}
+    assert (body["width"], body["height"]) == (200, 150) and body["downscaled"] is False
+    assert body["masked_face_pct"] is None  # no "face" class in this model
+    assert isinstance(body["mask_area_pct"], float) and 0.0 <= body["mask_area_pct"] <= 100.0
+    assert isinstance(body["timing_ms"]["total"], float)
+    assert len(body["detections"]) > 0  # random-init model at DETECTION_MIN_CONFIDENCE=0
+    for d in body["detections"]:
+        assert set(d) == {"class_id", "class_name", "score", "box", "mask_area_pct"}
+        assert d["class_id"] == 1 and d["class_name"] == "mask"
+        assert isinstance(d["score"], float) and 0.0 <= d["score"] <= 1.0
+        assert len(d["box"]) == 4 and all(isinstance(v, int) for v in d["box"])
+        assert 0.0 <= d["mask_area_pct"] <= body["mask_area_pct"] + 1e-6
+    png = base64.b64decode(body["overlay_png_base64"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(png)).size == (200, 150)
+
+
+def test_rgba_and_grayscale_uploads(client, sample_image):
+    rgba = np.dstack([sample_image, np.full(sample_image.shape[:2], 128, np.uint8)])
+    gray = sample_image.mean(axis=2).astype(np.uint8)
+    for arr in (rgba, gray):
+        r = client.post("/api/predict", files={"file": ("x.png", _encode(arr, "PNG"), "image/png")})
+        assert r.status_code == 200, r.text
+
+
+def test_non_image_upload_is_415_with_message(client):
+    r = client.post("/api/predict", files={"file": ("notes.txt", b"hello, not an image\n" * 10, "text/plain")})
+    assert r.status_code == 415
+    assert "notes.txt is not a readable image" in r.json()["detail"]
+
+
+def test_empty_and_missing_uploads(client):
+    r = client.post("/api/predict", files={"file": ("empty.png", b"", "image/png")})
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    assert client.post("/api/predict").status_code == 422  # no file field at all
+
+
+def test_oversized_upload_is_413(predictor):
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+
+    noise = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    data = _encode(noise, "PNG")  # ~43 kB of incompressible pixels
+    assert len(data) > 20_000
+    with TestClient(create_app(predictor, max_size_mb=0.01)) as c:  # 10 kB limit
+        r = c.post("/api/predict", files={"file": ("big.png", data, "image/png")})
+    assert r.status_code == 413 and "0.01 MB limit" in r.json()["detail"]
+
+
+def test_large_dimensions_downscaled_or_refused(tiny_model, sample_image):
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+    from mrcnn.serve.predictor import Predictor
+
+    small = Predictor(tiny_model, ["BG", "mask"], max_side=100, max_pixels=20_000)
+    with TestClient(create_app(small)) as c:
+        r = c.post("/api/predict", files={"file": ("p.png", _encode(sample_image[:100, :140], "PNG"), "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["downscaled"] is True and (body["width"], body["height"]) == (100, 71)
+        assert (body["original_width"], body["original_height"]) == (140, 100)
+        r = c.post("/api/predict", files={"file": ("p.png", _encode(sample_image, "PNG"), "image/png")})
+        assert r.status_code == 413 and "megapixels" in r.json()["detail"]  # 30 000 px > 20 000
+
+
+# ----------------------------------------------------------------------------- real browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(predictor):
+    import uvicorn
+
+    from app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _artifact_dir() -> Path:
+    d = Path(os.environ.get("PYTEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_path):
+    if os.environ.get("FACEMASK_NO_BROWSER") == "1":
+        pytest.skip("FACEMASK_NO_BROWSER=1")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium (or set FACEMASK_NO_BROWSER=1 to skip)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install playwright (or FACEMASK_NO_BROWSER=1)")
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_encode(sample_image, "JPEG"))
+    shot = tmp_path / "app_screenshot.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(live_server)
+            assert page.title() == "Face-mask segmentation"
+            page.set_input_files("#file", str(photo))
+            page.click("#submit")
+            try:
+                page.wait_for_selector("#results-table", timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(_artifact_dir() / "app_screenshot_failed.png"), full_page=True)
+                raise AssertionError(f"no results table; status: {page.inner_text('#status')!r}; "
+                                     f"page errors: {errors}") from None
+            headers = page.locator("#results-table thead th").all_inner_texts()
+            assert headers == ["#", "class", "score", "box (y1, x1, y2, x2)", "mask area %"]
+            assert page.locator("#results-table tbody tr").count() >= 1
+            assert page.locator("#results-table tbody tr").first.locator("td").nth(1).inner_text() == "mask"
+            img = page.locator("#overlay")
+            assert img.is_visible()
+            # The overlay really decoded: its natural size is the uploaded image's.
+            assert page.evaluate("[document.getElementById('overlay').naturalWidth, "
+                                 "document.getElementById('overlay').naturalHeight]") == [200, 150]
+            assert "Done: photo.jpg" in page.inner_text("#status")
+            page.screenshot(path=str(shot), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    shutil.copy(shot, _artifact_dir() / "app_screenshot.png")

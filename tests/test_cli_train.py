@@ -1,0 +1,50 @@
+"""train.py as a user runs it: a subprocess on tiny synthetic data, then a resume with
+--weights last that continues the epoch count in the same run folder."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train(*args, timeout=600):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
+    logs = tmp_path / "logs"
+    common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(logs), "--augment", "none"]
+    first = _train(*common, "--stages", "all:0.01:1,all:0.001:2", "--steps-per-epoch", "2", "--eval-limit", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "val mask mAP@0.5 =" in first.stdout
+    runs = list(logs.glob("facemask*"))
+    assert len(runs) == 1
+    run = runs[0]
+    assert sorted(p.name for p in run.glob("mask_rcnn_facemask_*.h5")) == [
+        "mask_rcnn_facemask_0001.h5", "mask_rcnn_facemask_0002.h5"]
+    assert (run / "best.h5").is_file() and (run / "config.json").is_file() and (run / "losses.png").is_file()
+    assert not list(run.glob("*.tmp*")), "a temporary checkpoint file was left behind"
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert 0.0 <= summary["mask_mAP50"] <= 1.0
+    report = json.loads((run / "eval_val" / "report.json").read_text())
+    assert "mask_mAP50" in report and "coco_segm" in report
+
+    resumed = _train(*common, "--weights", "last", "--stages", "all:0.001:3", "--steps-per-epoch", "2", "--no-eval")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Starting at epoch 2" in resumed.stdout
+    assert (run / "mask_rcnn_facemask_0003.h5").is_file(), "resume did not continue in the same run folder"
+    assert len(list(logs.glob("facemask*"))) == 1
+
+
+def test_train_rejects_bad_arguments(tmp_path):
+    bad_stage = _train("--stages", "heads:fast:3", timeout=60)
+    assert bad_stage.returncode == 2
+    assert "LR must be a number" in bad_stage.stderr
+    missing = _train("--dataset", str(tmp_path / "nowhere"), "--logs", str(tmp_path / "logs"), timeout=120)
+    assert missing.returncode != 0 and "via_region_data.json" in missing.stderr
