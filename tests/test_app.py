@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("multipart")  # python-multipart, for uploads
+import fastapi  # noqa: E402,F401
+import multipart  # noqa: E402,F401  (python-multipart, for uploads)
 
 CHROMIUM = os.environ.get("FACEMASK_CHROMIUM", "/usr/bin/chromium")
 

@@ -48,3 +48,23 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert "LR must be a number" in bad_stage.stderr
     missing = _train("--dataset", str(tmp_path / "nowhere"), "--logs", str(tmp_path / "logs"), timeout=120)
     assert missing.returncode != 0 and "via_region_data.json" in missing.stderr
+
+
+def test_training_failure_is_reported_and_the_process_exits(tiny_facemask_dir, tmp_path):
+    """An image that disappears mid-training fails the run with an error naming it; the process must
+    exit (live tf.data loader threads used to deadlock interpreter shutdown)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_facemask_dir, data)
+    script = (
+        "import os, sys, facemask\n"
+        "from mrcnn.model import MaskRCNN\n"
+        "train = facemask.load_dataset(sys.argv[1], 'train', verbose=False)\n"
+        "for info in train.image_info: os.remove(info['path'])\n"
+        "config = facemask.make_config('tiny', STEPS_PER_EPOCH=2)\n"
+        "MaskRCNN('training', config, sys.argv[2]).train(train, None, 0.01, 1, 'all', verbose=0)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(data), str(tmp_path / "logs")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "synth_train_" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr)

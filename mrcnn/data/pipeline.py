@@ -91,7 +91,7 @@ def training_sample(dataset, config, image_id: int, augmentation, seed) -> dict[
     padded_ids[:n] = class_ids
     padded_boxes = np.zeros((cap, 4), np.float32)
     padded_boxes[:n] = boxes
-    padded_masks = np.zeros(masks.shape[:2] + (cap,), bool)
+    padded_masks = np.zeros(masks.shape[:2] + (cap,), np.uint8)  # uint8: bool breaks tf.distribute
     padded_masks[:, :, :n] = masks
     return {
         "input_image": mold_image(gt.image, config),
@@ -117,7 +117,7 @@ def input_signature(config) -> dict[str, tf.TensorSpec]:
         "input_rpn_bbox": tf.TensorSpec((config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), tf.float32),
         "input_gt_class_ids": tf.TensorSpec((cap,), tf.int32),
         "input_gt_boxes": tf.TensorSpec((cap, 4), tf.float32),
-        "input_gt_masks": tf.TensorSpec(mask_shape + (cap,), tf.bool),
+        "input_gt_masks": tf.TensorSpec(mask_shape + (cap,), tf.uint8),
     }
 
 

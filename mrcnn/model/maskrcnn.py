@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import re
+import traceback
 
 import keras
 import numpy as np
@@ -40,6 +42,19 @@ def layer_regex(layers: str, backbone="resnet101") -> str:
     except re.error as e:
         raise ValueError(f"layers={layers!r} is neither heads/3+/4+/5+/all nor a valid regex: {e}") from None
     return layers
+
+
+_OOM_HELP = """out of memory while training ({error}).
+Lower, in this order: IMAGES_PER_GPU (batch size), IMAGE_MAX_DIM/IMAGE_MIN_DIM, TRAIN_ROIS_PER_IMAGE,
+POST_NMS_ROIS_TRAINING, MAX_GT_INSTANCES; or pick a smaller BACKBONE (resnet50, resnet18), or set
+MIXED_PRECISION = True on a GPU."""
+
+
+def _last_epoch(log_dir: str, default: int) -> int:
+    """The epoch of the last checkpoint written in ``log_dir`` (after an interrupted fit)."""
+    from mrcnn.runs import read_state
+
+    return int(read_state(log_dir).get("epoch", default)) if log_dir and os.path.isdir(log_dir) else default
 
 
 class MaskRCNN:
@@ -191,10 +206,22 @@ class MaskRCNN:
         if verbose:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}, layers={layers}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
-        history = self.keras_model.fit(
-            train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
-            validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
-            callbacks=callbacks, verbose=verbose)
+        try:
+            history = self.keras_model.fit(
+                train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
+                validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
+                callbacks=callbacks, verbose=verbose)
+        except BaseException as error:  # also Ctrl-C
+            # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
+            # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the
+            # traceback's lines stay) so the pipeline shuts down while Python still runs.
+            traceback.clear_frames(error.__traceback__)
+            del train_ds, val_ds
+            gc.collect()
+            self.epoch = _last_epoch(self.log_dir, self.epoch)
+            if isinstance(error, tf.errors.ResourceExhaustedError):
+                raise MemoryError(_OOM_HELP.format(error=error.message.splitlines()[0])) from error
+            raise
         self.epoch = max(self.epoch, epochs)
         return history
 
@@ -232,7 +259,7 @@ class MaskRCNN:
         if self._predict_fn is None:
             model = self.keras_model
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def fn(image, meta):
                 return model({"input_image": image, "input_image_meta": meta}, training=False)
 
