@@ -342,9 +342,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (CLIError, FileNotFoundError, ConfigError, ImageReadError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def cli_main(run_fn, argv: Sequence[str] | None = None) -> int:
+    """Run a CLI's ``run(argv)``: user errors become one line on stderr and exit 1; Ctrl-C 130."""
     try:
-        run(argv)
+        run_fn(argv)
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -352,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

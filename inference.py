@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from evaluate import (CLIError, build_model, class_names_for, config_line, inference_config, positive_int,
-                      probability, resolve_checkpoint, resolve_classes, saved_run_config, user_errors)
+from evaluate import (CLIError, build_model, cli_main, class_names_for, config_line, inference_config, positive_int,
+                      probability, resolve_checkpoint, resolve_classes, saved_run_config)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_LOGS = "logs"
@@ -318,15 +318,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        run(argv)
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fastapi  # noqa: E402,F401
-import multipart  # noqa: E402,F401  (python-multipart, for uploads)
+import python_multipart  # noqa: E402,F401  (python-multipart, for uploads)
 
 CHROMIUM = os.environ.get("FACEMASK_CHROMIUM", "/usr/bin/chromium")
 

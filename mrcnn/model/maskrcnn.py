@@ -210,7 +210,7 @@ class MaskRCNN:
             history = self.keras_model.fit(
                 train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
                 validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
-                callbacks=callbacks, verbose=verbose)
+                callbacks=callbacks, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
             # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the

@@ -1,0 +1,45 @@
+"""Shared by the bench scripts: machine facts and writing one section of bench/RESULTS.md."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def machine_facts() -> dict[str, str]:
+    """CPU, core count, load and library versions, for the header of a results section."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    facts = {
+        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
+    }
+    for module in ("tensorflow", "keras", "numpy", "albumentations", "torch", "torchvision"):
+        try:
+            facts[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return facts
+
+
+def write_section(title: str, text: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the ``title`` section (a ``## ...`` line); keep the rest of the file."""
+    body = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    section = text.rstrip() + "\n"
+    pattern = re.compile(rf"^{re.escape(title)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(body):
+        body = pattern.sub(lambda _m: section + "\n", body, count=1).rstrip() + "\n"
+    else:
+        body = body.rstrip() + "\n\n" + section
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, path)
