@@ -185,3 +185,12 @@ def test_cli_as_script(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "total: 3 images" in res.stdout
     assert (out / "train" / ANNOTATION_FILE).exists() and (out / "val" / ANNOTATION_FILE).exists()
+
+
+def test_committed_demo_annotations_are_reproduced(tmp_path):
+    """via_annotations/ holds the demo val json; the generator must still write it byte for byte."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "via_annotations" / "synthetic_val_via_region_data.json"
+    make_dataset(tmp_path, n_train=0, n_val=50, seed=0, image_size=(256, 320))
+    assert (tmp_path / "val" / "via_region_data.json").read_bytes() == committed.read_bytes()
