@@ -32,6 +32,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from results import write_section  # noqa: E402  (bench/results.py)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA_DIR = os.path.join(ROOT, "bench", ".cache", "facemask_512")  # bench/pipeline.py caches 384x512 images in "facemask"
@@ -356,23 +358,6 @@ def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: str = RESULTS) -> None:
-    """Replace (or append) the "## Model speed" section, leaving the others untouched."""
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=5)
@@ -396,7 +381,7 @@ def main(argv=None):
     text = render(rows, memory, args.reps, max(1, args.warmup), load_start, os.getloadavg())
     print("\n" + text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"wrote {RESULTS}")
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -21,12 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
+from results import machine_facts, write_section  # noqa: E402  (bench/results.py)
 from mrcnn.data import ViaDataset  # noqa: E402
 from mrcnn.data.augment import as_augmenter  # noqa: E402
 from mrcnn.data.pipeline import build_dataset  # noqa: E402
@@ -48,28 +48,6 @@ class BenchConfig(Config):
     IMAGE_MIN_DIM = 512
     IMAGE_MAX_DIM = 512
     IMAGES_PER_GPU = 2
-
-
-def machine_facts() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import albumentations
-    return {
-        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "albumentations": albumentations.__version__,
-        "load": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
-    }
 
 
 def load_data(n_train: int, n_val: int) -> ViaDataset:
@@ -127,20 +105,6 @@ def stage_breakdown(dataset, config, samples: int) -> dict[str, float]:
               anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE, bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
         clock("mold", mold_image, image, config)
     return {k: 1000 * v / len(ids) for k, v in totals.items()}
-
-
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace (or append) only our "## Input pipeline" section; keep the rest of the file."""
-    body = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    section = text.rstrip() + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(body):
-        body = pattern.sub(lambda _m: section + "\n", body, count=1).rstrip() + "\n"
-    else:
-        body = body.rstrip() + "\n\n" + section
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -207,7 +171,7 @@ def main(argv=None) -> int:
     print()
     print(table)
     if not args.no_write:
-        write_section(table)
+        write_section(SECTION, table)
         print(f"\nwrote the '{SECTION}' section of {RESULTS}")
     return 0
 

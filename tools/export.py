@@ -17,7 +17,6 @@ padding, mean subtraction, box un-scaling and mask pasting all run in the graph:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence

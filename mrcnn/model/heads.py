@@ -1,7 +1,6 @@
 """Box/class head and mask head on pooled ROI features (Matterport layer names)."""
 from __future__ import annotations
 
-import keras
 from keras import layers, ops
 
 from .backbone import BN_MOMENTUM, BatchNorm

@@ -1,7 +1,6 @@
 """Region Proposal Network head, shared across pyramid levels (``rpn_conv_shared`` etc.)."""
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 
