@@ -134,15 +134,20 @@ class MaskRCNN:
         save_weights_by_name(self.keras_model, filepath)
 
     def get_imagenet_weights(self) -> str:
-        """ImageNet ResNet-50 weights from keras.applications (downloaded on the user's machine)."""
+        """ImageNet ResNet-50 weights (downloaded on the user's machine, MD5-checked).
+
+        This is the keras-applications v0.2 release file, whose layer names (``conv1``,
+        ``res2a_branch2a``, ``bn2a_branch2a`` ...) are the ones our ResNet uses, so it loads by name
+        (Matterport used the same file). Newer keras.applications files use other names.
+        """
         if self.config.BACKBONE != "resnet50":
-            raise ValueError("ImageNet weights are available for BACKBONE='resnet50' (keras.applications), "
-                             "or build 'mobilenetv2' with weights; use COCO weights for resnet101")
+            raise ValueError("ImageNet weights are available for BACKBONE='resnet50'; use COCO weights "
+                             "for resnet101, or train small backbones from scratch")
         return keras.utils.get_file(
             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+            "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            cache_subdir="models", file_hash="4d473c1dd8becc155b73f8504c6f6626")
+            cache_subdir="models", file_hash="a268eb855778b3df3c7506639542a6af", hash_algorithm="md5")
 
     # -------------------------------------------------------------------------------- training
     def set_trainable(self, layers: str, verbose: int = 0) -> list[str]:
