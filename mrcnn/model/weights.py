@@ -70,11 +70,6 @@ def read_layer_weights(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
         return out
 
 
-def _layer_weight_order(layer) -> list:
-    """The layer's variables in the order Keras 2 saved them (kernel, bias / gamma, beta, mean, var)."""
-    return list(layer.weights)
-
-
 def load_weights_by_name(model, path: str, exclude=None, verbose: int = 1) -> LoadReport:
     """Assign weights from ``path`` to the layers of ``model`` with the same name.
 
@@ -88,7 +83,7 @@ def load_weights_by_name(model, path: str, exclude=None, verbose: int = 1) -> Lo
     mismatches, assignments = [], []
     model_layers = {layer.name: layer for layer in iter_layers(model)}
     for name, layer in model_layers.items():
-        variables = _layer_weight_order(layer)
+        variables = list(layer.weights)  # Keras-2 order: kernel, bias / gamma, beta, mean, var
         if not variables:
             continue
         if any(p.match(name) for p in patterns):
@@ -139,7 +134,7 @@ def save_weights_by_name(model, path: str) -> None:
         with h5py.File(tmp, "w") as f:
             names = []
             for layer in iter_layers(model):
-                variables = _layer_weight_order(layer)
+                variables = list(layer.weights)  # Keras-2 order: kernel, bias / gamma, beta, mean, var
                 if not variables:
                     continue
                 names.append(layer.name)
