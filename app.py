@@ -175,16 +175,12 @@ def load_predictor(weights: str, *, logs: str = "logs", profile: str = "cpu", cl
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evaluate import add_checkpoint_args
+
     p = argparse.ArgumentParser(prog="app.py", description="Face-mask segmentation web app (FastAPI).")
-    p.add_argument("--weights", required=True, help="checkpoint .h5 path, or 'last' (newest under --logs)")
+    add_checkpoint_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--logs", default="logs", help="run folders, for --weights last (default logs)")
-    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="cpu",
-                   help="config profile, used only when the checkpoint has no config.json beside it")
-    p.add_argument("--classes", choices=("single", "subtypes"), default=None,
-                   help="class mode (default: the checkpoint's, else single)")
-    p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)")
     p.add_argument("--max-size-mb", type=float, default=DEFAULT_MAX_SIZE_MB,

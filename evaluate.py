@@ -297,21 +297,26 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
 
 
 # ----------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Evaluate a face-mask Mask R-CNN checkpoint: Matterport-style mAP@0.5 (mean over "
-                    "images), per-class AP and COCO AP@[.5:.95] for masks and boxes.")
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """The options every checkpoint-reading CLI shares (evaluate, inference, export, app)."""
     p.add_argument("--weights", required=True, help="checkpoint .h5 path, or 'last' (newest under --logs)")
-    p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset folder with <subset>/via_region_data.json "
-                   f"(default {DEFAULT_DATASET})")
-    p.add_argument("--subset", default="val", help="split to evaluate (default val)")
     p.add_argument("--classes", choices=("single", "subtypes"), default=None,
                    help="class mode (default: the checkpoint's, else single)")
     p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
     p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="cpu",
                    help="config profile, used only when the checkpoint has no config.json beside it")
     p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Evaluate a face-mask Mask R-CNN checkpoint: Matterport-style mAP@0.5 (mean over "
+                    "images), per-class AP and COCO AP@[.5:.95] for masks and boxes.")
+    add_checkpoint_args(p)
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset folder with <subset>/via_region_data.json "
+                   f"(default {DEFAULT_DATASET})")
+    p.add_argument("--subset", default="val", help="split to evaluate (default val)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--min-confidence", type=probability, default=None,
                    help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)")

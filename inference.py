@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from evaluate import (CLIError, build_model, cli_main, class_names_for, config_line, inference_config, positive_int,
+from evaluate import (CLIError, add_checkpoint_args, build_model, cli_main, class_names_for, config_line, inference_config, positive_int,
                       probability, resolve_checkpoint, resolve_classes, saved_run_config)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="inference.py",
         description="Detect face masks in images: overlays, predictions.json (COCO results), summary.csv.")
-    p.add_argument("--weights", required=True, help="checkpoint .h5 path, or 'last' (newest under --logs)")
+    add_checkpoint_args(p)
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--recursive", action="store_true", help="include sub-folders (mirrored in --output)")
@@ -295,12 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-detections", type=positive_int, default=None,
                    help="DETECTION_MAX_INSTANCES (default: the checkpoint's config)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per detect call (default 1)")
-    p.add_argument("--classes", choices=("single", "subtypes"), default=None,
-                   help="class mode (default: the checkpoint's, else single)")
-    p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
-    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="cpu",
-                   help="config profile, used only when the checkpoint has no config.json beside it")
-    p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="overlay format (default png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -27,15 +27,11 @@ if str(ROOT) not in sys.path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evaluate import add_checkpoint_args
+
     p = argparse.ArgumentParser(prog="tools/export.py", description="Export a checkpoint as a serving SavedModel.")
-    p.add_argument("--weights", required=True, help="checkpoint .h5 path, or 'last' (newest under --logs)")
+    add_checkpoint_args(p)
     p.add_argument("--out", required=True, help="output folder of the SavedModel")
-    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="cpu",
-                   help="config profile, used only when the checkpoint has no config.json beside it")
-    p.add_argument("--classes", choices=("single", "subtypes"), default=None,
-                   help="class mode (default: the checkpoint's, else single)")
-    p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
-    p.add_argument("--logs", default="logs", help="run folders, for --weights last (default logs)")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="DETECTION_MIN_CONFIDENCE baked into the graph (default: the checkpoint's config)")
     p.add_argument("--max-detections", type=int, default=None,
