@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", choices=("single", "subtypes"), default="single",
                    help="one 'mask' class, or surgical/n95/cloth/fashion from the mask_type attribute")
     p.add_argument("--config", metavar="FILE", help="JSON/YAML file of config overrides (e.g. from tools/fit_anchors.py)")
-    p.add_argument("--anchors", default="default", metavar="default|auto|FILE",
-                   help="auto: fit RPN anchors to the training boxes first (k-means) and use them")
+    p.add_argument("--anchors", default=None, metavar="default|auto|FILE",
+                   help="auto: fit RPN anchors to the training boxes first (k-means) and use them; "
+                        "default: the config's. Unset: auto when training from scratch (--weights none: "
+                        "no pretrained RPN to keep consistent), else default")
     p.add_argument("--stages", type=parse_stages, metavar="LAYERS:LR:EPOCH,...",
                    help="training stages (default depends on --weights, see above)")
     p.add_argument("--steps-per-epoch", type=int, metavar="N", help="override STEPS_PER_EPOCH")
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import facemask
     from mrcnn.model import MaskRCNN
+    from mrcnn.runs import run_config_path
 
     try:
         ensure_dataset(args)
@@ -132,16 +135,22 @@ def main(argv=None) -> int:
             strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)])
             overrides["GPU_COUNT"] = strategy.num_replicas_in_sync
         config = facemask.make_config(args.profile, args.classes, args.config, **overrides)
-        if args.anchors == "auto":
+        weights = facemask.resolve_weights(args.weights, args.logs, config.NAME)
+        resumed_config = run_config_path(weights) if args.weights.lower() == "last" else None
+        anchors = args.anchors or ("auto" if args.weights.lower() == "none" else "default")
+        if resumed_config:
+            # Resume exactly the run's model (anchors, sizes, classes); command-line overrides still apply.
+            print(f"Resuming with the run's config {resumed_config}")
+            config.apply_file(resumed_config).apply(overrides).validate()
+        elif anchors == "auto":
             config.apply_file(fit_anchor_config(args, args.config)).validate()
-        elif args.anchors != "default":
-            config.apply_file(args.anchors).validate()
+        elif anchors != "default":
+            config.apply_file(anchors).validate()
         config.display()
 
         train_set = facemask.load_dataset(args.dataset, "train", args.classes)
         val_set = facemask.load_dataset(args.dataset, "val", args.classes)
         model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
-        weights = facemask.resolve_weights(args.weights, args.logs, config.NAME)
         if weights == "imagenet":
             model.load_weights(model.get_imagenet_weights(), exclude=[])
         elif weights != "none":

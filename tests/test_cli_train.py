@@ -38,6 +38,9 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     resumed = _train(*common, "--weights", "last", "--stages", "all:0.001:3", "--steps-per-epoch", "2", "--no-eval")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Starting at epoch 2" in resumed.stdout
+    assert "Resuming with the run's config" in resumed.stdout  # e.g. the fitted anchors of run one
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["RPN_ANCHOR_SCALES"] != [8, 16, 32, 64, 128], "run one trained from scratch: anchors were fitted"
     assert (run / "mask_rcnn_facemask_0003.h5").is_file(), "resume did not continue in the same run folder"
     assert len(list(logs.glob("facemask*"))) == 1
 
