@@ -193,12 +193,11 @@ def main(argv=None) -> int:
 
 def _class_heads_if_needed(weights_path: str, config):
     """Exclude the class-specific heads when the file's class count differs from ours."""
-    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_weights
+    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_shapes
 
-    saved = read_layer_weights(weights_path)
-    logits = saved.get("mrcnn_class_logits")
-    if logits and logits[0][1].shape[-1] != config.NUM_CLASSES:
-        print(f"The weights have {logits[0][1].shape[-1]} classes, the config {config.NUM_CLASSES}: "
+    logits = read_layer_shapes(weights_path).get("mrcnn_class_logits")  # shapes only: no 246 MB read
+    if logits and logits[0][1][-1] != config.NUM_CLASSES:
+        print(f"The weights have {logits[0][1][-1]} classes, the config {config.NUM_CLASSES}: "
               f"excluding {', '.join(CLASS_SPECIFIC_HEADS)} (trained anew).")
         return CLASS_SPECIFIC_HEADS
     return ()

@@ -189,3 +189,20 @@ def test_resnet101_has_matterport_layer_names(tmp_path):
     assert "res4x_branch2a" not in names  # ResNet-101 stage 4 has blocks a..w
     resnet_layers = [n for n in names if n.startswith(("res", "bn")) or n == "conv1"]
     assert len(resnet_layers) == 1 + 1 + 2 * (3 * 33 + 4)  # conv1/bn_conv1 + conv/bn per branch
+
+
+def test_train_excludes_class_heads_only_when_class_counts_differ(tmp_path):
+    """train.py reads just the shapes of a weights file to decide on exclude=."""
+    import train
+    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_shapes, read_layer_weights
+
+    config = tiny_config(IMAGES_PER_GPU=1)
+    model = MaskRCNN("inference", config, str(tmp_path))
+    coco_like, same = str(tmp_path / "coco_like.h5"), str(tmp_path / "same.h5")
+    _write_matterport_h5(coco_like, model, num_classes_in_file=81)
+    model.save_weights(same)
+    assert tuple(train._class_heads_if_needed(coco_like, config)) == CLASS_SPECIFIC_HEADS
+    assert tuple(train._class_heads_if_needed(same, config)) == ()
+    shapes, arrays = read_layer_shapes(coco_like), read_layer_weights(coco_like)
+    assert shapes.keys() == arrays.keys()
+    assert all([s for _, s in shapes[k]] == [a.shape for _, a in arrays[k]] for k in shapes)

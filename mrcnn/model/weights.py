@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import h5py
 import numpy as np
@@ -41,12 +42,8 @@ def _decode(v):
     return v.decode("utf8") if isinstance(v, bytes) else str(v)
 
 
-def read_layer_weights(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """{layer name: [(weight name, array), ...]} from a Keras-2 style h5 (``save_weights`` or whole model).
-
-    Weights of nested models (Matterport's ``rpn_model``) are attributed to the layer named by
-    their weight-name prefix (``rpn_conv_shared/kernel:0`` -> ``rpn_conv_shared``).
-    """
+def _read_layers(path: str, arrays: bool) -> dict[str, list[tuple[str, Any]]]:
+    """Walk a Keras-2 style h5: {layer: [(weight name, array or shape), ...]}; see read_layer_weights."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
@@ -58,7 +55,7 @@ def read_layer_weights(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
         if "layer_names" not in root.attrs:
             raise ValueError(f"{path} is not in the Keras-2 by-name layout (no 'layer_names' attribute); "
                              "Keras 3 '.weights.h5' files load with model.keras_model.load_weights(path)")
-        out: dict[str, list[tuple[str, np.ndarray]]] = {}
+        out: dict[str, list[tuple[str, Any]]] = {}
         for group_name in (_decode(n) for n in root.attrs["layer_names"]):
             group = root[group_name]
             wnames = [_decode(n) for n in group.attrs.get("weight_names", [])]
@@ -66,8 +63,23 @@ def read_layer_weights(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
             nested = len(prefixes) > 1  # a sub-model's group holds several layers' weights
             for wname in wnames:
                 layer = wname.split("/")[0] if nested else group_name
-                out.setdefault(layer, []).append((wname, np.asarray(group[wname])))
+                value = np.asarray(group[wname]) if arrays else tuple(group[wname].shape)
+                out.setdefault(layer, []).append((wname, value))
         return out
+
+
+def read_layer_weights(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """{layer name: [(weight name, array), ...]} from a Keras-2 style h5 (``save_weights`` or whole model).
+
+    Weights of nested models (Matterport's ``rpn_model``) are attributed to the layer named by
+    their weight-name prefix (``rpn_conv_shared/kernel:0`` -> ``rpn_conv_shared``).
+    """
+    return _read_layers(path, arrays=True)
+
+
+def read_layer_shapes(path: str) -> dict[str, list[tuple[str, tuple]]]:
+    """Like :func:`read_layer_weights` but only the shapes: no weight data is read."""
+    return _read_layers(path, arrays=False)
 
 
 def load_weights_by_name(model, path: str, exclude=None, verbose: int = 1) -> LoadReport:
