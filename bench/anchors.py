@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-train", action="store_true", help="coverage table only")
     args = p.parse_args(argv)
 
-    from tools import fit_anchors
-    from tools.make_synthetic import make_dataset
+    from facemask import fit_anchors
+    from facemask.synthetic import make_dataset
 
     make_dataset(str(ROOT / args.dataset), n_train=200, n_val=50, image_size=(256, 320), seed=0)
     cache = ROOT / "bench" / ".cache" / "anchors"

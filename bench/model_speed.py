@@ -79,7 +79,7 @@ def timed(fn) -> float:
 
 
 def prepare_data():
-    from tools.make_synthetic import make_dataset
+    from facemask.synthetic import make_dataset
     import facemask
 
     make_dataset(DATA_DIR, n_train=16, n_val=4, seed=0, image_size=(SIZE, SIZE))

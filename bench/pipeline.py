@@ -51,7 +51,7 @@ class BenchConfig(Config):
 
 
 def load_data(n_train: int, n_val: int) -> ViaDataset:
-    from tools.make_synthetic import make_dataset
+    from facemask.synthetic import make_dataset
 
     t0 = time.perf_counter()
     summary = make_dataset(str(CACHE), n_train=n_train, n_val=n_val, seed=0)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         SECTION,
         "",
         f"`python bench/pipeline.py` ({time.strftime('%Y-%m-%d')}): `build_dataset` on the synthetic face-mask "
-        f"train split ({len(dataset.image_ids)} JPEGs of ~384x512, `tools.make_synthetic`, seed 0, "
+        f"train split ({len(dataset.image_ids)} JPEGs of ~384x512, `facemask.synthetic`, seed 0, "
         "single class), 512x512 square input, resnet50 strides, "
         f"{anchors} anchors, batch {config.BATCH_SIZE}, mini-masks {tuple(config.MINI_MASK_SHAPE)}. "
         f"Each row: median of {args.repeats} runs of {args.warmup} warm-up + {args.batches} timed batches "

@@ -197,7 +197,12 @@ class Config:
 
     def save(self, path: str) -> None:
         """Write the config as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
-        data = self.to_dict()
+        self.write_values(self.to_dict(), path)
+
+    @staticmethod
+    def write_values(data: dict[str, Any], path: str) -> None:
+        """Write a mapping of config values as JSON or YAML (by extension), atomically."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             if path.endswith((".yaml", ".yml")):

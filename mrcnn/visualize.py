@@ -11,7 +11,7 @@
 
 Images are RGB (``[H, W, 3]``); uint8, or float in [0, 1] or [0, 255]; grayscale and RGBA are
 converted. Boxes are ``(y1, x1, y2, x2)`` in pixels, masks ``[H, W, N]`` (bool or 0/1), as in
-:mod:`mrcnn.evaluate`.
+:mod:`mrcnn.metrics`.
 """
 from __future__ import annotations
 
@@ -253,7 +253,7 @@ def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_cl
     """Side-by-side figure: ground truth (left) and predictions (right), written to ``path``.
 
     With ``color_by_match`` instances are coloured by the result of
-    :func:`mrcnn.evaluate.match_detections` at ``iou_threshold`` (mask IoU when both mask sets
+    :func:`mrcnn.metrics.match_detections` at ``iou_threshold`` (mask IoU when both mask sets
     are given, else box IoU): green = matched, red = missed GT / false positive.
     """
     img = _to_uint8_rgb(image)
@@ -262,7 +262,7 @@ def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_cl
     gt_colors = pr_colors = None
     sub_gt = sub_pr = ""
     if color_by_match:
-        from mrcnn.evaluate import match_detections
+        from mrcnn.metrics import match_detections
 
         use_masks = gt_masks is not None and pred_masks is not None
         gt_match, pred_match, _ = match_detections(
@@ -293,8 +293,8 @@ def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_cl
 def plot_pr_curves(pr_curve_dict: Mapping[str, Mapping[str, Sequence[float]]], path,
                    title: str = "Precision-recall (mask IoU 0.5)", figsize=(7, 6)) -> None:
     """Step plot of ``{class: {"precision": [...], "recall": [...], ("ap": float)}}`` (the
-    ``pr_curve`` entry of :meth:`mrcnn.evaluate.Evaluator.summary`, i.e. the padded monotone
-    curves of :func:`mrcnn.evaluate.compute_ap`) to ``path``; the area under each line is its AP."""
+    ``pr_curve`` entry of :meth:`mrcnn.metrics.Evaluator.summary`, i.e. the padded monotone
+    curves of :func:`mrcnn.metrics.compute_ap`) to ``path``; the area under each line is its AP."""
     fig = _new_figure(figsize)
     ax = fig.subplots()
     colors = random_colors(max(1, len(pr_curve_dict)), seed=None, bright=False)

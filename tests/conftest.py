@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def tiny_facemask_dir(tmp_path_factory) -> Path:
     """8 train / 3 val synthetic images at 128x160 (seconds to make)."""
-    from tools.make_synthetic import make_dataset
+    from facemask.synthetic import make_dataset
 
     out = tmp_path_factory.mktemp("facemask")
     make_dataset(out, n_train=8, n_val=3, seed=0, image_size=(128, 160))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mrcnn.config import Config, ConfigError
-from mrcnn.ops.anchor_fit import (AnchorFit, anchor_coverage, anchor_recall_positional, anchor_shapes,
+from mrcnn.anchor_fit import (AnchorFit, anchor_coverage, anchor_recall_positional, anchor_shapes,
                                   boxes_at_input_size, fit_anchors, iou_wh, kmeans_iou, positional_coverage,
                                   validate_fit)
 
@@ -224,7 +224,7 @@ def test_boxes_at_input_size_matches_resized_masks(tmp_path, mode, min_dim, max_
 
 # ---------------------------------------------------------------------------------------- the CLI
 def test_cli_run_writes_snippet_and_plot(tmp_path):
-    from tools.fit_anchors import run
+    from facemask.fit_anchors import run
 
     rng = np.random.default_rng(10)
     _via_dataset(tmp_path / "data", [(240, 320), (320, 240), (300, 300), (200, 400)] * 3, rng)
@@ -261,7 +261,7 @@ def test_cli_as_script_and_module(tmp_path):
     rng = np.random.default_rng(11)
     _via_dataset(tmp_path / "data", [(200, 300)] * 3, rng)
     for cmd in ([sys.executable, os.path.join(ROOT, "tools", "fit_anchors.py")],
-                [sys.executable, "-m", "tools.fit_anchors"]):
+                [sys.executable, "-m", "facemask.fit_anchors"]):
         out = tmp_path / "a.json"
         proc = subprocess.run(cmd + ["--dataset", str(tmp_path / "data"), "--image-size", "128", "--out", str(out)],
                               cwd=ROOT if "-m" in cmd else str(tmp_path), capture_output=True, text=True,
@@ -273,10 +273,10 @@ def test_cli_as_script_and_module(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "tools", "make_synthetic.py")),
-                    reason="tools/make_synthetic.py not present")
+                    reason="facemask/synthetic.py not present")
 def test_fit_on_synthetic_facemask(tmp_path):
-    from tools.fit_anchors import load_dataset
-    from tools.make_synthetic import make_dataset
+    from facemask.fit_anchors import load_dataset
+    from facemask.synthetic import make_dataset
 
     make_dataset(tmp_path, n_train=16, n_val=0, seed=3, image_size=(192, 256))
     dataset = load_dataset(str(tmp_path), "train", "single")

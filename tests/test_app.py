@@ -47,7 +47,7 @@ def predictor(tiny_model):
 def client(predictor):
     from fastapi.testclient import TestClient
 
-    from app import create_app
+    from facemask.app import create_app
 
     with TestClient(create_app(predictor)) as c:
         yield c
@@ -63,7 +63,7 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def sample_image() -> np.ndarray:
-    from tools.make_synthetic import draw_sample
+    from facemask.synthetic import draw_sample
 
     image, _ = draw_sample(np.random.default_rng(1), 150, 200, negative=False)
     return image
@@ -120,13 +120,111 @@ def test_non_image_upload_is_415_with_message(client):
 def test_empty_and_missing_uploads(client):
     r = client.post("/api/predict", files={"file": ("empty.png", b"", "image/png")})
     assert r.status_code == 400 and "empty" in r.json()["detail"]
-    assert client.post("/api/predict").status_code == 422  # no file field at all
+    r = client.post("/api/predict")  # no body, no file field at all
+    assert r.status_code == 400 and "field named 'file'" in r.json()["detail"]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (no pixel data needed to trip the bomb check)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_decompression_bomb_is_413_without_server_paths(client):
+    r = client.post("/api/predict", files={"file": ("bomb.png", _png_header(20000, 20000), "image/png")})
+    assert r.status_code == 413, r.text
+    detail = r.json()["detail"]
+    assert "bomb.png" in detail and "megapixels" in detail
+    assert "/tmp" not in detail and "upload_" not in detail  # no server-side temp paths
+
+
+def _serve(app):
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def test_concurrent_large_uploads_are_decoded_one_at_a_time(predictor, monkeypatch):
+    """The memory bound: N concurrent 12-megapixel uploads never have more than one image decoded
+    at a time (each is 36 MB as RGB), all are answered, and a queue timeout answers 503."""
+    import httpx
+
+    from facemask.app import create_app
+    from mrcnn.serve import predictor as predictor_module
+
+    state = {"active": 0, "peak": 0}
+    lock = threading.Lock()
+    decode = predictor_module.decode_image_bytes
+
+    def counting_decode(*args, **kwargs):
+        with lock:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+        try:
+            time.sleep(0.05)  # widen the window in which an unbounded server would overlap
+            return decode(*args, **kwargs)
+        finally:
+            with lock:
+                state["active"] -= 1
+
+    monkeypatch.setattr(predictor_module, "decode_image_bytes", counting_decode)
+    big = np.full((3000, 4000, 3), 200, np.uint8)
+    big[1000:2000, 1500:2500] = (40, 90, 160)
+    data = _encode(big, "JPEG")  # small on the wire, 36 MB decoded
+
+    def post(url):
+        return httpx.post(url, files={"file": ("big.jpg", data, "image/jpeg")}, timeout=300)
+
+    server, thread, base = _serve(create_app(predictor, slots=1))
+    try:
+        results = [None] * 6
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert [r.status_code for r in results] == [200] * 6, [r.text[:200] for r in results if r.status_code != 200]
+    assert state["peak"] == 1, f"{state['peak']} images were decoded at once"
+
+    state["peak"] = 0
+    server, thread, base = _serve(create_app(predictor, slots=1, queue_timeout=0.01))
+    try:
+        results = [None] * 3
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
+                   for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    codes = sorted(r.status_code for r in results)
+    assert codes[0] == 200 and 503 in codes, codes
+    assert "busy" in next(r for r in results if r.status_code == 503).json()["detail"]
 
 
 def test_oversized_upload_is_413(predictor):
     from fastapi.testclient import TestClient
 
-    from app import create_app
+    from facemask.app import create_app
 
     noise = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
     data = _encode(noise, "PNG")  # ~43 kB of incompressible pixels
@@ -139,7 +237,7 @@ def test_oversized_upload_is_413(predictor):
 def test_large_dimensions_downscaled_or_refused(tiny_model, sample_image):
     from fastapi.testclient import TestClient
 
-    from app import create_app
+    from facemask.app import create_app
     from mrcnn.serve.predictor import Predictor
 
     small = Predictor(tiny_model, ["BG", "mask"], max_side=100, max_pixels=20_000)
@@ -164,7 +262,7 @@ def _free_port() -> int:
 def live_server(predictor):
     import uvicorn
 
-    from app import create_app
+    from facemask.app import create_app
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))

@@ -1,4 +1,4 @@
-"""evaluate.py / inference.py end to end (real subprocesses) and mrcnn.evaluate.evaluate_model.
+"""evaluate.py / inference.py end to end (real subprocesses) and mrcnn.metrics.evaluate_model.
 
 One session-scoped setup: a tiny synthetic dataset and a random-init tiny inference model whose
 weights and config.json sit in a fake run folder, so ``--weights last --logs LOGS`` finds them.
@@ -66,7 +66,7 @@ def setup(tmp_path_factory):
 
     import facemask
     from mrcnn.model.maskrcnn import MaskRCNN
-    from tools.make_synthetic import make_dataset
+    from facemask.synthetic import make_dataset
 
     tmp = tmp_path_factory.mktemp("cli")
     data = tmp / "data"
@@ -114,7 +114,6 @@ def cli_runs(setup):
     eval_out = tmp / "eval_out"
     evaluate_bg = Background(tmp / "eval_log", "evaluate.py", "--weights", "last", "--logs", setup["logs"],
                              "--dataset", setup["data"], "--subset", "val",
-                             "--profile", "cpu",  # ignored: config.json is beside the checkpoint
                              "--min-confidence", "0.0", "--batch-size", "2", "--iou", "0.6",
                              "--out", eval_out)
     src = setup["data"] / "val"
@@ -153,7 +152,7 @@ def infer_run(cli_runs):
 # ----------------------------------------------------------------------------- in process
 def test_evaluate_model_in_process(setup, cli_runs):  # cli_runs: start them first
     import facemask
-    from mrcnn.evaluate import Evaluator, evaluate_model
+    from mrcnn.metrics import Evaluator, evaluate_model
 
     dataset = facemask.load_dataset(str(setup["data"]), "val", verbose=False)
     evaluator, examples = evaluate_model(setup["model"], dataset, progress=False, keep_examples=2,
@@ -177,7 +176,7 @@ def test_evaluate_model_in_process(setup, cli_runs):  # cli_runs: start them fir
 
 
 def test_no_detection_warning():
-    import evaluate
+    from facemask import evaluate
 
     msg = evaluate.no_detection_warning({"num_images": 5, "num_pred": 0}, 0.9, "val")
     assert msg and "DETECTION_MIN_CONFIDENCE=0.9" in msg and "--min-confidence" in msg
@@ -185,7 +184,8 @@ def test_no_detection_warning():
 
 
 def test_inference_helpers(tmp_path):
-    import inference
+    from facemask import inference
+    from mrcnn.metrics import mask_coverage
 
     root = tmp_path
     files = [root / "a.jpg", root / "a.png", root / "s" / "b.tif"]
@@ -198,11 +198,11 @@ def test_inference_helpers(tmp_path):
     mask[5:10, 0:10] = True
     result = {"masks": np.stack([face, mask], -1), "class_ids": np.array([1, 2]),
               "rois": np.array([[0, 0, 10, 10], [5, 0, 10, 10]]), "scores": np.array([0.9, 0.8])}
-    face_pct, area_pct = inference.coverage(result, ["BG", "face", "mask"], (h, w))
+    face_pct, area_pct = mask_coverage(result, ["BG", "face", "mask"], (h, w))
     assert face_pct == pytest.approx(50.0) and area_pct == pytest.approx(100.0)
     # No face class: only the image-area share.
     result["class_ids"] = np.array([1, 1])
-    face_pct, area_pct = inference.coverage(result, ["BG", "mask"], (h, w))
+    face_pct, area_pct = mask_coverage(result, ["BG", "mask"], (h, w))
     assert face_pct is None and area_pct == pytest.approx(100.0)
 
 
@@ -242,6 +242,31 @@ def test_evaluate_errors(setup, tmp_path):
     err = one_line_error(cli("evaluate.py", "--weights", "last", "--logs", setup["logs"],
                              "--dataset", tmp_path / "no_data"))
     assert "via_region_data.json" in err
+
+
+def test_checkpoint_errors_blame_what_differs(setup, tmp_path):
+    """Not-HDF5 weights, another class count, another profile: one line each that names the file and
+    what actually differs."""
+    import shutil
+
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    err = one_line_error(cli("inference.py", "--weights", junk, "--input", setup["data"] / "val", "--output",
+                             tmp_path / "o"))
+    assert str(junk) in err and "HDF5" in err
+
+    bare = tmp_path / "bare" / "model.h5"  # no config.json beside it: flags decide the config
+    bare.parent.mkdir()
+    shutil.copy(setup["weights"], bare)
+    err = one_line_error(cli("evaluate.py", "--weights", bare, "--profile", "tiny", "--classes", "subtypes",
+                             "--dataset", setup["data"]))
+    assert str(bare) in err and "1 class(es) but the config has 4" in err
+
+    err = one_line_error(cli("-m", "facemask.export", "--weights", bare, "--profile", "cpu", "--out", tmp_path / "x"))
+    assert str(bare) in err and "the backbone or sizes differ" in err and "class" not in err.split(":")[-1]
+
+    err = one_line_error(cli("evaluate.py", "--weights", "last", "--logs", setup["logs"], "--profile", "gpu"))
+    assert "--profile gpu but the run was trained with --profile tiny" in err
 
 
 @pytest.mark.parametrize("script,args", [
@@ -314,3 +339,101 @@ def test_inference_errors(setup, tmp_path):
     err = one_line_error(cli("inference.py", "--weights", missing, "--input", setup["data"] / "val",
                              "--output", tmp_path / "out"))
     assert str(missing) in err
+
+
+# ----------------------------------------------------------------------------- predictions -> VIA
+def test_via_out_round_trips_predictions(setup, tmp_path):
+    """inference.py --via-out: predictions -> VIA 2 project -> read_via -> masks, IoU >= 0.9 with the
+    predicted masks, class and score as region attributes."""
+    from pycocotools import mask as mask_utils
+
+    from mrcnn.data.via import read_via
+    from mrcnn.data.via_dataset import ViaDataset
+
+    out = tmp_path / "out"
+    via_path = setup["data"] / "val" / "predicted_via.json"  # beside the images, as VIA expects
+    proc = cli("inference.py", "--weights", "last", "--logs", setup["logs"], "--input", setup["data"] / "val",
+               "--output", out, "--via-out", via_path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    project = json.loads(via_path.read_text())
+    assert project["_via_data_format_version"].startswith("2.0")
+    assert set(project["_via_attributes"]["region"]) == {"class", "score"}
+    assert list(project["_via_attributes"]["region"]["class"]["options"]) == ["mask"]
+
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["annotations"], "the fixture model detects: there must be something to round-trip"
+    via = read_via(via_path, class_key="class")
+    assert {im.filename for im in via.images} == {im["file_name"] for im in predictions["images"]}
+    dataset = ViaDataset()
+    dataset.load_via(via_path, class_key="class", verbose=False)
+    dataset.prepare()
+    by_file = {info["path"].name if hasattr(info["path"], "name") else Path(info["path"]).name: i
+               for i, info in enumerate(dataset.image_info)}
+    ious = []
+    for image in predictions["images"]:
+        anns = [a for a in predictions["annotations"] if a["image_id"] == image["id"]]
+        if not anns:
+            continue
+        masks, class_ids = dataset.load_mask(by_file[image["file_name"]])
+        assert masks.shape[-1] == len(anns) and set(class_ids) == {1}
+        for k, ann in enumerate(anns):
+            predicted = mask_utils.decode({**ann["segmentation"], "counts": ann["segmentation"]["counts"].encode()})
+            ious.append((predicted.astype(bool) & masks[..., k]).sum() / (predicted.astype(bool) | masks[..., k]).sum())
+    region = via.images[0].regions[0]
+    assert region.region_attributes["class"] == "mask" and 0 <= float(region.region_attributes["score"]) <= 1
+    assert ious and min(ious) >= 0.9, sorted(ious)[:5]
+
+
+# ----------------------------------------------------------------------------- any classes, any attribute
+def _relabel(json_path: Path, key: str, mapping: dict) -> None:
+    """Move the synthetic set's mask_type attribute to ``key`` with other class names."""
+    data = json.loads(json_path.read_text())
+    for entry in data.values():
+        regions = entry["regions"]
+        for region in (regions.values() if isinstance(regions, dict) else regions):
+            attrs = region["region_attributes"]
+            attrs[key] = mapping[attrs.pop("mask_type")]
+    json_path.write_text(json.dumps(data))
+
+
+def test_multiclass_attribute_through_every_command(tmp_path):
+    """A VIA set whose classes (helmet/vest/goggles) live under 'label': train --classes auto
+    --class-key label, then evaluate, inference and export with no class flag; the class names
+    appear in the run's config, the report, summary.csv, predictions.json and the VIA output."""
+    from facemask.synthetic import make_dataset
+
+    data = tmp_path / "ppe"
+    make_dataset(data, n_train=6, n_val=3, seed=3, image_size=(128, 160))
+    mapping = {"surgical": "Helmet", "n95": "vest", "cloth": "goggles", "fashion": "goggles"}
+    for subset in ("train", "val"):
+        _relabel(data / subset / "via_region_data.json", "label", mapping)
+    logs = tmp_path / "logs"
+    trained = cli("train.py", "--dataset", data, "--profile", "tiny", "--logs", logs, "--classes", "auto",
+                  "--class-key", "label", "--stages", "all:0.01:1", "--steps-per-epoch", "2", "--eval-limit", "2",
+                  "--anchors", "default", "--augment", "none", timeout=900)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run = next(logs.glob("facemask*"))
+    config = json.loads((run / "config.json").read_text())
+    names = ["goggles", "helmet", "vest"]  # found in the data, normalised and sorted
+    assert (config["CLASSES"], config["CLASS_NAMES"], config["CLASS_KEY"], config["NUM_CLASSES"]) == (
+        "auto", names, "label", 4)
+    report = json.loads((run / "eval_val" / "report.json").read_text())
+    assert report["class_names"] == ["BG", *names] and set(report["per_class_mask_AP50"]) <= set(names)
+
+    evaluated = cli("evaluate.py", "--weights", run, "--dataset", data, "--limit", "1", "--no-progress")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "classes: goggles, helmet, vest" in evaluated.stdout
+
+    out = tmp_path / "pred"
+    inferred = cli("inference.py", "--weights", "last", "--logs", logs, "--input", data / "val", "--output", out,
+                   "--via-out", out / "via.json", "--min-confidence", "0", "--no-progress")
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    with open(out / "summary.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header[4:7] == names
+    assert [c["name"] for c in json.loads((out / "predictions.json").read_text())["categories"]] == names
+    via = json.loads((out / "via.json").read_text())
+    assert list(via["_via_attributes"]["region"]["label"]["options"]) == names
+
+    refused = cli("evaluate.py", "--weights", run, "--dataset", data, "--classes", "subtypes")
+    assert "drop --classes" in one_line_error(refused)

@@ -35,6 +35,26 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     report = json.loads((run / "eval_val" / "report.json").read_text())
     assert "mask_mAP50" in report and "coco_segm" in report
 
+    run_record = json.loads((run / "run.json").read_text())
+    assert run_record["stages"] == [["all", 0.01, 1], ["all", 0.001, 2]] and run_record["weights"] == "none"
+    assert (saved := json.loads((run / "config.json").read_text()))["PROFILE"] == "tiny"
+    assert saved["CLASS_NAMES"] == ["mask"]
+
+    # Contradicting the run is refused with one line, before anything is trained.
+    for flags, needle in ((["--classes", "subtypes"], "drop --classes"), (["--profile", "gpu"], "drop --profile")):
+        refused = _train("--logs", str(logs), "--weights", "last", *flags, timeout=300)
+        assert refused.returncode == 1 and needle in refused.stderr and "Traceback" not in refused.stderr
+
+    # Killed during epoch 2 (its checkpoint never written): --weights last alone resumes the same
+    # run with the run's own from-scratch stages (not the pretrained default heads:...:10,all:...:20).
+    (run / "mask_rcnn_facemask_0002.h5").unlink()
+    again = _train("--logs", str(logs), "--weights", "last", "--steps-per-epoch", "2", "--no-eval")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "=== Stage 2/2: layers=all lr=0.001 until epoch 2 ===" in again.stdout
+    assert "Starting at epoch 1" in again.stdout
+    assert sorted(p.name for p in run.glob("mask_rcnn_facemask_*.h5"))[-1] == "mask_rcnn_facemask_0002.h5"
+    assert json.loads((run / "run.json").read_text())["stages"] == run_record["stages"]
+
     resumed = _train(*common, "--weights", "last", "--stages", "all:0.001:3", "--steps-per-epoch", "2", "--no-eval")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Starting at epoch 2" in resumed.stdout
@@ -49,6 +69,13 @@ def test_train_rejects_bad_arguments(tmp_path):
     bad_stage = _train("--stages", "heads:fast:3", timeout=60)
     assert bad_stage.returncode == 2
     assert "LR must be a number" in bad_stage.stderr
+    for args, needle in ((["--stages", "all:0.01:0"], "EPOCH is the epoch the stage ends at, so >= 1"),
+                         (["--stages", "all:-1:3"], "the learning rate must be > 0"),
+                         (["--stages", "all:0.01:3,all:0.001:2"], "stage epochs must increase"),
+                         (["--steps-per-epoch", "-3"], "-3 must be >= 1"),
+                         (["--classes", "a,A"], "names a class twice")):
+        bad = _train(*args, timeout=60)
+        assert bad.returncode == 2 and needle in bad.stderr, (args, bad.stderr[-500:])
     missing = _train("--dataset", str(tmp_path / "nowhere"), "--logs", str(tmp_path / "logs"), timeout=120)
     assert missing.returncode != 0 and "via_region_data.json" in missing.stderr
 

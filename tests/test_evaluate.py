@@ -1,4 +1,4 @@
-"""Hand-computed checks of mrcnn.evaluate (Matterport AP convention) and pycocotools agreement."""
+"""Hand-computed checks of mrcnn.metrics (Matterport AP convention) and pycocotools agreement."""
 import contextlib
 import io
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mrcnn import evaluate as ev
+from mrcnn import metrics as ev
 
 H = W = 64
 

@@ -20,7 +20,7 @@ def tiny_model():
 
 
 def _image(h, w, seed=0):
-    from tools.make_synthetic import draw_sample
+    from facemask.synthetic import draw_sample
 
     image, _ = draw_sample(np.random.default_rng(seed), h, w, negative=False)
     return image
@@ -59,7 +59,7 @@ def test_mold_image_matches_numpy(tiny_model):
 
 
 def test_export_serves_like_detect(tiny_model, tmp_path):
-    from mrcnn.serve.export import export_saved_model
+    from mrcnn.serve.saved_model import export_saved_model
 
     out = export_saved_model(tiny_model.keras_model, tiny_model.config, str(tmp_path / "saved"),
                              class_names=["BG", "mask"])

@@ -1,4 +1,4 @@
-"""Tests for the synthetic face-mask dataset generator (tools/make_synthetic.py)."""
+"""Tests for the synthetic face-mask dataset generator (facemask/synthetic.py)."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage.draw import polygon as sk_polygon
 
-from tools.make_synthetic import (
+from facemask.synthetic import (
     ANNOTATION_FILE,
     MASK_TYPES,
     draw_sample,

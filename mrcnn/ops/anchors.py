@@ -90,5 +90,3 @@ def generate_pyramid_anchors_tf(scales, ratios, image_shape, feature_strides, an
     return tf.concat(levels, axis=0)
 
 
-# k-means anchor fitting lives in its own module; re-exported here as the documented entry point.
-from .anchor_fit import fit_anchors  # noqa: E402,F401

@@ -12,6 +12,7 @@ import time
 
 import cv2
 import numpy as np
+from PIL import Image
 
 #: Long side above which uploads are downscaled (keeping aspect) before detection.
 DEFAULT_MAX_SIDE = 4096
@@ -44,6 +45,9 @@ def decode_image_bytes(data: bytes, filename: str | None = None, *, max_pixels: 
         try:
             h, w = read_image_size(path)
         except ImageReadError as e:
+            if isinstance(e.__cause__, Image.DecompressionBombError):
+                raise UploadError(f"{name} has too many pixels to decode safely (a decompression bomb?); "
+                                  f"the limit is {max_pixels / 1e6:.0f} megapixels", 413) from None
             raise UploadError(f"{name} is not a readable image ({_reason(e, path)}); "
                               "upload a JPEG, PNG, BMP, TIFF, WebP or GIF file", 415) from None
         if h * w > max_pixels:
@@ -109,7 +113,7 @@ class Predictor:
         overlay_png_base64, width, height, original_width, original_height, downscaled,
         timing_ms {detect, overlay, total}}. Coordinates refer to the (possibly downscaled)
         width x height image, which the overlay shows."""
-        from inference import coverage
+        from mrcnn.metrics import mask_coverage
         from mrcnn.visualize import draw_instances
 
         t0 = time.perf_counter()
@@ -123,7 +127,7 @@ class Predictor:
         ids = np.asarray(r["class_ids"]).reshape(-1).astype(int)
         scores = np.asarray(r["scores"]).reshape(-1).astype(float)
         rois = np.asarray(r["rois"]).reshape(-1, 4).astype(int)
-        face_pct, area_pct = coverage({"masks": masks, "class_ids": ids, "rois": rois}, self.class_names, (h, w))
+        face_pct, area_pct = mask_coverage({"masks": masks, "class_ids": ids, "rois": rois}, self.class_names, (h, w))
         detections = []
         for i in range(len(ids)):
             detections.append({

@@ -1,18 +1,19 @@
 """Fit RPN anchor scales/ratios to a VIA dataset's masks and write a config snippet.
 
 Boxes are measured at the network input size (after the model's resize), anchors are fitted with
-:func:`mrcnn.ops.anchor_fit.fit_anchors`, a defaults-vs-fitted table is printed, and
+:func:`mrcnn.anchor_fit.fit_anchors_to_dataset`, a defaults-vs-fitted table is printed, and
 ``{"RPN_ANCHOR_SCALES": [...], "RPN_ANCHOR_RATIOS": [...]}`` is written (JSON, or YAML for
 ``.yaml``/``.yml``), ready for ``Config.apply_file`` / ``--config``.
 
 Usage::
 
-    python tools/fit_anchors.py --dataset datasets/facemask --subset train --image-size 512 \\
+    facemask-fit-anchors --dataset datasets/facemask --subset train --image-size 512 \\
         --out anchors.json --plot anchors.png
-    python -m tools.fit_anchors --dataset datasets/facemask --classes subtypes --backbone resnet18 --out a.yaml
+    python -m facemask.fit_anchors --dataset datasets/facemask --classes subtypes --backbone resnet18 --out a.yaml
 
-From Python (``train.py --anchors auto``): ``run([...same arguments...])`` returns a dict with the
-snippet, the :class:`~mrcnn.ops.anchor_fit.AnchorFit` and the coverage numbers.
+``facemask.train --anchors auto`` calls the library function with the dataset and config it holds;
+``run([...same arguments...])`` returns a dict with the snippet, the
+:class:`~mrcnn.anchor_fit.AnchorFit` and the coverage numbers.
 """
 from __future__ import annotations
 
@@ -22,24 +23,18 @@ import os
 import sys
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mrcnn.config import Config
 
-from mrcnn.config import Config  # noqa: E402
-
-def load_dataset(dataset_dir: str, subset: str, classes: str = "single", verbose: bool = False):
-    """A prepared face-mask dataset of ``dataset_dir/subset`` (facemask's loader)."""
-    import facemask
-
-    return facemask.load_dataset(dataset_dir, subset, classes, verbose=verbose)
+from .cli import add_class_args, cli_main
+from .data import ClassSpec, load_dataset
 
 
 def build_config(args) -> Config:
     """The face-mask config of ``--profile`` (so "defaults" means the anchors that run would use),
     with ``--config``, ``--image-size`` and ``--backbone`` applied."""
-    import facemask
+    from .profiles import make_config
 
-    config = facemask.make_config(args.profile, args.classes, args.config)
+    config = make_config(args.profile, args.spec, args.config)
     if args.image_size:
         n = int(args.image_size)
         config.apply({"IMAGE_MAX_DIM": n, "IMAGE_MIN_DIM": min(int(config.IMAGE_MIN_DIM or n), n)})
@@ -52,11 +47,11 @@ def build_config(args) -> Config:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tools.fit_anchors", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="facemask-fit-anchors", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--dataset", required=True, help="dataset root holding SUBSET/via_region_data.json")
     ap.add_argument("--subset", default="train")
-    ap.add_argument("--classes", choices=("single", "subtypes"), default="single")
+    add_class_args(ap, "Default: single.")
     ap.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="gpu",
                     help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)")
     ap.add_argument("--config", help="JSON/YAML overrides applied to the base config (e.g. a run's config.json)")
@@ -96,37 +91,42 @@ def format_table(report: dict) -> str:
 
 
 def write_snippet(path: str, snippet: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+    """The config snippet as JSON, or YAML for .yaml/.yml (Config.save does the same)."""
+    Config.write_values(snippet, path)
 
-            yaml.safe_dump(snippet, f, sort_keys=False)
-        else:
-            json.dump(snippet, f, indent=2)
-            f.write("\n")
-    os.replace(tmp, path)
+
+def plot_fit(fit, config, path: str, title: str) -> None:
+    """Box shapes vs the default and fitted anchors (:func:`mrcnn.visualize.plot_anchor_fit`)."""
+    import numpy as np
+
+    from mrcnn.anchor_fit import anchor_shapes
+    from mrcnn.visualize import plot_anchor_fit
+
+    boxes = fit.boxes
+    hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    d = fit.report["default"]
+    plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios), path,
+                    title=f"{title}: {len(boxes)} GT boxes at {config.IMAGE_SHAPE[0]}x{config.IMAGE_SHAPE[1]} input")
 
 
 def run(args_list=None) -> dict[str, Any]:
     """Do everything the CLI does; returns ``{"snippet", "fit", "report", "n_boxes", "config", "out", "plot"}``."""
-    import numpy as np
-
-    from mrcnn.ops.anchor_fit import anchor_shapes, boxes_at_input_size, fit_anchors, validate_fit
+    from mrcnn.anchor_fit import fit_anchors_to_dataset
 
     args = parse_args(args_list)
-    config = build_config(args)
-    dataset = load_dataset(args.dataset, args.subset, args.classes, verbose=not args.quiet)
-    boxes = boxes_at_input_size(dataset, config, progress=not args.quiet)
-    if len(boxes) == 0:
-        raise ValueError(f"{args.dataset}/{args.subset} has no annotated instances to fit anchors to")
+    args.spec = ClassSpec.parse(args.classes, args.class_key)
+    config = build_config(args) if args.spec.mode != "auto" else None
+    dataset = load_dataset(args.dataset, args.subset, args.spec, verbose=not args.quiet)
+    if config is None:  # auto: the class count is known now
+        args.spec = dataset.class_spec(args.spec)
+        config = build_config(args)
     kwargs = {"seed": args.seed, "n_ratios": args.n_ratios, "objective": args.objective}
     if args.factors:
         kwargs["factors"] = tuple(args.factors)
-    fit = fit_anchors(boxes, config, **kwargs)
-    validate_fit(fit, config)
-
+    try:
+        fit = fit_anchors_to_dataset(dataset, config, progress=not args.quiet, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{args.dataset}/{args.subset}: {e}") from None
     snippet = fit.to_config()
     if args.backbone:
         snippet["BACKBONE"] = config.BACKBONE
@@ -138,22 +138,15 @@ def run(args_list=None) -> dict[str, Any]:
         if not args.quiet:
             print(f"wrote {args.out}")
     if args.plot:
-        from mrcnn.visualize import plot_anchor_fit
-
-        hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
-        d = fit.report["default"]
-        plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios),
-                        args.plot, title=f"{args.dataset}/{args.subset}: {len(boxes)} GT boxes at "
-                                         f"{config.IMAGE_SHAPE[0]}x{config.IMAGE_SHAPE[1]} input")
+        plot_fit(fit, config, args.plot, f"{args.dataset}/{args.subset}")
         if not args.quiet:
             print(f"wrote {args.plot}")
-    return {"snippet": snippet, "fit": fit, "report": fit.report, "n_boxes": int(len(boxes)),
+    return {"snippet": snippet, "fit": fit, "report": fit.report, "n_boxes": int(len(fit.boxes)),
             "config": config, "out": args.out, "plot": args.plot}
 
 
 def main(argv=None) -> int:
-    run(argv)
-    return 0
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

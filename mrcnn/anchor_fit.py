@@ -263,6 +263,7 @@ class AnchorFit:
     scales: tuple
     ratios: list
     report: dict = field(default_factory=dict)
+    boxes: np.ndarray | None = field(default=None, repr=False)  # the GT boxes fitted to (input pixels)
 
     def to_config(self) -> dict[str, Any]:
         """The config overrides: ``{"RPN_ANCHOR_SCALES": [...], "RPN_ANCHOR_RATIOS": [...]}``."""
@@ -522,3 +523,20 @@ def boxes_at_input_size(dataset, config, image_ids=None, progress: bool = True) 
     if not out:
         return np.zeros((0, 4), dtype=np.float32)
     return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def fit_anchors_to_dataset(dataset, config, *, progress: bool = True, **fit_kwargs) -> AnchorFit:
+    """Fit anchors to every GT box of a prepared ``dataset`` as ``config``'s model would see them.
+
+    Measures the boxes at network-input size (:func:`boxes_at_input_size`), fits
+    (:func:`fit_anchors`, ``fit_kwargs`` passed on) and checks the result against ``config``
+    (:func:`validate_fit`). The returned fit keeps the boxes (``fit.boxes``) for plots.
+    Raises ValueError when the dataset has no instance, ConfigError when the fit is unusable.
+    """
+    boxes = boxes_at_input_size(dataset, config, progress=progress)
+    if len(boxes) == 0:
+        raise ValueError("the dataset has no annotated instance to fit anchors to")
+    fit = fit_anchors(boxes, config, **fit_kwargs)
+    validate_fit(fit, config)
+    fit.boxes = boxes
+    return fit

@@ -29,8 +29,8 @@ gives byte-identical JPEGs and JSON, and images do not depend on each other
 
 Usage::
 
-    python -m tools.make_synthetic --out datasets/facemask --train 200 --val 50
-    python tools/make_synthetic.py --out datasets/facemask --size 384x512 --overwrite
+    python -m facemask.synthetic --out datasets/facemask --train 200 --val 50
+    python facemask/synthetic.py --out datasets/facemask --size 384x512 --overwrite
 """
 from __future__ import annotations
 
@@ -993,7 +993,7 @@ def _parse_size(text):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog="python -m tools.make_synthetic",
+        prog="facemask-synthetic",
         description="Draw a deterministic synthetic face-mask segmentation dataset "
                     "(Matterport balloon layout: <out>/{train,val}/*.jpg + via_region_data.json, "
                     "one VIA polygon per visible mask with region_attributes.mask_type in "
@@ -1029,6 +1029,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if __package__ in (None, ""):
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())
