@@ -67,16 +67,6 @@ def output_names(root: Path, files: list[Path], fmt: str) -> list[str]:
     return [p if counts[p] == 1 else f"{r.as_posix()}.{fmt}" for p, r in zip(plain, rels)]
 
 
-# ----------------------------------------------------------------------------- per-image numbers
-def encode_rle(mask) -> dict:
-    import numpy as np
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
-    return rle
-
-
 # ----------------------------------------------------------------------------- main work
 def infer_folder(args: argparse.Namespace, *, model=None) -> dict:
     """Detect in every image under ``args.input`` and write overlays, predictions.json,
@@ -135,13 +125,10 @@ def infer_folder(args: argparse.Namespace, *, model=None) -> dict:
         tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
 
     def detect(images):
-        # A short batch is padded with copies of its last image so the graph always sees the
-        # same batch size (no second trace for the last, partial batch).
         nonlocal detect_s
         t0 = time.perf_counter()
         try:
-            n = len(images)
-            return model.detect(list(images) + [images[-1]] * ((-n) % batch))[:n]
+            return model.detect(list(images))  # pads a short last batch itself (one graph)
         finally:
             detect_s += time.perf_counter() - t0
 
@@ -158,6 +145,8 @@ def infer_folder(args: argparse.Namespace, *, model=None) -> dict:
                             "overlay": out_rel, "n_detections": int(len(ids))})
         per_class = {n: 0 for n in class_names[1:]}
         from pycocotools import mask as mask_utils
+
+        from mrcnn.ops.masks import encode_rle
         for i in range(len(ids)):
             rle = encode_rle(masks[..., i])
             y1, x1, y2, x2 = rois[i]

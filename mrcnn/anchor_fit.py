@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mrcnn.config import ConfigError
+from mrcnn.ops.anchors import compute_backbone_shapes
 
 __all__ = ["AnchorFit", "iou_wh", "kmeans_iou", "anchor_shapes", "anchor_coverage", "anchor_recall_positional",
            "positional_coverage", "fit_anchors", "validate_fit", "boxes_at_input_size", "boxes_to_wh"]
@@ -173,13 +174,6 @@ def _image_shape(config, image_shape=None) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _feature_shapes(config, image_shape) -> np.ndarray:
-    if callable(config.BACKBONE):
-        return np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape)).reshape(-1, 2)
-    return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
-                     for s in config.BACKBONE_STRIDES])
-
-
 def _positional_best(boxes: np.ndarray, scales, ratios, feature_shapes, strides, anchor_stride: int = 1):
     """Best IoU of each box with the anchor grid, and the level of that anchor, computed analytically.
 
@@ -222,7 +216,7 @@ def positional_coverage(boxes, scales, ratios, config, image_shape=None) -> dict
     anchor grid of ``config`` (strides, RPN_ANCHOR_STRIDE, IMAGE_SHAPE); same result as
     :func:`anchor_recall_positional` with those scales/ratios set, without building every anchor."""
     shape = _image_shape(config, image_shape)
-    best, level = _positional_best(boxes, scales, ratios, _feature_shapes(config, shape),
+    best, level = _positional_best(boxes, scales, ratios, compute_backbone_shapes(config, shape),
                                    config.BACKBONE_STRIDES, int(config.RPN_ANCHOR_STRIDE))
     return _summarise(best, level, len(scales))
 
@@ -242,7 +236,7 @@ def anchor_recall_positional(boxes, config, image_shape=None, chunk_pairs: int =
     anchors = get_anchors(config, image_shape=shape)
     n_levels = len(config.RPN_ANCHOR_SCALES)
     per_level = [len(range(0, int(r), config.RPN_ANCHOR_STRIDE)) * len(range(0, int(c), config.RPN_ANCHOR_STRIDE))
-                 * len(config.RPN_ANCHOR_RATIOS) for r, c in _feature_shapes(config, shape)]
+                 * len(config.RPN_ANCHOR_RATIOS) for r, c in compute_backbone_shapes(config, shape)]
     bounds = np.cumsum(per_level)
     best = np.zeros(len(boxes))
     arg = np.zeros(len(boxes), dtype=int)
@@ -477,23 +471,13 @@ def validate_fit(fit: AnchorFit, config) -> None:
 
 # ------------------------------------------------------------------------------- dataset boxes
 def _resize_geometry(h: int, w: int, config):
-    """(scale_y, scale_x, top, left) mapping original pixels to network-input pixels, as
-    :func:`mrcnn.ops.images.resize_image_for_config` does (crop mode: no crop offset, it is random)."""
-    from mrcnn.ops.images import compute_scale
+    """(scale_y, scale_x, top, left) mapping original pixels to network-input pixels, as the model's
+    resize does (:func:`mrcnn.ops.images.resize_geometry`; crop mode: no crop offset, it is random)."""
+    from mrcnn.ops.images import resize_geometry
 
-    mode = config.IMAGE_RESIZE_MODE
-    if mode == "none":
-        return 1.0, 1.0, 0, 0
-    scale = compute_scale(h, w, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE, mode)
-    h2, w2 = (round(h * scale), round(w * scale)) if scale != 1 else (h, w)
-    top = left = 0
-    if mode == "square":
-        top = (config.IMAGE_MAX_DIM - h2) // 2
-        left = (config.IMAGE_MAX_DIM - w2) // 2
-    elif mode == "pad64":
-        top = ((64 - h2 % 64) % 64) // 2
-        left = ((64 - w2 % 64) % 64) // 2
-    return h2 / h, w2 / w, top, left
+    _, (h2, w2), padding = resize_geometry(h, w, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
+                                           config.IMAGE_MIN_SCALE, config.IMAGE_RESIZE_MODE)
+    return h2 / h, w2 / w, padding[0][0], padding[1][0]
 
 
 def boxes_at_input_size(dataset, config, image_ids=None, progress: bool = True) -> np.ndarray:

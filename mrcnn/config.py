@@ -96,7 +96,6 @@ class Config:
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
     }
-    USE_RPN_ROIS: bool = True
     TRAIN_BN: bool | None = False
     GRADIENT_CLIP_NORM: float = 5.0
 

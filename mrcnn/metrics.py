@@ -402,18 +402,6 @@ def _xywh(box) -> list[float]:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-def _encode_masks(masks: np.ndarray) -> list[dict]:
-    from pycocotools import mask as mask_utils
-
-    if masks.shape[2] == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
-    for r in rles:
-        if isinstance(r["counts"], bytes):
-            r["counts"] = r["counts"].decode("ascii")
-    return rles
-
-
 class Evaluator:
     """Accumulates GT and predictions image by image and summarises them.
 
@@ -497,15 +485,17 @@ class Evaluator:
                              "file_name": str(image_id)})
         from pycocotools import mask as mask_utils
 
+        from mrcnn.ops.masks import encode_rle
+
         gv, pv = pm["gt_valid"], pm["pred_valid"]
-        gt_rles = _encode_masks(gt_masks[..., gv])
+        gt_rles = encode_rle(gt_masks[..., gv])
         for rle, box, cid in zip(gt_rles, gt_boxes[gv], pm["gt_class_ids"][gv]):
             self._gt_anns.append({
                 "id": len(self._gt_anns) + 1, "image_id": coco_id, "category_id": int(cid),
                 "segmentation": rle, "area": float(mask_utils.area(rle)), "bbox": _xywh(box),
                 "iscrowd": 0,
             })
-        dt_rles = _encode_masks(pred_masks[..., pv])
+        dt_rles = encode_rle(pred_masks[..., pv])
         for rle, box, cid, s in zip(dt_rles, pred_boxes[pv], pm["pred_class_ids"][pv],
                                     pm["pred_scores"][pv]):
             # Separate lists: a result holding both "bbox" and "segmentation" makes loadRes take
@@ -686,8 +676,7 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
             chunk = ids[start:start + batch]
             images = [dataset.load_image(i) for i in chunk]
             t0 = time.perf_counter()
-            # Pad a short last batch with copies of its last image: one batch shape, one trace.
-            results = model.detect(images + [images[-1]] * (batch - len(images)))[: len(images)]
+            results = model.detect(images)
             detect_s += time.perf_counter() - t0
             for image_id, image, r in zip(chunk, images, results):
                 name = _image_name(dataset, image_id)

@@ -26,21 +26,6 @@ def _image(h, w, seed=0):
     return image
 
 
-def test_paste_masks_matches_numpy_unmold_mask():
-    from mrcnn.ops.masks import unmold_mask
-    from mrcnn.serve.graph_io import paste_masks_tf
-
-    rng = np.random.default_rng(0)
-    h, w = 60, 80
-    for t in range(20):
-        soft = (rng.random((28, 28)) * 0.6 + 0.3 * (t % 2)).astype(np.float32)  # odd t: min > 0 (clip path)
-        y1, x1 = int(rng.integers(-8, h - 2)), int(rng.integers(-8, w - 2))
-        box = np.array([y1, x1, max(y1 + int(rng.integers(1, 50)), 1), max(x1 + int(rng.integers(1, 60)), 1)])
-        want = unmold_mask(soft, box, (h, w))
-        got = paste_masks_tf(tf.constant(soft[None]), tf.constant(box[None]), h, w).numpy()[0].astype(bool)
-        np.testing.assert_array_equal(got, want, err_msg=f"box {box}")
-
-
 def test_mold_image_matches_numpy(tiny_model):
     from mrcnn.serve.graph_io import mold_image_tf
 

@@ -105,6 +105,8 @@ def test_detect_returns_masks_at_the_original_size(tmp_path, shape):
               rng.integers(0, 255, shape, dtype=np.uint8)]
     results = model.detect(images)
     assert len(results) == 3
+    # The short last batch (1 of 2) is padded inside detect(): one batch shape, one trace.
+    assert model._predict_fn.experimental_get_tracing_count() == 1
     for image, r in zip(images, results):
         n = len(r["scores"])
         assert r["masks"].shape == image.shape[:2] + (n,) and r["masks"].dtype == bool

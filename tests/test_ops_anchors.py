@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mrcnn.config import Config, ConfigError
 from mrcnn.ops.anchors import (compute_backbone_shapes, generate_anchors, generate_pyramid_anchors,
-                               generate_pyramid_anchors_tf, get_anchors, num_anchors_per_location)
+                               generate_pyramid_anchors_tf, get_anchors)
 from mrcnn.ops.boxes import norm_boxes
 
 
@@ -18,6 +18,11 @@ class SmallConfig(Config):
     IMAGE_MIN_DIM = 128
     IMAGE_MAX_DIM = 128
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+
+
+def stride_shapes(image_shape):
+    """Feature shapes by the default rule, ceil(image / stride) for strides 4..64."""
+    return compute_backbone_shapes(SmallConfig(), image_shape)
 
 
 @pytest.mark.parametrize("scale,ratios,shape,stride", [
@@ -54,9 +59,9 @@ def test_pyramid_anchors_tf_equals_numpy(image_shape):
     scales = (8, 16, 32, 64, 128)
     ratios = [0.5, 1, 2]
     strides = [4, 8, 16, 32, 64]
-    shapes = compute_backbone_shapes(image_shape, strides)
+    shapes = stride_shapes(image_shape)
     ref = generate_pyramid_anchors(scales, ratios, shapes, strides)
-    got = generate_pyramid_anchors_tf(scales, ratios, tf.constant(image_shape), strides).numpy()
+    got = generate_pyramid_anchors_tf(scales, ratios, tf.constant(shapes, tf.int32), strides).numpy()
     expected_count = sum(int(np.ceil(image_shape[0] / s)) * int(np.ceil(image_shape[1] / s)) * 3 for s in strides)
     assert ref.shape == got.shape == (expected_count, 4)
     # Same anchors in the same order (numpy works in float64, TF in float32: values may differ by an ulp).
@@ -65,18 +70,18 @@ def test_pyramid_anchors_tf_equals_numpy(image_shape):
 
 def test_pyramid_anchors_tf_dynamic_shape():
     strides = [4, 8, 16, 32, 64]
-    fn = tf.function(lambda shape: generate_pyramid_anchors_tf((8, 16, 32, 64, 128), [0.5, 1, 2], shape, strides),
-                     input_signature=[tf.TensorSpec([2], tf.int32)])
+    fn = tf.function(lambda shapes: generate_pyramid_anchors_tf((8, 16, 32, 64, 128), [0.5, 1, 2], shapes, strides),
+                     input_signature=[tf.TensorSpec([5, 2], tf.int32)])
     for shape in [(128, 128), (256, 192)]:
-        ref = generate_pyramid_anchors((8, 16, 32, 64, 128), [0.5, 1, 2], compute_backbone_shapes(shape, strides),
-                                       strides)
-        np.testing.assert_allclose(fn(tf.constant(shape)).numpy(), ref, atol=1e-4)
+        shapes = stride_shapes(shape)
+        ref = generate_pyramid_anchors((8, 16, 32, 64, 128), [0.5, 1, 2], shapes, strides)
+        np.testing.assert_allclose(fn(tf.constant(shapes, tf.int32)).numpy(), ref, atol=1e-4)
 
 
 def test_pyramid_level_order():
     strides = [4, 8, 16, 32, 64]
     scales = (8, 16, 32, 64, 128)
-    anchors = generate_pyramid_anchors(scales, [1], compute_backbone_shapes((128, 128), strides), strides)
+    anchors = generate_pyramid_anchors(scales, [1], stride_shapes((128, 128)), strides)
     sides = anchors[:, 2] - anchors[:, 0]
     counts = [(128 // s) ** 2 for s in strides]
     start = 0
@@ -91,24 +96,22 @@ def test_get_anchors_normalized_vs_pixel():
     pixel = get_anchors(config)
     normalized = get_anchors(config, normalized=True)
     assert pixel.shape == normalized.shape
-    assert len(pixel) == sum((128 // s) ** 2 for s in config.BACKBONE_STRIDES) * num_anchors_per_location(config)
+    assert len(pixel) == sum((128 // s) ** 2 for s in config.BACKBONE_STRIDES) * len(config.RPN_ANCHOR_RATIOS)
     np.testing.assert_allclose(normalized, norm_boxes(pixel, (128, 128)), atol=1e-7)
     # A returned array is a copy: editing it does not poison the cache.
     pixel[:] = -1
     assert (get_anchors(config) != -1).any()
     other = get_anchors(config, image_shape=(256, 192))
     ref = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                                   compute_backbone_shapes((256, 192), config.BACKBONE_STRIDES),
+                                   compute_backbone_shapes(config, (256, 192)),
                                    config.BACKBONE_STRIDES)
     np.testing.assert_array_equal(other, ref)
 
 
 def test_get_anchors_callable_backbone():
-    strides = [4, 8, 16, 32, 64]
-
     class CallableConfig(SmallConfig):
         BACKBONE = staticmethod(lambda image, config: None)
-        COMPUTE_BACKBONE_SHAPE = staticmethod(lambda shape: compute_backbone_shapes(shape, strides))
+        COMPUTE_BACKBONE_SHAPE = staticmethod(stride_shapes)
 
     config = CallableConfig()
     np.testing.assert_array_equal(get_anchors(config), get_anchors(SmallConfig()))

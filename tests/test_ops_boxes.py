@@ -143,3 +143,22 @@ def test_extract_bboxes_non_convex_mask():
     masks = np.zeros((16, 16, 1), bool)
     masks[1, 2, 0] = masks[12, 14, 0] = masks[6, 0, 0] = True
     np.testing.assert_array_equal(extract_bboxes(masks), [[1, 0, 13, 15]])
+
+
+@pytest.mark.parametrize("window,image_shape,original_shape", [
+    ((16, 0, 112, 128), (128, 128), (150, 200)),  # landscape, letterboxed top and bottom
+    ((0, 32, 128, 96), (128, 128), (200, 100)),   # portrait, pillarboxed
+    ((0, 0, 64, 64), (64, 64), (64, 64)),         # no resize
+])
+def test_unmold_boxes_numpy_and_tf_map_back_to_original_pixels(window, image_shape, original_shape):
+    from mrcnn.ops.boxes import norm_boxes, unmold_boxes, unmold_boxes_tf
+
+    y1, x1, y2, x2 = window
+    sy, sx = (y2 - y1) / original_shape[0], (x2 - x1) / original_shape[1]
+    original = np.array([[10, 20, 50, 60], [0, 0, original_shape[0], original_shape[1]]])
+    on_input = original * [sy, sx, sy, sx] + [y1, x1, y1, x1]  # the same boxes on the network input
+    boxes = norm_boxes(on_input, image_shape)
+    got = unmold_boxes(boxes, window, image_shape, original_shape)
+    np.testing.assert_array_equal(got, original)
+    np.testing.assert_array_equal(unmold_boxes_tf(boxes, tf.constant(window), tf.constant(image_shape),
+                                                  tf.constant(original_shape)).numpy(), got)

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import resize_image, resize_mask
-from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, expand_mask, minimize_mask,
-                             unmold_mask)
+from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, encode_rle, expand_mask,
+                             minimize_mask, paste_masks_tf, unmold_mask)
 
 
 def brute_force_mask_iou(m1, m2):
@@ -214,3 +214,29 @@ def test_resize_mask_several_instances_follow_content():
     for i in range(3):
         bright = out[..., i] > 127
         assert bright[m[..., i]].mean() > 0.95 and m[..., i][bright].mean() > 0.95
+
+
+def test_paste_masks_matches_numpy_unmold_mask():
+    rng = np.random.default_rng(0)
+    h, w = 60, 80
+    for t in range(20):
+        soft = (rng.random((28, 28)) * 0.6 + 0.3 * (t % 2)).astype(np.float32)  # odd t: min > 0 (clip path)
+        y1, x1 = int(rng.integers(-8, h - 2)), int(rng.integers(-8, w - 2))
+        box = np.array([y1, x1, max(y1 + int(rng.integers(1, 50)), 1), max(x1 + int(rng.integers(1, 60)), 1)])
+        want = unmold_mask(soft, box, (h, w))
+        got = paste_masks_tf(tf.constant(soft[None]), tf.constant(box[None]), h, w).numpy()[0].astype(bool)
+        np.testing.assert_array_equal(got, want, err_msg=f"box {box}")
+
+
+def test_encode_rle_round_trips_one_mask_and_a_stack():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(1)
+    masks = rng.random((13, 17, 3)) > 0.6
+    one = encode_rle(masks[..., 0])
+    assert isinstance(one["counts"], str) and one["size"] == [13, 17]
+    np.testing.assert_array_equal(mask_utils.decode(one).astype(bool), masks[..., 0])
+    stack = encode_rle(masks)
+    assert len(stack) == 3 and all(isinstance(r["counts"], str) for r in stack)
+    np.testing.assert_array_equal(mask_utils.decode(stack).astype(bool), masks)
+    assert encode_rle(np.zeros((13, 17, 0), bool)) == []

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.ops.anchors import generate_pyramid_anchors
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
@@ -12,7 +12,8 @@ IMAGE = (128, 128)
 
 
 def pyramid_anchors(shape=IMAGE):
-    return generate_pyramid_anchors(SCALES, [0.5, 1, 2], compute_backbone_shapes(shape, STRIDES), STRIDES)
+    shapes = [[int(np.ceil(shape[0] / s)), int(np.ceil(shape[1] / s))] for s in STRIDES]
+    return generate_pyramid_anchors(SCALES, [0.5, 1, 2], shapes, STRIDES)
 
 
 # ------------------------------------------------------------------------------ slow reference

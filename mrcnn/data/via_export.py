@@ -19,23 +19,34 @@ VIA_VERSION = "2.0.10"
 
 
 def mask_to_polygon(mask: np.ndarray, tolerance: float = 1.0) -> np.ndarray | None:
-    """[H, W] bool -> the outline of its largest connected part as [N, 2] (x, y) int points
-    (N >= 3), simplified to ``tolerance`` pixels; None for an empty or degenerate mask."""
+    """[H, W] bool -> the outline of its largest connected part as [N, 2] (x, y) points, N >= 3,
+    through the centres of its boundary pixels, simplified to ``tolerance`` pixels (Douglas-Peucker).
+    A part too thin for an outline (a dot, a line) gets the hull of its pixels' corners. None for
+    an empty mask."""
     m = np.ascontiguousarray(mask, dtype=np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
         return None
-    contour = max(contours, key=cv2.contourArea)
-    if tolerance > 0:
-        contour = cv2.approxPolyDP(contour, tolerance, True)
-    points = contour.reshape(-1, 2)
-    return points.astype(int) if len(points) >= 3 else None
+    part = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=len)
+    points = (cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour).reshape(-1, 2)
+    if len(points) >= 3 and cv2.contourArea(points) > 0:
+        return points.astype(float)
+    ys, xs = np.nonzero(part)
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)])
+    return cv2.convexHull(corners.astype(np.float32)).reshape(-1, 2).astype(float)
+
+
+def _number(v: float):
+    v = round(float(v), 1)
+    return int(v) if v.is_integer() else v
 
 
 def polygon_region(points: np.ndarray, attributes: dict) -> dict:
     """One VIA 2 region: a polygon with its region attributes (values as strings)."""
-    return {"shape_attributes": {"name": "polygon", "all_points_x": [int(x) for x in points[:, 0]],
-                                 "all_points_y": [int(y) for y in points[:, 1]]},
+    return {"shape_attributes": {"name": "polygon", "all_points_x": [_number(x) for x in points[:, 0]],
+                                 "all_points_y": [_number(y) for y in points[:, 1]]},
             "region_attributes": {k: str(v) for k, v in attributes.items()}}
 
 

@@ -7,8 +7,8 @@ backbone can be derived with :func:`derive_strides` instead of typed by hand.
 """
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers
 
 RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
@@ -48,11 +48,6 @@ class BatchNorm(layers.BatchNormalization):
 
 def _bn(name, train_bn):
     return BatchNorm(name=name, train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM)
-
-
-def _block_letter(stage: int, index: int, count: int) -> str:
-    # Matterport: stage 4 of ResNet-101 counts b..w after 'a'; all other blocks are a, b, c, ...
-    return chr(ord("a") + index)
 
 
 def _bottleneck(x, filters, stage, block, strides, train_bn, projection):
@@ -102,7 +97,7 @@ def resnet_graph(input_image, architecture: str, train_bn: bool | None = False):
         for i in range(count):
             strides = (2 if stage > 2 else 1) if i == 0 else 1
             projection = i == 0 and (bottleneck or stage > 2)
-            x = block_fn(x, filters, stage, _block_letter(stage, i, count), strides, train_bn, projection)
+            x = block_fn(x, filters, stage, chr(ord("a") + i), strides, train_bn, projection)
         outputs.append(x)
     return outputs
 
@@ -161,19 +156,3 @@ def derive_strides(config, probe_size: int = 256) -> list[int]:
     feats = build_backbone(probe, config)
     strides = [int(round(probe_size / f.shape[1])) for f in feats]
     return strides + [strides[-1] * 2]
-
-
-def check_strides(config) -> None:
-    """Raise a clear error when BACKBONE_STRIDES disagrees with the backbone's real strides."""
-    derived = derive_strides(config)
-    if list(config.BACKBONE_STRIDES) != derived:
-        raise ValueError(f"BACKBONE_STRIDES={list(config.BACKBONE_STRIDES)} but backbone "
-                         f"{config.BACKBONE!r} has strides {derived}; set BACKBONE_STRIDES = {derived}")
-
-
-def feature_shapes(config, image_shape) -> np.ndarray:
-    from mrcnn.ops.anchors import compute_backbone_shapes
-
-    if callable(config.BACKBONE):
-        return np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape))
-    return compute_backbone_shapes(image_shape, config.BACKBONE_STRIDES)

@@ -9,13 +9,14 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from mrcnn.ops.anchors import compute_backbone_shapes
+from mrcnn.ops.boxes import norm_boxes_tf
+
 from .backbone import build_backbone
-from .detection import DetectionBoxes, DetectionLayer
+from .box_head import DetectionBoxes, DetectionLayer, DetectionTargetLayer, classifier_head
 from .fpn import fpn_graph
-from .heads import classifier_head, mask_head
-from .proposals import ProposalLayer, PyramidAnchors
-from .rpn import RPNHead
-from .targets import DetectionTargetLayer
+from .mask_head import mask_head
+from .rpn import ProposalLayer, PyramidAnchors, RPNHead
 
 
 class NormalizeBoxes(layers.Layer):
@@ -23,17 +24,29 @@ class NormalizeBoxes(layers.Layer):
 
     def call(self, inputs):
         boxes, image = inputs
-        shape = tf.cast(tf.shape(image)[1:3], tf.float32)
-        scale = tf.stack([shape[0], shape[1], shape[0], shape[1]]) - 1.0
-        return (tf.cast(boxes, tf.float32) - tf.constant([0.0, 0.0, 1.0, 1.0])) / scale
+        return norm_boxes_tf(boxes, tf.shape(image)[1:3])
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
 
+def _check_feature_shapes(image, feature_maps, config):
+    """Where the input size is static, the feature maps must have the shapes the numpy anchors
+    (RPN targets) assume, :func:`mrcnn.ops.anchors.compute_backbone_shapes`."""
+    actual = [tuple(p.shape[1:3]) for p in feature_maps]
+    if None in tuple(image.shape[1:3]) or any(v is None for shape in actual for v in shape):
+        return
+    expected = [tuple(int(v) for v in row) for row in compute_backbone_shapes(config, tuple(image.shape[1:3]))]
+    if expected != actual:
+        fix = "COMPUTE_BACKBONE_SHAPE" if callable(config.BACKBONE) else "BACKBONE_STRIDES"
+        raise ValueError(f"the backbone's feature maps P2..P6 are {actual} but the config gives {expected}; "
+                         f"fix {fix} to match the backbone")
+
+
 def _features(image, config):
     c2, c3, c4, c5 = build_backbone(image, config)
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+    _check_feature_shapes(image, [p2, p3, p4, p5, p6], config)
     return [p2, p3, p4, p5, p6], [p2, p3, p4, p5]  # RPN sees P2..P6, the heads P2..P5
 
 
@@ -41,7 +54,7 @@ def _rpn_and_proposals(image, rpn_features, config, proposal_count):
     rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), anchor_stride=config.RPN_ANCHOR_STRIDE)
     rpn_logits, rpn_probs, rpn_deltas = rpn(rpn_features)
     anchors = PyramidAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                             config.RPN_ANCHOR_STRIDE, name="anchors")(image)
+                             config.RPN_ANCHOR_STRIDE, name="anchors")([image] + list(rpn_features))
     rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
                              config.RPN_BBOX_STD_DEV, name="ROI")([rpn_probs, rpn_deltas, anchors])
     return rpn_logits, rpn_probs, rpn_deltas, rpn_rois

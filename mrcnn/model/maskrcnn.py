@@ -11,13 +11,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.ops.boxes import denorm_boxes, norm_boxes
+from mrcnn.ops.boxes import unmold_boxes
 from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
 from mrcnn.ops.masks import unmold_mask
 from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
+from .mask_head import select_class_masks
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -249,11 +250,8 @@ class MaskRCNN:
         boxes = detections[:n, :4]
         class_ids = detections[:n, 4].astype(np.int32)
         scores = detections[:n, 5]
-        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
-        wy1, wx1, wy2, wx2 = norm_boxes(np.array([window]), image_shape[:2])[0]
-        shift = np.array([wy1, wx1, wy1, wx1])
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = denorm_boxes((boxes - shift) / scale, original_shape[:2])
+        masks = select_class_masks(mrcnn_mask[:n], class_ids)
+        boxes = unmold_boxes(boxes, window, image_shape, original_shape)
         keep = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
         full = np.stack([unmold_mask(masks[i], boxes[i], original_shape) for i in range(len(keep))], axis=-1) \
@@ -282,9 +280,11 @@ class MaskRCNN:
             raise ValueError("create the model with mode='inference' to detect")
         images = [np.asarray(im) for im in images]
         results = []
-        for start in range(0, len(images), self.config.BATCH_SIZE):
-            chunk = images[start:start + self.config.BATCH_SIZE]
-            molded, metas, windows = self.mold_inputs(chunk)
+        batch = self.config.BATCH_SIZE
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            # A short last batch is padded with copies of its last image: one batch shape, one trace.
+            molded, metas, windows = self.mold_inputs(chunk + [chunk[-1]] * (batch - len(chunk)))
             out = self._predict(molded, metas)
             for i, image in enumerate(chunk):
                 rois, class_ids, scores, masks = self.unmold_detections(

@@ -8,22 +8,16 @@ import os
 import keras
 import tensorflow as tf
 
-from . import losses as L
+from mrcnn.ops.boxes import compute_overlaps_tf
+from mrcnn.ops.images import parse_image_meta_tf
+
+from .box_head import box_losses
+from .mask_head import mask_accuracy, mask_losses
+from .rpn import rpn_losses
 from .weights import save_weights_by_name
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 DIAGNOSTICS = ("rpn_recall", "roi_positive_fraction", "mask_accuracy")
-
-
-def _batched_iou(a, b):
-    """[B, N, 4] x [B, M, 4] -> [B, N, M]."""
-    a, b = a[:, :, None, :], b[:, None, :, :]
-    ih = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-    iw = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
-    inter = ih * iw
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return tf.math.divide_no_nan(inter, area_a + area_b - inter)
 
 
 class MaskRCNNTrainingModel(keras.Model):
@@ -45,27 +39,26 @@ class MaskRCNNTrainingModel(keras.Model):
 
     # ---------------------------------------------------------------------------------- losses
     def compute_losses(self, x, out) -> dict[str, tf.Tensor]:
-        active = x["input_image_meta"][:, 12:]
+        """The five losses by name: the RPN's two, the box head's two, the mask head's one."""
+        active = parse_image_meta_tf(x["input_image_meta"])["active_class_ids"]
         return {
-            "rpn_class_loss": L.rpn_class_loss(x["input_rpn_match"], out["rpn_class_logits"]),
-            "rpn_bbox_loss": L.rpn_bbox_loss(x["input_rpn_bbox"], x["input_rpn_match"], out["rpn_bbox"]),
-            "mrcnn_class_loss": L.mrcnn_class_loss(out["target_class_ids"], out["mrcnn_class_logits"], active,
-                                                   out["rois"]),
-            "mrcnn_bbox_loss": L.mrcnn_bbox_loss(out["target_bbox"], out["target_class_ids"], out["mrcnn_bbox"]),
-            "mrcnn_mask_loss": L.mrcnn_mask_loss(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
+            **rpn_losses(x["input_rpn_match"], x["input_rpn_bbox"], out["rpn_class_logits"], out["rpn_bbox"]),
+            **box_losses(out["target_class_ids"], out["target_bbox"], out["mrcnn_class_logits"], out["mrcnn_bbox"],
+                         active, out["rois"]),
+            **mask_losses(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
         }
 
     def diagnostics(self, x, out) -> dict[str, tf.Tensor]:
         gt = out["gt_boxes_normalized"]
         real_gt = tf.cast(x["input_gt_class_ids"] > 0, tf.float32)
-        best = tf.reduce_max(_batched_iou(gt, out["rpn_rois"]), axis=2)  # [B, G]
+        best = tf.reduce_max(compute_overlaps_tf(gt, out["rpn_rois"]), axis=2)  # [B, G]
         hits = tf.cast(best >= 0.5, tf.float32) * real_gt
         real_rois = tf.cast(tf.reduce_any(tf.not_equal(out["rois"], 0.0), axis=-1), tf.float32)
         positives = tf.cast(out["target_class_ids"] > 0, tf.float32)
         return {
             "rpn_recall": tf.math.divide_no_nan(tf.reduce_sum(hits), tf.reduce_sum(real_gt)),
             "roi_positive_fraction": tf.math.divide_no_nan(tf.reduce_sum(positives), tf.reduce_sum(real_rois)),
-            "mask_accuracy": L.mask_accuracy(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
+            "mask_accuracy": mask_accuracy(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
         }
 
     def l2_penalty(self):

@@ -9,10 +9,17 @@ import numpy as np
 from .boxes import norm_boxes
 
 
-def compute_backbone_shapes(image_shape, strides) -> np.ndarray:
-    """Feature map (height, width) of each pyramid level for an input of ``image_shape``."""
+def compute_backbone_shapes(config, image_shape) -> np.ndarray:
+    """Feature-map (height, width) of each pyramid level, [L, 2] int, for an input of ``image_shape``.
+
+    ``config.COMPUTE_BACKBONE_SHAPE(image_shape)`` for a callable BACKBONE (Matterport's rule),
+    else ``ceil(image / stride)`` per ``BACKBONE_STRIDES``. The graph reads the same shapes from
+    its feature maps (:class:`mrcnn.model.rpn.PyramidAnchors`) and checks them against this.
+    """
+    if callable(config.BACKBONE):
+        return np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape), dtype=np.int64).reshape(-1, 2)
     return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
-                     for s in strides])
+                     for s in config.BACKBONE_STRIDES])
 
 
 def generate_anchors(scale: float, ratios, shape, feature_stride: int, anchor_stride: int = 1) -> np.ndarray:
@@ -38,14 +45,9 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
                            for s, shp, fs in zip(scales, feature_shapes, feature_strides)], axis=0)
 
 
-def num_anchors_per_location(config) -> int:
-    return len(config.RPN_ANCHOR_RATIOS)
-
-
 @lru_cache(maxsize=16)
-def _cached_anchors(scales, ratios, image_shape, strides, anchor_stride):
-    shapes = compute_backbone_shapes(image_shape, strides)
-    return generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
+def _cached_anchors(scales, ratios, feature_shapes, strides, anchor_stride):
+    return generate_pyramid_anchors(scales, ratios, feature_shapes, strides, anchor_stride)
 
 
 def get_anchors(config, image_shape=None, normalized: bool = False) -> np.ndarray:
@@ -54,32 +56,23 @@ def get_anchors(config, image_shape=None, normalized: bool = False) -> np.ndarra
     Pixel coordinates by default; ``normalized=True`` gives the model's normalised coordinates.
     """
     image_shape = tuple(int(v) for v in (config.IMAGE_SHAPE if image_shape is None else image_shape)[:2])
-    if callable(config.BACKBONE):
-        shapes = np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape))
-        anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes,
-                                           config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
-    else:
-        anchors = _cached_anchors(tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
-                                  image_shape, tuple(config.BACKBONE_STRIDES), int(config.RPN_ANCHOR_STRIDE))
+    shapes = tuple(tuple(int(v) for v in row) for row in compute_backbone_shapes(config, image_shape))
+    anchors = _cached_anchors(tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
+                              shapes, tuple(config.BACKBONE_STRIDES), int(config.RPN_ANCHOR_STRIDE))
     return norm_boxes(anchors, image_shape) if normalized else anchors.copy()
 
 
-def generate_pyramid_anchors_tf(scales, ratios, image_shape, feature_strides, anchor_stride: int = 1):
-    """TF twin of :func:`generate_pyramid_anchors` for a (possibly dynamic) input ``image_shape``.
-
-    Feature shapes are ``ceil(image / stride)`` as :func:`compute_backbone_shapes`; returns pixel
-    anchors [A, 4] in the same order as the numpy version, so targets built in numpy line up.
-    """
+def generate_pyramid_anchors_tf(scales, ratios, feature_shapes, feature_strides, anchor_stride: int = 1):
+    """TF twin of :func:`generate_pyramid_anchors`: ``feature_shapes`` is an int tensor [L, 2]
+    (possibly dynamic, e.g. read from the feature maps) -> pixel anchors [A, 4], same order."""
     import tensorflow as tf
 
-    image_shape = tf.cast(image_shape[:2], tf.float32)
     ratios = tf.constant(ratios, tf.float32)
     levels = []
-    for scale, stride in zip(scales, feature_strides):
+    for level, (scale, stride) in enumerate(zip(scales, feature_strides)):
         heights = scale / tf.sqrt(ratios)
         widths = scale * tf.sqrt(ratios)
-        rows = tf.cast(tf.math.ceil(image_shape[0] / stride), tf.int32)
-        cols = tf.cast(tf.math.ceil(image_shape[1] / stride), tf.int32)
+        rows, cols = feature_shapes[level][0], feature_shapes[level][1]
         ys = tf.cast(tf.range(0, rows, anchor_stride), tf.float32) * stride
         xs = tf.cast(tf.range(0, cols, anchor_stride), tf.float32) * stride
         cx, cy = tf.meshgrid(xs, ys)
@@ -88,5 +81,3 @@ def generate_pyramid_anchors_tf(scales, ratios, image_shape, feature_strides, an
         boxes = tf.concat([centers - half, centers + half], axis=2)
         levels.append(tf.reshape(boxes, [-1, 4]))
     return tf.concat(levels, axis=0)
-
-

@@ -30,9 +30,9 @@ def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray, dtype=np.float32) -
 
 
 def compute_overlaps_tf(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
-    """TF twin of :func:`compute_overlaps` ([N, 4] x [M, 4] -> [N, M])."""
-    b1 = tf.cast(boxes1, tf.float32)[:, None, :]
-    b2 = tf.cast(boxes2, tf.float32)[None, :, :]
+    """TF twin of :func:`compute_overlaps`: [..., N, 4] x [..., M, 4] -> [..., N, M] (leading batch dims allowed)."""
+    b1 = tf.cast(boxes1, tf.float32)[..., :, None, :]
+    b2 = tf.cast(boxes2, tf.float32)[..., None, :, :]
     inter_h = tf.maximum(tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]), 0.0)
     inter_w = tf.maximum(tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]), 0.0)
     inter = inter_h * inter_w
@@ -132,6 +132,23 @@ def denorm_boxes_tf(boxes: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
     scale = tf.stack([h, w, h, w]) - 1.0
     shift = tf.constant([0.0, 0.0, 1.0, 1.0])
     return tf.cast(tf.round(tf.cast(boxes, tf.float32) * scale + shift), tf.int32)
+
+
+def unmold_boxes(boxes: np.ndarray, window, image_shape, original_shape) -> np.ndarray:
+    """Normalised boxes [N, 4] on the network input (``image_shape``, the image inside ``window``,
+    pixels) -> integer pixel boxes [N, 4] on the original image (``original_shape``)."""
+    wy1, wx1, wy2, wx2 = norm_boxes(np.array([window]), image_shape[:2])[0]
+    shift = np.array([wy1, wx1, wy1, wx1])
+    scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    return denorm_boxes((np.asarray(boxes) - shift) / scale, original_shape[:2])
+
+
+def unmold_boxes_tf(boxes: tf.Tensor, window: tf.Tensor, image_shape: tf.Tensor, original_shape: tf.Tensor) -> tf.Tensor:
+    """TF twin of :func:`unmold_boxes`."""
+    wy1, wx1, wy2, wx2 = tf.unstack(norm_boxes_tf(window, image_shape))
+    shift = tf.stack([wy1, wx1, wy1, wx1])
+    scale = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    return denorm_boxes_tf((tf.cast(boxes, tf.float32) - shift) / scale, original_shape)
 
 
 def extract_bboxes(masks: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Instance-mask math: IoU, mini-masks, pasting ("unmolding") masks into full images."""
+"""Instance-mask math: IoU, mini-masks, pasting ("unmolding") masks into full images (numpy and
+TF twins), COCO RLE encoding."""
 from __future__ import annotations
 
 import numpy as np
@@ -80,3 +81,57 @@ def unmold_mask(mask: np.ndarray, bbox, image_shape, threshold: float = 0.5) -> 
     ys, xs = slice(max(y1, 0), min(y2, full.shape[0])), slice(max(x1, 0), min(x2, full.shape[1]))
     full[ys, xs] = resized[ys.start - y1:ys.stop - y1, xs.start - x1:xs.stop - x1] >= threshold
     return full
+
+
+def _interp_matrix(start, stop, size, full):
+    """([full, size] bilinear weights, [full] 0/1 inside-the-box) that paste a ``size``-long signal onto pixels
+    [start, stop) of a ``full``-long axis (zero rows elsewhere), as scikit-image's
+    ``resize(order=1, mode="constant", cval=0)`` samples it."""
+    length = tf.cast(stop - start, tf.float32)
+    pos = tf.range(full)
+    inside = tf.logical_and(pos >= start, pos < stop)
+    s = (tf.cast(pos - start, tf.float32) + 0.5) * (float(size) / length) - 0.5
+    i0 = tf.cast(tf.floor(s), tf.int32)
+    frac = s - tf.cast(i0, tf.float32)
+    # Outside the signal the value is cval = 0 (one_hot of an index < 0 or >= size is all zero).
+    weights = tf.one_hot(i0, size) * (1.0 - frac)[:, None] + tf.one_hot(i0 + 1, size) * frac[:, None]
+    inside = tf.cast(inside, tf.float32)
+    return weights * inside[:, None], inside
+
+
+def paste_masks_tf(masks, boxes, height, width, threshold=0.5):
+    """TF twin of :func:`unmold_mask` for N masks: soft masks [N, mh, mw] into their integer
+    boxes [N, 4] -> uint8 [N, height, width].
+
+    Two interpolation matrices per mask (``Ry @ mask @ Rx^T``) reproduce scikit-image's
+    ``resize(order=1, mode="constant", cval=0, clip=True)`` exactly, so the result equals the
+    numpy path up to float32-vs-float64 rounding at the threshold.
+    """
+    mh, mw = masks.shape[1], masks.shape[2]
+
+    def one(args):
+        mask, box = args
+        ry, in_y = _interp_matrix(box[0], box[2], mh, height)
+        rx, in_x = _interp_matrix(box[1], box[3], mw, width)
+        soft = tf.matmul(tf.matmul(ry, mask), rx, transpose_b=True)
+        # scikit-image's clip=True: back into the input's value range (undoes the edge fade
+        # wherever the mask's minimum is above 0) -- inside the box only.
+        soft = tf.clip_by_value(soft, tf.reduce_min(mask), tf.reduce_max(mask)) * (in_y[:, None] * in_x[None, :])
+        return tf.cast(soft >= threshold, tf.uint8)
+
+    return tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
+                     fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+
+
+def encode_rle(masks: np.ndarray):
+    """COCO RLE of bool masks with ``counts`` as str (JSON-ready): [H, W] -> dict, [H, W, N] -> list of N dicts."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.asarray(masks)
+    if masks.ndim == 3 and masks.shape[2] == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
+    for rle in [rles] if isinstance(rles, dict) else rles:
+        if isinstance(rle["counts"], bytes):
+            rle["counts"] = rle["counts"].decode("ascii")
+    return rles
