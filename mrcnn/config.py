@@ -14,10 +14,11 @@ a small JSON/YAML file (:meth:`save`, :meth:`load`, :meth:`apply_file`) so every
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
+
+from mrcnn.runs import atomic_write
 
 #: Attributes computed from the others; never read from a file.
 DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
@@ -198,14 +199,12 @@ class Config:
     def save(self, path: str) -> None:
         """Write the config as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
         data = self.to_dict()
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             if path.endswith((".yaml", ".yml")):
                 import yaml
                 yaml.safe_dump(data, f, sort_keys=True)
             else:
                 json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
 
     @staticmethod
     def read_file(path: str) -> dict[str, Any]:
