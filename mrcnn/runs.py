@@ -80,7 +80,7 @@ def write_json(path: str | os.PathLike, data) -> None:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) sends Ctrl-C: never probe
         return True
     try:
         os.kill(pid, 0)

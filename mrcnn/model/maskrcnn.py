@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import runs
 from mrcnn.ops.boxes import denorm_boxes, norm_boxes
 from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
 from mrcnn.ops.masks import unmold_mask
-from mrcnn import runs
 from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
