@@ -6,6 +6,8 @@ import platform
 import re
 from pathlib import Path
 
+from mrcnn.runs import write_text
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -40,6 +42,4 @@ def write_section(title: str, text: str, path: Path = RESULTS) -> None:
         body = pattern.sub(lambda _m: section + "\n", body, count=1).rstrip() + "\n"
     else:
         body = body.rstrip() + "\n\n" + section
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, body)

@@ -184,10 +184,9 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         "overlays": [os.path.abspath(p) for p in overlays],
     })
     summary = json_safe(summary)
-    tmp = summary["report"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-    os.replace(tmp, summary["report"])
+    from mrcnn.runs import write_text
+
+    write_text(summary["report"], json.dumps(summary, indent=2, allow_nan=False))
     t = summary["timing"]
     say(f"\n{summary['num_images']} images in {t['wall_s']:.1f} s "
         f"({t['images_per_s'] or 0:.2f} images/s in detect)")

@@ -18,8 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import Any
 

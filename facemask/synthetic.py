@@ -43,6 +43,8 @@ import sys
 import time
 
 import cv2
+
+from mrcnn.runs import write_text
 import numpy as np
 from PIL import Image
 from skimage.draw import polygon as _sk_polygon
@@ -966,10 +968,7 @@ def make_dataset(out_dir, *, n_train=200, n_val=50, image_size=(384, 512), seed=
                 "regions": regions,
                 "file_attributes": {},
             }
-        tmp = ann_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(via, fh)
-        os.replace(tmp, ann_path)
+        write_text(ann_path, json.dumps(via))
 
     summary = summarize_dataset(out_dir)
     summary.update(cached=False, faces=faces, unmasked_faces=unmasked, seed=int(seed),

@@ -23,16 +23,12 @@ that run with those settings and refuses a contradicting ``--classes``/``--profi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, positive_int,
                   read_run_config, resolve_weights)
-
-RUN_FILE = "run.json"
-
 
 def parse_stages(text: str) -> list[tuple[str, float, int]]:
     """``LAYERS:LR:EPOCH,...`` -> [(layers, lr, epoch)]: LR > 0, EPOCH >= 1 and increasing."""
@@ -129,25 +125,12 @@ def make_strategy(args):
     return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)])
 
 
-def read_run(run_dir: str) -> dict:
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def write_run(run_dir: str, run: dict) -> None:
-    """How the run was launched (stages, dataset, anchors, augmentation), for an exact resume."""
-    from mrcnn.config import Config
-
-    Config.write_values(run, os.path.join(run_dir, RUN_FILE))
-
-
 class Plan:
     """What to train: the config, classes, stages and data, for a new run or a resumed one."""
 
     def __init__(self, args):
+        from mrcnn import runs
+
         from .data import ClassSpec
         from .profiles import make_config
 
@@ -155,7 +138,7 @@ class Plan:
         key = args.weights.lower()
         self.resuming = key == "last" or os.path.isdir(args.weights)
         run_path, run_values = read_run_config(self.weights) if self.resuming else (None, {})
-        self.run = read_run(os.path.dirname(self.weights)) if self.resuming else {}
+        self.run = runs.read_run_record(os.path.dirname(self.weights)) if self.resuming else {}
         if run_path:
             check_consistent(run_values, run_path, args.classes, args.class_key, args.profile)
         self.profile = run_values.get("PROFILE") or args.profile or "cpu"
@@ -199,6 +182,7 @@ def save_anchor_fit(fit, config, run_dir: str) -> None:
 
 def run(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    from mrcnn import runs
     from mrcnn.model import MaskRCNN
 
     from .data import load_dataset
@@ -230,10 +214,9 @@ def run(argv=None) -> dict:
         save_anchor_fit(fit, config, model.log_dir)
     plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
     if plan.resuming and not args.stages and not plan.run.get("stages"):
-        print(f"warning: {model.log_dir} has no {RUN_FILE} (an older run): using the default stages "
+        print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
               f"{plan.stages}; pass --stages to choose", file=sys.stderr)
-    os.makedirs(model.log_dir, exist_ok=True)
-    write_run(model.log_dir, plan.record())
+    runs.write_run_record(model.log_dir, plan.record())
     augmentation = None if plan.augment == "none" else "default"
     started = time.time()
     stages = plan.stages
@@ -258,8 +241,7 @@ def run(argv=None) -> dict:
                                   unknown=args.unknown)
     record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
                    "box_mAP50": summary.get("box_mAP50")})
-    with open(os.path.join(model.log_dir, "train_summary.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    runs.write_json(os.path.join(model.log_dir, "train_summary.json"), record)
     print(f"\nval mask mAP@0.5 = {summary.get('mask_mAP50'):.3f} (mean over images, Matterport-style); "
           f"training {train_seconds / 60:.1f} min")
     return record

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mrcnn.runs import atomic_write
+
 #: Attributes computed from the others; never read from a file.
 DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
@@ -202,14 +204,12 @@ class Config:
     def write_values(data: dict[str, Any], path: str) -> None:
         """Write a mapping of config values as JSON or YAML (by extension), atomically."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             if path.endswith((".yaml", ".yml")):
                 import yaml
                 yaml.safe_dump(data, f, sort_keys=True)
             else:
                 json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
 
     @staticmethod
     def read_file(path: str) -> dict[str, Any]:

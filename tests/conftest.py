@@ -1,4 +1,11 @@
-"""Shared fixtures: a tiny synthetic face-mask dataset and tiny configs, built once per session."""
+"""Shared fixtures: a tiny synthetic face-mask dataset and tiny configs, built once per session.
+
+Tests that need something a clean clone lacks are marked ``@pytest.mark.needs("via_corpus")`` (the real VIA
+files in ``../shared/via_corpus``, or ``$FACEMASK_VIA_CORPUS``) or ``@pytest.mark.needs("chromium")``
+(``/usr/bin/chromium`` or ``$FACEMASK_CHROMIUM``, and the playwright package). They skip with the reason
+when it is missing, and FAIL instead when ``FACEMASK_REQUIRE_ALL=1`` (set by ``.ci/run``), so CI runs them.
+``FACEMASK_NO_BROWSER=1`` skips the browser test on purpose.
+"""
 from __future__ import annotations
 
 import os
@@ -11,6 +18,42 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REQUIRE_ALL = os.environ.get("FACEMASK_REQUIRE_ALL") == "1"
+VIA_CORPUS = Path(os.environ.get("FACEMASK_VIA_CORPUS") or ROOT.parent / "shared" / "via_corpus")
+CHROMIUM = os.environ.get("FACEMASK_CHROMIUM", "/usr/bin/chromium")
+
+
+def _missing(resource: str) -> str | None:
+    """Why ``resource`` cannot be used here, or None when it can."""
+    if resource == "via_corpus":
+        return None if VIA_CORPUS.is_dir() else f"no VIA corpus at {VIA_CORPUS} (set FACEMASK_VIA_CORPUS)"
+    if resource == "chromium":
+        if os.environ.get("FACEMASK_NO_BROWSER") == "1":
+            return "FACEMASK_NO_BROWSER=1"
+        if not os.path.exists(CHROMIUM):
+            return f"no browser at {CHROMIUM} (apt-get install chromium, or set FACEMASK_CHROMIUM)"
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            return "the playwright package is missing (pip install playwright)"
+        return None
+    raise ValueError(f"unknown test resource {resource!r}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(resource): skip unless via_corpus/chromium is available "
+                                       "(fail instead under FACEMASK_REQUIRE_ALL=1)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        for resource in mark.args:
+            reason = _missing(resource)
+            if reason and REQUIRE_ALL:
+                pytest.fail(f"{reason}; FACEMASK_REQUIRE_ALL=1 requires it", pytrace=False)
+            if reason:
+                pytest.skip(f"{reason} (FACEMASK_REQUIRE_ALL=1 would fail here)")
 
 
 @pytest.fixture(scope="session")

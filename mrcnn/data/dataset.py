@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .image_io import ImageReadError, read_image_rgb, read_image_size
+from .image_io import ImageReadError, read_image_rgb, read_image_size, verify_image
 
 __all__ = ["Dataset", "missing_images_error"]
 
@@ -77,6 +79,7 @@ class Dataset:
 
         ``class_map`` is accepted for Matterport compatibility and ignored.
         """
+        self._unreadable = None  # images may have changed: check them again before training
         self.num_classes = len(self.class_info)
         self.class_ids = np.arange(self.num_classes)
         self.class_names = [str(c["name"]).split(",")[0] for c in self.class_info]
@@ -138,6 +141,36 @@ class Dataset:
             raise FileNotFoundError(f"{self._describe(image_id)}: {exc}") from exc
         except ImageReadError as exc:
             raise ImageReadError(f"{self._describe(image_id)}: {exc}") from exc
+
+    def unreadable_images(self) -> dict[int, str]:
+        """``{image_id: error}`` for the images that cannot be fully decoded; each image is checked once
+        per prepared dataset (threads; a progress bar when it takes over a second).
+
+        Images loaded by this class's :meth:`load_image` are verified with
+        :func:`~mrcnn.data.image_io.verify_image` (a fast full decode); a subclass that overrides
+        ``load_image`` has it called instead.
+        """
+        cached = getattr(self, "_unreadable", None)
+        if cached is not None:
+            return cached
+        custom_loader = type(self).load_image is not Dataset.load_image
+
+        def check(image_id: int) -> str | None:
+            try:
+                if custom_loader:
+                    self.load_image(image_id)
+                else:
+                    verify_image(self.image_info[image_id]["path"])
+            except (ImageReadError, OSError) as exc:  # FileNotFoundError is an OSError
+                return f"{self._describe(image_id)}: {exc}" if custom_loader else str(exc)
+            return None
+
+        ids = [int(i) for i in self.image_ids]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            errors = list(tqdm(pool.map(check, ids), total=len(ids), desc="Checking images", unit="img",
+                               delay=1.0, disable=None, leave=False))
+        self._unreadable = {i: e for i, e in zip(ids, errors) if e is not None}
+        return self._unreadable
 
     def image_size(self, image_id: int) -> tuple[int, int]:
         """(height, width), from image_info when known, else the file header."""

@@ -7,6 +7,8 @@ only, so the stream is identical run to run with the same seed, whatever the thr
 """
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,10 @@ from mrcnn.ops.masks import minimize_mask
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
 from .augment import as_augmenter
+from .dataset import Dataset
+from .image_io import ImageReadError
+
+logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
                "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
@@ -121,6 +127,33 @@ def input_signature(config) -> dict[str, tf.TensorSpec]:
     }
 
 
+def _is_readable(ok, sample):
+    return ok
+
+
+def _without_flag(ok, sample):
+    return sample
+
+
+def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.ndarray:
+    """``image_ids`` [N] without the images that cannot be decoded (each logged as a warning naming the
+    file); raises ``ValueError`` when none is left. Datasets that are not a
+    :class:`~mrcnn.data.dataset.Dataset` are returned unchecked (their bad samples are skipped later)."""
+    if not isinstance(dataset, Dataset):
+        return image_ids
+    unreadable = dataset.unreadable_images()
+    bad = [i for i in image_ids.tolist() if i in unreadable]
+    if not bad:
+        return image_ids
+    if len(bad) == len(image_ids):
+        raise ValueError(f"none of the {len(bad)} images can be read, e.g. {unreadable[bad[0]]}")
+    for i in bad[:show]:
+        logger.warning("Skipping an unreadable image (not used for training): %s", unreadable[i])
+    if len(bad) > show:
+        logger.warning("... and %d more unreadable images skipped", len(bad) - show)
+    return np.asarray([i for i in image_ids.tolist() if i not in unreadable], dtype=np.int64)
+
+
 def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
                   repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
                   num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
@@ -128,10 +161,14 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
     for a given ``seed``. Images without any instance are kept: they train the RPN's negatives.
+    Unreadable images (truncated, corrupt, missing) never stop training: every image is decoded once
+    here and the bad ones are left out with a warning naming the file; one that breaks later is
+    skipped when met, with a warning. ``ValueError`` when no image can be read.
     """
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     if len(image_ids) == 0:
         raise ValueError("the dataset has no images: did you call dataset.prepare() after loading?")
+    image_ids = readable_image_ids(dataset, image_ids)
     if config.IMAGE_RESIZE_MODE not in ("square", "crop"):
         raise ValueError("batched training needs IMAGE_RESIZE_MODE 'square' or 'crop' (fixed input size)")
     augmenter = as_augmenter(augmentation)
@@ -139,13 +176,29 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     spec = input_signature(config)
     names = list(spec)
 
+    empty = [np.zeros(spec[k].shape, spec[k].dtype.as_numpy_dtype) for k in names]
+    failed: set[int] = set()
+    lock = threading.Lock()
+
     def load(counter, image_id):
-        sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)])
-        return [sample[k] for k in names]
+        try:
+            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)])
+        except (ImageReadError, OSError) as exc:  # became unreadable after the check: skip, don't crash
+            with lock:
+                first = int(image_id) not in failed
+                failed.add(int(image_id))
+                all_failed = len(failed) == len(image_ids)
+            if all_failed:  # nothing left to train on: stop instead of looping forever
+                raise ValueError(f"none of the {len(image_ids)} images can be read any more; last: {exc}") from None
+            if first:
+                logger.warning("Skipping an unreadable training image: %s", exc)
+            return [np.bool_(False)] + empty
+        return [np.bool_(True)] + [sample[k] for k in names]
 
     def tf_load(counter, image_id):
-        outs = tf.numpy_function(load, [counter, image_id], [spec[k].dtype for k in names], stateful=False)
-        return {k: tf.ensure_shape(t, spec[k].shape) for k, t in zip(names, outs)}
+        ok, *outs = tf.numpy_function(load, [counter, image_id], [tf.bool] + [spec[k].dtype for k in names],
+                                      stateful=False)
+        return ok, {k: tf.ensure_shape(t, spec[k].shape) for k, t in zip(names, outs)}
 
     ds = tf.data.Dataset.from_tensor_slices(image_ids)
     if shuffle:
@@ -153,6 +206,7 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate().map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.filter(_is_readable).map(_without_flag)
     ds = ds.batch(batch_size or config.BATCH_SIZE, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True

@@ -89,8 +89,7 @@ def via_project(entries: Iterable[tuple[str, dict]], *, class_key: str, class_na
 
 def write_via_project(path: str, project: dict) -> None:
     """Write a project (from :func:`via_project`) as JSON, atomically."""
+    from mrcnn.runs import write_text
+
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(project, f)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(project))

@@ -1,7 +1,6 @@
 """``MaskRCNN``: Matterport's API (train / detect / load_weights / find_last) on Keras 3."""
 from __future__ import annotations
 
-import datetime
 import gc
 import os
 import re
@@ -11,10 +10,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import runs
 from mrcnn.ops.boxes import unmold_boxes
 from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
 from mrcnn.ops.masks import unmold_mask
-from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
@@ -88,24 +87,19 @@ class MaskRCNN:
     def set_log_dir(self, model_path: str | None = None) -> None:
         """New timestamped run folder, or the folder (and epoch) of ``model_path`` when it is one
         of our checkpoints, so training continues where it stopped."""
-        now = datetime.datetime.now()
-        name = (self.config.NAME or "model").lower()
-        if model_path:
-            m = re.search(r"[/\\](%s\d{8}T\d{4,6})[/\\]mask_rcnn_%s_(\d{4})\.h5$" % (re.escape(name), re.escape(name)),
-                          model_path)
-            if m:
-                self.epoch = int(m.group(2))
-                self.log_dir = os.path.dirname(model_path)
-                return
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M%S}")
+        name = self.config.NAME or "model"
+        parsed = runs.parse_checkpoint_path(model_path, name) if model_path else None
+        if parsed:
+            self.log_dir, self.epoch = parsed
+            return
+        self.log_dir = runs.new_run_dir(self.model_dir, name)
 
     def checkpoint_path(self, epoch: int) -> str:
-        name = (self.config.NAME or "model").lower()
-        return os.path.join(self.log_dir, f"mask_rcnn_{name}_{epoch:04d}.h5")
+        return runs.checkpoint_path(self.log_dir, self.config.NAME or "model", epoch)
 
     def find_last(self) -> str:
         """The newest checkpoint of the newest run folder of this config's NAME."""
-        return find_last_checkpoint(self.model_dir, self.config.NAME or "model")
+        return runs.find_last_checkpoint(self.model_dir, self.config.NAME or "model")
 
     # -------------------------------------------------------------------------------- weights
     def load_weights(self, filepath: str, by_name: bool = True, exclude=None, verbose: int = 1):

@@ -2,12 +2,13 @@
 clipped SGD, per-head diagnostics; plus the checkpoint callback (atomic, best-by-val-loss)."""
 from __future__ import annotations
 
-import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
 
+from mrcnn import runs
 from mrcnn.ops.boxes import compute_overlaps_tf
 from mrcnn.ops.images import parse_image_meta_tf
 
@@ -101,18 +102,15 @@ class MaskRCNNTrainingModel(keras.Model):
 
 class CheckpointCallback(keras.callbacks.Callback):
     """Each epoch: write ``mask_rcnn_<name>_<epoch>.h5`` atomically, keep ``best.h5`` by ``monitor``,
-    and a ``state.json`` with the last epoch and the best value (for resuming)."""
+    and ``history.jsonl`` + ``state.json`` (last epoch, best value) through :mod:`mrcnn.runs`."""
 
     def __init__(self, checkpoint_path_fn, log_dir, monitor="val_loss"):
         super().__init__()
         self.checkpoint_path_fn = checkpoint_path_fn
         self.log_dir = log_dir
         self.monitor = monitor
-        self.best = float("inf")
-        state = os.path.join(log_dir, "state.json")
-        if os.path.exists(state):
-            with open(state) as f:
-                self.best = json.load(f).get("best", float("inf"))
+        self.best = float(runs.read_state(log_dir).get("best", float("inf")))
+        runs.remove_stale_temp_files(log_dir)  # left by a killed run: the run starts or resumes here
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -121,12 +119,6 @@ class CheckpointCallback(keras.callbacks.Callback):
         value = logs.get(self.monitor, logs.get("loss"))
         if value is not None and float(value) < self.best:
             self.best = float(value)
-            save_weights_by_name(self.model, os.path.join(self.log_dir, "best.h5"))
-        state = {"epoch": epoch + 1, "best": self.best, "monitor": self.monitor, "last_checkpoint": path,
-                 "logs": {k: float(v) for k, v in logs.items()}}
-        tmp = os.path.join(self.log_dir, "state.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f, indent=2)
-        os.replace(tmp, os.path.join(self.log_dir, "state.json"))
-        with open(os.path.join(self.log_dir, "history.jsonl"), "a") as f:
-            f.write(json.dumps({"epoch": epoch + 1, **state["logs"]}) + "\n")
+            with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
+                shutil.copyfile(path, tmp)  # the checkpoint just written: no second serialisation
+        runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, monitor=self.monitor, last_checkpoint=path)

@@ -15,6 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mrcnn.runs import atomic_write
+
 COCO_WEIGHTS_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
 COCO_WEIGHTS_MD5 = "e98aaff6f99e307b5e2a8a3ff741a518"
 #: Class-specific heads to exclude when the number of classes differs from COCO's 81.
@@ -141,8 +143,7 @@ def iter_layers(model):
 
 def save_weights_by_name(model, path: str) -> None:
     """Write the model's weights in the by-name layout, atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
             names = []
             for layer in iter_layers(model):
@@ -160,10 +161,6 @@ def save_weights_by_name(model, path: str) -> None:
             f.attrs["layer_names"] = [n.encode("utf8") for n in names]
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = b"3"
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def get_coco_weights(cache_dir: str | None = None) -> str:
