@@ -6,7 +6,7 @@
 Then open http://127.0.0.1:8000/ . Endpoints:
 
 * ``GET /``: the HTML page (upload form; the page's script posts to ``/api/predict``);
-* ``POST /api/predict`` (multipart, field ``file``): JSON ``{detections: [{class_id, class_name,
+* ``POST /api/predict`` (multipart, field ``file``): JSON ``{counts: {class name: n}, detections: [{class_id, class_name,
   score, box [y1, x1, y2, x2], mask_area_pct}], mask_area_pct, masked_face_pct, overlay_png_base64,
   width, height, original_width, original_height, downscaled, timing_ms}``;
 * ``GET /healthz``: ``{"status": "ok", "model": ..., "classes": [...]}``.
@@ -93,8 +93,9 @@ form.addEventListener("submit", async (ev) => {
     const img = document.getElementById("overlay");
     img.src = "data:image/png;base64," + body.overlay_png_base64;
     img.style.display = "block";
+    const counts = Object.entries(body.counts).map(([name, n]) => name + " " + n).join(", ");
     document.getElementById("summary").textContent =
-      body.detections.length + " detection(s) in " + body.width + "x" + body.height +
+      body.detections.length + " detection(s) (" + counts + ") in " + body.width + "x" + body.height +
       (body.downscaled ? " (downscaled from " + body.original_width + "x" + body.original_height + ")" : "") +
       "; mask area " + fmt(body.mask_area_pct, 2) + " %" +
       (body.masked_face_pct === null ? "" : "; masked face " + fmt(body.masked_face_pct, 2) + " %") +

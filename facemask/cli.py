@@ -88,7 +88,7 @@ def resolve_weights(spec: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = F
     """``--weights`` -> a checkpoint path. ``last``: the newest checkpoint under ``logs``; a run folder:
     its newest checkpoint; a file: itself. ``coco``/``imagenet``/``none`` are returned as the key when
     ``pretrained`` (training), else refused."""
-    from mrcnn.runs import find_last_checkpoint
+    from mrcnn.runs import find_last_checkpoint, last_checkpoint_in
 
     key = spec.lower()
     if key in PRETRAINED:
@@ -99,11 +99,10 @@ def resolve_weights(spec: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = F
     if key == "last":
         return find_last_checkpoint(logs, RUN_NAME)
     if os.path.isdir(spec):
-        try:
-            return find_last_checkpoint(os.path.dirname(os.path.abspath(spec)) or ".",
-                                        os.path.basename(os.path.normpath(spec)))
-        except FileNotFoundError:
-            raise CLIError(f"--weights {spec}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint") from None
+        checkpoint = last_checkpoint_in(spec)
+        if checkpoint is None:
+            raise CLIError(f"--weights {spec}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint")
+        return checkpoint
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"weights file not found: {spec}")
     return spec

@@ -131,15 +131,21 @@ def parse_checkpoint_path(path: str, name: str) -> tuple[str, int] | None:
     return (os.path.dirname(path), int(m.group(2))) if m else None
 
 
+def last_checkpoint_in(run_dir: str) -> str | None:
+    """The newest ``mask_rcnn_<name>_<epoch>.h5`` of one run folder, or None."""
+    checkpoints = sorted(glob.glob(os.path.join(run_dir, "mask_rcnn_*_[0-9][0-9][0-9][0-9].h5")))
+    return checkpoints[-1] if checkpoints else None
+
+
 def find_last_checkpoint(model_dir: str, name: str | None = None) -> str:
     """Newest checkpoint of the newest run folder (of config ``name`` when given)."""
     pattern = f"{name.lower()}*" if name else "*"
     runs = sorted((d for d in glob.glob(os.path.join(model_dir, pattern)) if os.path.isdir(d)),
                   key=lambda d: os.path.basename(d)[-15:])
     for run in reversed(runs):
-        checkpoints = sorted(glob.glob(os.path.join(run, "mask_rcnn_*_[0-9][0-9][0-9][0-9].h5")))
-        if checkpoints:
-            return checkpoints[-1]
+        checkpoint = last_checkpoint_in(run)
+        if checkpoint:
+            return checkpoint
     what = f"of '{name}' " if name else ""
     raise FileNotFoundError(f"no checkpoint {what}found under {model_dir} (looked for "
                             f"{model_dir}/{pattern}/mask_rcnn_*_NNNN.h5); train first or pass --weights PATH")
@@ -158,13 +164,16 @@ def run_config_path(weights_path: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ state and history
-def read_state(run_dir: str) -> dict:
-    """``state.json``: last finished epoch, best value, monitor, last checkpoint, the epoch's logs."""
-    path = os.path.join(run_dir, STATE_FILE)
+def _read_json(path: str) -> dict:
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_state(run_dir: str) -> dict:
+    """``state.json``: last finished epoch, best value, monitor, last checkpoint, the epoch's logs."""
+    return _read_json(os.path.join(run_dir, STATE_FILE))
 
 
 def write_state(run_dir: str, state: dict) -> None:
@@ -216,11 +225,7 @@ def record_epoch(run_dir: str, epoch: int, logs: dict, **state) -> dict:
 
 def read_run_record(run_dir: str) -> dict:
     """The run's ``run.json`` (how it was launched); {} when absent (runs from older versions)."""
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return _read_json(os.path.join(run_dir, RUN_FILE))
 
 
 def write_run_record(run_dir: str, record: dict) -> None:

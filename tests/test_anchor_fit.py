@@ -254,26 +254,22 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
     config.validate()
 
 
-def test_cli_as_script_and_module(tmp_path):
+def test_cli_as_module(tmp_path):
     import subprocess
     import sys
 
     rng = np.random.default_rng(11)
     _via_dataset(tmp_path / "data", [(200, 300)] * 3, rng)
-    for cmd in ([sys.executable, os.path.join(ROOT, "tools", "fit_anchors.py")],
-                [sys.executable, "-m", "facemask.fit_anchors"]):
+    for cmd in ([sys.executable, "-m", "facemask.fit_anchors"],):
         out = tmp_path / "a.json"
         proc = subprocess.run(cmd + ["--dataset", str(tmp_path / "data"), "--image-size", "128", "--out", str(out)],
-                              cwd=ROOT if "-m" in cmd else str(tmp_path), capture_output=True, text=True,
-                              timeout=300)
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "recall@0.5" in proc.stdout and "fitted" in proc.stdout
         assert json.loads(out.read_text())["RPN_ANCHOR_SCALES"]
         out.unlink()
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "tools", "make_synthetic.py")),
-                    reason="facemask/synthetic.py not present")
 def test_fit_on_synthetic_facemask(tmp_path):
     from facemask.fit_anchors import load_dataset
     from facemask.synthetic import make_dataset

@@ -91,6 +91,7 @@ def test_predict_upload(client, sample_image, fmt, mime):
     assert isinstance(body["mask_area_pct"], float) and 0.0 <= body["mask_area_pct"] <= 100.0
     assert isinstance(body["timing_ms"]["total"], float)
     assert len(body["detections"]) > 0  # random-init model at DETECTION_MIN_CONFIDENCE=0
+    assert body["counts"] == {"mask": len(body["detections"])}  # per-class counts, every class listed
     for d in body["detections"]:
         assert set(d) == {"class_id", "class_name", "score", "box", "mask_area_pct"}
         assert d["class_id"] == 1 and d["class_name"] == "mask"
@@ -126,13 +127,17 @@ def test_empty_and_missing_uploads(client):
 
 
 def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (no pixel data needed to trip the bomb check)."""
+    """A small PNG file whose header claims width x height (PIL checks the size on open, before
+    decoding, so the pixel data can be a stub)."""
     import struct
     import zlib
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 def test_decompression_bomb_is_413_without_server_paths(client):
@@ -189,34 +194,27 @@ def test_concurrent_large_uploads_are_decoded_one_at_a_time(predictor, monkeypat
     def post(url):
         return httpx.post(url, files={"file": ("big.jpg", data, "image/jpeg")}, timeout=300)
 
-    server, thread, base = _serve(create_app(predictor, slots=1))
-    try:
-        results = [None] * 6
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
-                   for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    def post_together(app, n):
+        server, thread, base = _serve(app)
+        try:
+            results = [None] * n
+            threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
+                       for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=300)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+        return results
+
+    results = post_together(create_app(predictor, slots=1), 6)
     assert [r.status_code for r in results] == [200] * 6, [r.text[:200] for r in results if r.status_code != 200]
     assert state["peak"] == 1, f"{state['peak']} images were decoded at once"
 
     state["peak"] = 0
-    server, thread, base = _serve(create_app(predictor, slots=1, queue_timeout=0.01))
-    try:
-        results = [None] * 3
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
-                   for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    results = post_together(create_app(predictor, slots=1, queue_timeout=0.01), 3)
     codes = sorted(r.status_code for r in results)
     assert codes[0] == 200 and 503 in codes, codes
     assert "busy" in next(r for r in results if r.status_code == 503).json()["detail"]
@@ -261,20 +259,10 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_server(predictor):
-    import uvicorn
-
     from facemask.app import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
+    server, thread, base = _serve(create_app(predictor))
+    yield base + "/"
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -314,6 +302,7 @@ def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_p
             assert headers == ["#", "class", "score", "box (y1, x1, y2, x2)", "mask area %"]
             assert page.locator("#results-table tbody tr").count() >= 1
             assert page.locator("#results-table tbody tr").first.locator("td").nth(1).inner_text() == "mask"
+            assert "detection(s) (mask " in page.inner_text("#summary")  # per-class counts
             img = page.locator("#overlay")
             assert img.is_visible()
             # The overlay really decoded: its natural size is the uploaded image's.

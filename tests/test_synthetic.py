@@ -179,9 +179,9 @@ def test_cached_and_overwrite(tmp_path):
 
 def test_cli_as_script(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, os.path.join(REPO, "tools", "make_synthetic.py"), "--out", str(out),
+    cmd = [sys.executable, "-m", "facemask.synthetic", "--out", str(out),
            "--train", "2", "--val", "1", "--size", "128x160", "--seed", "5"]
-    res = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "total: 3 images" in res.stdout
     assert (out / "train" / ANNOTATION_FILE).exists() and (out / "val" / ANNOTATION_FILE).exists()

@@ -142,6 +142,7 @@ class Predictor:
         t2 = time.perf_counter()
         return {
             "detections": detections,
+            "counts": {name: sum(d["class_name"] == name for d in detections) for name in self.class_names[1:]},
             "mask_area_pct": round(area_pct, 3),
             "masked_face_pct": None if face_pct is None else round(face_pct, 3),
             "overlay_png_base64": b64,

@@ -1,0 +1,284 @@
+"""The command-line layer every face-mask command shares: argument types, the class and checkpoint
+options, ONE loader from those options to (model, config, class names), and user-error handling.
+
+A checkpoint's run folder holds ``config.json``; it is read once here (:func:`checkpoint_config`) and
+says the profile, the classes (``CLASSES``, ``CLASS_NAMES``, ``CLASS_KEY``) and every model size, so
+commands run on a trained model need no class or profile flags. Heavy imports are deferred so that
+argument and path errors are instant.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .data import ClassSpec
+
+DEFAULT_DATASET = os.path.join("datasets", "facemask")
+DEFAULT_LOGS = "logs"
+RUN_NAME = "facemask"
+PRETRAINED = ("coco", "imagenet", "none")
+
+
+class CLIError(Exception):
+    """An error with a one-line message for the user (no traceback)."""
+
+
+# ----------------------------------------------------------------------------- argument types
+def _number(text: str, kind: type, check: Callable[[float], bool], what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+    if (isinstance(value, float) and math.isnan(value)) or not check(value):
+        raise argparse.ArgumentTypeError(f"{text} {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, "must be >= 1")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    return _number(text, float, lambda v: 0 < v < math.inf, "must be a number > 0")
+
+
+def probability(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not in [0, 1]")
+
+
+def class_option(text: str) -> str:
+    """argparse type for ``--classes``: single, subtypes, auto or a comma-separated list."""
+    try:
+        ClassSpec.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
+    p.add_argument("--classes", type=class_option, default=None, metavar="single|subtypes|auto|A,B,...",
+                   help="single: one 'mask' class; subtypes: surgical/n95/cloth/fashion; auto: the names found "
+                        "under the class attribute of the training json; or a list such as helmet,vest,goggles. "
+                        + default_help)
+    p.add_argument("--class-key", default=None, metavar="NAME",
+                   help="VIA region attribute holding the class (default: mask_type for subtypes, else the "
+                        "file's only region attribute)")
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a trained checkpoint (evaluate, inference, export, app)."""
+    p.add_argument("--weights", required=True,
+                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs)")
+    add_class_args(p, "Default: the run's (config.json beside the checkpoint), else single.")
+    p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
+    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default=None,
+                   help="config profile when the checkpoint has no config.json beside it (default cpu)")
+    p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def resolve_weights(spec: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = False) -> str:
+    """``--weights`` -> a checkpoint path. ``last``: the newest checkpoint under ``logs``; a run folder:
+    its newest checkpoint; a file: itself. ``coco``/``imagenet``/``none`` are returned as the key when
+    ``pretrained`` (training), else refused."""
+    from mrcnn.runs import find_last_checkpoint, last_checkpoint_in
+
+    key = spec.lower()
+    if key in PRETRAINED:
+        if pretrained:
+            return key
+        raise CLIError(f"--weights {spec}: give a trained checkpoint (PATH, a run folder or 'last'); "
+                       f"{spec} weights have no face-mask heads")
+    if key == "last":
+        return find_last_checkpoint(logs, RUN_NAME)
+    if os.path.isdir(spec):
+        checkpoint = last_checkpoint_in(spec)
+        if checkpoint is None:
+            raise CLIError(f"--weights {spec}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint")
+        return checkpoint
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"weights file not found: {spec}")
+    return spec
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint and the config that rebuilds its model."""
+
+    weights: str
+    config: object
+    source: str  # where the config came from
+    run_values: dict = field(default_factory=dict)  # the run's config.json ({} without one)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names by class id, 0 = BG."""
+        names = ["BG", *getattr(self.config, "CLASS_NAMES", ())]
+        if len(names) != int(self.config.NUM_CLASSES):
+            names = ["BG"] + [f"class_{i}" for i in range(1, int(self.config.NUM_CLASSES))]
+        return names
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"config: {type(c).__name__} NAME={c.NAME} PROFILE={getattr(c, 'PROFILE', '?')} "
+                f"BACKBONE={c.BACKBONE} IMAGE_MAX_DIM={c.IMAGE_MAX_DIM} BATCH_SIZE={c.BATCH_SIZE} "
+                f"DETECTION_MIN_CONFIDENCE={c.DETECTION_MIN_CONFIDENCE} "
+                f"DETECTION_MAX_INSTANCES={c.DETECTION_MAX_INSTANCES}  [from {self.source}]\n"
+                f"classes: {', '.join(self.class_names[1:])}")
+
+
+def read_run_config(weights_path: str) -> tuple[str | None, dict]:
+    """(path, values) of the run's ``config.json`` beside a checkpoint; (None, {}) without one."""
+    from mrcnn.config import Config
+    from mrcnn.runs import run_config_path
+
+    path = run_config_path(weights_path)
+    return (path, Config.read_file(path)) if path else (None, {})
+
+
+def check_consistent(run_values: dict, run_path: str | None, classes: str | None, class_key: str | None,
+                     profile: str | None) -> None:
+    """Refuse ``--classes``/``--class-key``/``--profile`` that contradict what the run recorded."""
+    saved = ClassSpec.from_saved(run_values)
+    if saved is not None and classes:
+        asked = ClassSpec.parse(classes, class_key)
+        if asked.mode != "auto" and not (asked.same_classes(saved) or asked.mode == saved.mode):
+            raise CLIError(f"--classes {classes} but the run was trained with classes "
+                           f"{', '.join(saved.names)} ({run_path}); drop --classes")
+    if saved is not None and class_key and saved.key and class_key != saved.key:
+        raise CLIError(f"--class-key {class_key} but the run used {saved.key!r} ({run_path}); drop --class-key")
+    recorded = run_values.get("PROFILE")
+    if recorded and profile and profile != recorded:
+        raise CLIError(f"--profile {profile} but the run was trained with --profile {recorded} ({run_path}); "
+                       "drop --profile")
+
+
+def config_for_run(run_values: dict, run_path: str, profile: str | None, classes: str | None,
+                   class_key: str | None):
+    """The config a run was trained with, rebuilt from its ``config.json`` values."""
+    from .profiles import PROFILES
+
+    check_consistent(run_values, run_path, classes, class_key, profile)
+    saved = ClassSpec.from_saved(run_values) or ClassSpec.parse(classes, class_key)
+    cls = PROFILES.get(run_values.get("PROFILE") or "gpu", PROFILES["gpu"])
+    config = cls(classes=saved) if saved.names else cls()
+    return config.apply(run_values, source=run_path)
+
+
+def checkpoint_config(weights: str, *, logs: str = DEFAULT_LOGS, profile: str | None = None,
+                      classes: str | None = None, class_key: str | None = None, config_file: str | None = None,
+                      **overrides) -> Checkpoint:
+    """Resolve ``--weights`` and build the inference config that matches it: the run's ``config.json``
+    when there is one (refusing contradicting flags), else ``profile``/``classes``; then ``config_file``
+    and ``overrides`` (None values ignored); batch size 1 unless overridden. Checks that the file is a
+    weights file whose class count fits."""
+    from .profiles import make_config
+
+    path = resolve_weights(weights, logs)
+    run_path, run_values = read_run_config(path)
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **{k: v for k, v in overrides.items() if v is not None}}
+    if run_path:
+        config = config_for_run(run_values, run_path, profile, classes, class_key)
+        source = run_path
+    else:
+        spec = ClassSpec.parse(classes, class_key)
+        if spec.mode == "auto":
+            raise CLIError(f"--classes auto needs the run's config.json beside {path} (it records the class "
+                           "names); pass the class list instead, e.g. --classes helmet,vest")
+        config = make_config(profile or "cpu", spec)
+        source = f"profile '{profile or 'cpu'}' (no config.json beside the checkpoint)"
+    if config_file:
+        config.apply_file(config_file)
+        source += f" + {config_file}"
+    config.apply(overrides).validate()
+    check_class_count(path, config, run_path)
+    return Checkpoint(path, config, source, run_values)
+
+
+def check_class_count(path: str, config, run_path: str | None = None) -> None:
+    """One line when ``path`` is not a by-name weights file, or has another number of classes."""
+    from mrcnn.model.weights import read_layer_shapes
+
+    try:
+        shapes = read_layer_shapes(path)
+    except ValueError as e:
+        raise CLIError(f"{e}; pass a checkpoint written by train.py or Matterport's mask_rcnn_coco.h5") from None
+    logits = shapes.get("mrcnn_class_logits")
+    file_classes = int(logits[0][1][-1]) if logits else None
+    if file_classes is not None and file_classes != int(config.NUM_CLASSES):
+        names = ", ".join(getattr(config, "CLASS_NAMES", ())) or "?"
+        fix = (f"its run's config.json ({run_path}) disagrees with it" if run_path else
+               "pass the --classes it was trained with (or keep its run's config.json beside it)")
+        raise CLIError(f"{path} has {file_classes - 1} class(es) but the config has "
+                       f"{int(config.NUM_CLASSES) - 1} ({names}): {fix}")
+
+
+def explain_mismatch(error: Exception, path: str, source: str) -> CLIError:
+    """A one-line :class:`CLIError` for a weights/model shape mismatch that is not about classes."""
+    lines = [ln.strip() for ln in str(error).splitlines()[1:] if ln.startswith("  ")]
+    example = f" (e.g. {lines[0]})" if lines else ""
+    return CLIError(f"{path} does not fit the model built from {source}: {len(lines)} layer(s) differ in "
+                    f"shape{example}; the backbone or sizes differ: pass the --profile or --config it was "
+                    "trained with")
+
+
+def build_model(ckpt: Checkpoint, logs: str = DEFAULT_LOGS):
+    """The inference ``MaskRCNN`` of a :class:`Checkpoint`, its weights loaded."""
+    from mrcnn.model.maskrcnn import MaskRCNN
+    from mrcnn.model.weights import WeightsMismatchError
+
+    model = MaskRCNN("inference", ckpt.config, logs)
+    try:
+        model.load_weights(ckpt.weights, verbose=1)
+    except WeightsMismatchError as e:
+        raise explain_mismatch(e, ckpt.weights, ckpt.source) from None
+    return model
+
+
+def load_checkpoint(args: argparse.Namespace, **overrides):
+    """(model, :class:`Checkpoint`) from the parsed checkpoint options, configs overridden by
+    ``overrides`` (None values ignored). Prints the config and class names it uses."""
+    ckpt = checkpoint_config(args.weights, logs=args.logs, profile=args.profile, classes=args.classes,
+                             class_key=args.class_key, config_file=args.config, **overrides)
+    print(ckpt.describe())
+    return build_model(ckpt, args.logs), ckpt
+
+
+# ----------------------------------------------------------------------------- running a command
+def user_errors() -> tuple[type[BaseException], ...]:
+    from mrcnn.config import ConfigError
+    from mrcnn.data.image_io import ImageReadError
+    from mrcnn.data.via import ViaFormatError
+
+    return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError)
+
+
+def cli_main(run_fn: Callable, argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``run(argv)``: user errors become one line on stderr and exit 1; Ctrl-C 130.
+    ``FACEMASK_DEBUG=1`` re-raises them with the traceback."""
+    try:
+        run_fn(argv)
+    except user_errors() as e:
+        if os.environ.get("FACEMASK_DEBUG"):
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def one_line(error: BaseException, max_items: int = 6) -> str:
+    """The error's message on one line: listed problems are joined with '; ', long lists cut."""
+    parts = [p.strip().removeprefix("- ") for p in str(error).splitlines() if p.strip()]
+    if len(parts) > max_items:
+        parts = parts[:max_items] + [f"... and {len(parts) - max_items} more"]
+    return "; ".join(parts) if parts else type(error).__name__

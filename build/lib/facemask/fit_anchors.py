@@ -1,0 +1,151 @@
+"""Fit RPN anchor scales/ratios to a VIA dataset's masks and write a config snippet.
+
+Boxes are measured at the network input size (after the model's resize), anchors are fitted with
+:func:`mrcnn.anchor_fit.fit_anchors_to_dataset`, a defaults-vs-fitted table is printed, and
+``{"RPN_ANCHOR_SCALES": [...], "RPN_ANCHOR_RATIOS": [...]}`` is written (JSON, or YAML for
+``.yaml``/``.yml``), ready for ``Config.apply_file`` / ``--config``.
+
+Usage::
+
+    facemask-fit-anchors --dataset datasets/facemask --subset train --image-size 512 \\
+        --out anchors.json --plot anchors.png
+    python -m facemask.fit_anchors --dataset datasets/facemask --classes subtypes --backbone resnet18 --out a.yaml
+
+``facemask.train --anchors auto`` calls the library function with the dataset and config it holds;
+``run([...same arguments...])`` returns a dict with the snippet, the
+:class:`~mrcnn.anchor_fit.AnchorFit` and the coverage numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mrcnn.config import Config
+
+from .cli import add_class_args, cli_main
+from .data import ClassSpec, load_dataset
+
+
+def build_config(args) -> Config:
+    """The face-mask config of ``--profile`` (so "defaults" means the anchors that run would use),
+    with ``--config``, ``--image-size`` and ``--backbone`` applied."""
+    from .profiles import make_config
+
+    config = make_config(args.profile, args.spec, args.config)
+    if args.image_size:
+        n = int(args.image_size)
+        config.apply({"IMAGE_MAX_DIM": n, "IMAGE_MIN_DIM": min(int(config.IMAGE_MIN_DIM or n), n)})
+    if args.backbone and args.backbone != config.BACKBONE:
+        from mrcnn.model.backbone import derive_strides
+
+        config.apply({"BACKBONE": args.backbone})
+        config.apply({"BACKBONE_STRIDES": derive_strides(config)})
+    return config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="facemask-fit-anchors", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--dataset", required=True, help="dataset root holding SUBSET/via_region_data.json")
+    ap.add_argument("--subset", default="train")
+    add_class_args(ap, "Default: single.")
+    ap.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="gpu",
+                    help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)")
+    ap.add_argument("--config", help="JSON/YAML overrides applied to the base config (e.g. a run's config.json)")
+    ap.add_argument("--image-size", type=int, help="IMAGE_MAX_DIM (IMAGE_MIN_DIM is capped to it)")
+    ap.add_argument("--backbone", help="backbone name; its strides are derived and written to the snippet")
+    ap.add_argument("--out", help="write the config snippet here (.json, or .yaml/.yml)")
+    ap.add_argument("--plot", help="write a PNG of box shapes vs default/fitted anchors here")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-ratios", type=int, help="number of ratios (default: as the config, keeps the RPN head shape)")
+    ap.add_argument("--factors", type=float, nargs="+", help="scale-progression factors to try (e.g. 2 for FPN's)")
+    ap.add_argument("--objective", choices=("auto", "positional", "shape"), default="auto")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    return ap.parse_args(argv)
+
+
+def _fmt(cov) -> str:
+    if cov is None:
+        return f"{'-':>9} {'-':>11} {'-':>11}"
+    return f"{cov['mean_iou']:9.3f} {cov['recall@0.5']:11.3f} {cov['recall@0.7']:11.3f}"
+
+
+def format_table(report: dict) -> str:
+    d, f = report["default"], report["fitted"]
+    lines = [f"{report['n_boxes']} boxes at input size {report['image_shape'][0]}x{report['image_shape'][1]}, "
+             f"strides {report['strides']}, objective: {report['objective']}",
+             f"{'':22}{'mean IoU':>9} {'recall@0.5':>11} {'recall@0.7':>11}   per-level best"]
+    for kind in ("shape", "positional"):
+        for name, part in (("default", d), ("fitted", f)):
+            cov = part[kind]
+            levels = "" if cov is None else str(cov["per_level"])
+            lines.append(f"{kind + '-only' if kind == 'shape' else kind:11} {name:10}{_fmt(cov)}   {levels}")
+    lines.append(f"scales  default {d['scales']}  ->  fitted {f['scales']}")
+    lines.append(f"ratios  default {d['ratios']}  ->  fitted {f['ratios']}")
+    if report.get("kept_default"):
+        lines.append("(the config's anchors already cover these boxes best; kept)")
+    return "\n".join(lines)
+
+
+def write_snippet(path: str, snippet: dict) -> None:
+    """The config snippet as JSON, or YAML for .yaml/.yml (Config.save does the same)."""
+    Config.write_values(snippet, path)
+
+
+def plot_fit(fit, config, path: str, title: str) -> None:
+    """Box shapes vs the default and fitted anchors (:func:`mrcnn.visualize.plot_anchor_fit`)."""
+    import numpy as np
+
+    from mrcnn.anchor_fit import anchor_shapes
+    from mrcnn.visualize import plot_anchor_fit
+
+    boxes = fit.boxes
+    hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    d = fit.report["default"]
+    plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios), path,
+                    title=f"{title}: {len(boxes)} GT boxes at {config.IMAGE_SHAPE[0]}x{config.IMAGE_SHAPE[1]} input")
+
+
+def run(args_list=None) -> dict[str, Any]:
+    """Do everything the CLI does; returns ``{"snippet", "fit", "report", "n_boxes", "config", "out", "plot"}``."""
+    from mrcnn.anchor_fit import fit_anchors_to_dataset
+
+    args = parse_args(args_list)
+    args.spec = ClassSpec.parse(args.classes, args.class_key)
+    config = build_config(args) if args.spec.mode != "auto" else None
+    dataset = load_dataset(args.dataset, args.subset, args.spec, verbose=not args.quiet)
+    if config is None:  # auto: the class count is known now
+        args.spec = dataset.class_spec(args.spec)
+        config = build_config(args)
+    kwargs = {"seed": args.seed, "n_ratios": args.n_ratios, "objective": args.objective}
+    if args.factors:
+        kwargs["factors"] = tuple(args.factors)
+    try:
+        fit = fit_anchors_to_dataset(dataset, config, progress=not args.quiet, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{args.dataset}/{args.subset}: {e}") from None
+    snippet = fit.to_config()
+    if args.backbone:
+        snippet["BACKBONE"] = config.BACKBONE
+        snippet["BACKBONE_STRIDES"] = [int(s) for s in config.BACKBONE_STRIDES]
+    if not args.quiet:
+        print(format_table(fit.report))
+    if args.out:
+        write_snippet(args.out, snippet)
+        if not args.quiet:
+            print(f"wrote {args.out}")
+    if args.plot:
+        plot_fit(fit, config, args.plot, f"{args.dataset}/{args.subset}")
+        if not args.quiet:
+            print(f"wrote {args.plot}")
+    return {"snippet": snippet, "fit": fit, "report": fit.report, "n_boxes": int(len(fit.boxes)),
+            "config": config, "out": args.out, "plot": args.plot}
+
+
+def main(argv=None) -> int:
+    return cli_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+#!/usr/bin/env python
+"""Train Mask R-CNN on face masks (VIA-annotated folders), then report val mask mAP@0.5.
+
+With no arguments it runs the CPU demo: generates the synthetic face-mask data if absent, trains a
+small config, evaluates it (the same code as evaluate.py) and prints the mAP.
+
+Examples::
+
+    python train.py                                   # CPU demo on synthetic data (= facemask-train)
+    python train.py --profile gpu --weights coco --dataset /content/drive/MyDrive/facemask
+    python train.py --weights last                    # resume the newest run exactly where it stopped
+    python train.py --stages "heads:0.001:10,all:0.0001:20" --anchors auto
+    python train.py --dataset my_data --classes auto --class-key label   # any classes from any attribute
+
+Stages: ``LAYERS:LR:EPOCH`` items; each trains LAYERS (heads, 3+, 4+, 5+, all or a regex) at LR
+until the global epoch EPOCH, continuing the epoch count. A stage after the first restarts from the
+best-by-val-loss weights so far, as the original face-mask project did.
+
+A run records how it was launched (``run.json``: stages, dataset, anchors, augmentation) beside its
+``config.json`` (profile, classes, sizes, anchors); ``--weights last`` (or a run folder) continues
+that run with those settings and refuses a contradicting ``--classes``/``--profile``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, positive_int,
+                  read_run_config, resolve_weights)
+
+def parse_stages(text: str) -> list[tuple[str, float, int]]:
+    """``LAYERS:LR:EPOCH,...`` -> [(layers, lr, epoch)]: LR > 0, EPOCH >= 1 and increasing."""
+    stages = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 3 or not parts[0]:
+            raise argparse.ArgumentTypeError(f"stage {item!r} is not LAYERS:LR:EPOCH (e.g. heads:0.001:10)")
+        layers, lr, epoch = parts
+        try:
+            lr, epoch = float(lr), int(epoch)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"stage {item!r}: LR must be a number and EPOCH an integer") from None
+        if not 0 < lr < float("inf"):
+            raise argparse.ArgumentTypeError(f"stage {item!r}: the learning rate must be > 0")
+        if epoch < 1:
+            raise argparse.ArgumentTypeError(f"stage {item!r}: EPOCH is the epoch the stage ends at, so >= 1")
+        stages.append((layers, lr, epoch))
+    if any(b[2] <= a[2] for a, b in zip(stages, stages[1:])):
+        raise argparse.ArgumentTypeError("stage epochs must increase (each is the epoch the stage ends at)")
+    return stages
+
+
+def default_stages(pretrained: bool, lr: float, profile: str) -> list[tuple[str, float, int]]:
+    """Pretrained: heads then all at lr/100 (the original project). From scratch: all layers,
+    then all at lr/10 restarted from the best weights (a step schedule)."""
+    if profile == "tiny":
+        return [("heads" if pretrained else "all", lr, 1), ("all", lr / 10, 2)]
+    if pretrained:
+        return [("heads", lr, 10), ("all", lr / 100, 20)]
+    if profile == "cpu":
+        return [("all", lr, 14), ("all", lr / 10, 18)]
+    return [("all", lr, 30), ("all", lr / 10, 40)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facemask-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default=None,
+                   help="folder with train/ and val/ (VIA json + images); the synthetic demo set is "
+                        f"generated there when it is the default ({DEFAULT_DATASET}) and absent")
+    p.add_argument("--weights", default="none",
+                   help="coco (download Matterport's COCO weights), imagenet, last (resume the newest run), "
+                        "a run folder (resume it), none (from scratch, the CPU demo default) or a .h5 path")
+    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default=None,
+                   help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px), "
+                        "tiny (tests); a resumed run keeps its own")
+    add_class_args(p, "Default: single (a resumed run keeps its own).")
+    p.add_argument("--unknown", choices=("error", "skip"), default="error",
+                   help="regions without a usable class: stop with a count and examples (default) or skip them")
+    p.add_argument("--config", metavar="FILE", help="JSON/YAML file of config overrides (e.g. from facemask-fit-anchors)")
+    p.add_argument("--anchors", default=None, metavar="default|auto|FILE",
+                   help="auto: fit RPN anchors to the training boxes first (k-means) and use them; "
+                        "default: the config's. Unset: auto when training from scratch (--weights none: "
+                        "no pretrained RPN to keep consistent), else default")
+    p.add_argument("--stages", type=parse_stages, metavar="LAYERS:LR:EPOCH,...",
+                   help="training stages (default depends on --weights, see above; a resumed run keeps its own)")
+    p.add_argument("--steps-per-epoch", type=positive_int, metavar="N", help="override STEPS_PER_EPOCH")
+    p.add_argument("--augment", choices=("default", "none"), default=None, help="augmentation policy (default: default)")
+    p.add_argument("--logs", default="logs", help="where run folders (checkpoints, TensorBoard) go")
+    p.add_argument("--synthetic-size", default="256x320", metavar="HxW",
+                   help="image size when generating the demo data")
+    p.add_argument("--synthetic-count", default="200,50", metavar="TRAIN,VAL",
+                   help="number of demo images to generate")
+    p.add_argument("--no-eval", action="store_true", help="skip the val mAP evaluation at the end")
+    p.add_argument("--eval-limit", type=positive_int, metavar="N", help="evaluate on the first N val images only")
+    p.add_argument("--gpus", type=positive_int, default=None, metavar="N",
+                   help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)")
+    p.add_argument("--seed", type=int, default=42, help="data order and augmentation seed")
+    return p
+
+
+def ensure_dataset(dataset: str, args) -> None:
+    """Generate the synthetic demo set when the default dataset folder is absent."""
+    if os.path.isfile(os.path.join(dataset, "train", "via_region_data.json")):
+        return
+    if os.path.normpath(dataset) != os.path.normpath(DEFAULT_DATASET):
+        raise CLIError(f"no {dataset}/train/via_region_data.json; point --dataset at a folder "
+                       "with train/ and val/ VIA annotations")
+    from .synthetic import make_dataset
+
+    h, w = (int(v) for v in args.synthetic_size.lower().split("x"))
+    n_train, n_val = (int(v) for v in args.synthetic_count.split(","))
+    print(f"Generating the synthetic face-mask demo set in {dataset} ({n_train} train, {n_val} val)...")
+    make_dataset(dataset, n_train=n_train, n_val=n_val, image_size=(h, w), seed=0)
+
+
+def make_strategy(args):
+    """The tf.distribute strategy the options ask for (None = the default, one device)."""
+    if not args.gpus or args.gpus < 2:
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)])
+
+
+class Plan:
+    """What to train: the config, classes, stages and data, for a new run or a resumed one."""
+
+    def __init__(self, args):
+        from mrcnn import runs
+
+        from .data import ClassSpec
+        from .profiles import make_config
+
+        self.weights = resolve_weights(args.weights, args.logs, pretrained=True)
+        key = args.weights.lower()
+        self.resuming = key == "last" or os.path.isdir(args.weights)
+        run_path, run_values = read_run_config(self.weights) if self.resuming else (None, {})
+        self.run = runs.read_run_record(os.path.dirname(self.weights)) if self.resuming else {}
+        if run_path:
+            check_consistent(run_values, run_path, args.classes, args.class_key, args.profile)
+        self.profile = run_values.get("PROFILE") or args.profile or "cpu"
+        self.dataset = args.dataset or self.run.get("dataset") or DEFAULT_DATASET
+        self.augment = args.augment or self.run.get("augment") or "default"
+        self.pretrained = (self.run.get("weights", key) if self.resuming else key) != "none"
+        self.anchors = "run" if self.resuming else (args.anchors or ("auto" if key == "none" else "default"))
+        self.spec = ClassSpec.from_saved(run_values) or ClassSpec.parse(args.classes, args.class_key)
+        self.overrides = {"SEED": args.seed}
+        if args.steps_per_epoch:
+            self.overrides["STEPS_PER_EPOCH"] = args.steps_per_epoch
+        self.run_values, self.run_path = run_values, run_path
+        self.stages = args.stages or [tuple(s) for s in self.run.get("stages", [])] or None
+        self._make_config = make_config
+
+    def config(self, spec, config_file: str | None, strategy):
+        overrides = dict(self.overrides)
+        if strategy is not None:
+            overrides["GPU_COUNT"] = strategy.num_replicas_in_sync
+        config = self._make_config(self.profile, spec, config_file)
+        if self.run_path:
+            # Resume exactly the run's model (anchors, sizes, classes); command-line overrides still apply.
+            print(f"Resuming with the run's config {self.run_path}")
+            config.apply(self.run_values, source=self.run_path)
+        return config.apply(overrides).validate()
+
+    def record(self) -> dict:
+        return {"stages": [list(s) for s in self.stages], "dataset": os.path.abspath(self.dataset),
+                "weights": self.run.get("weights") or ("none" if not self.pretrained else self.weights),
+                "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment}
+
+
+def save_anchor_fit(fit, config, run_dir: str) -> None:
+    """The fitted anchors' config snippet and plot, in the run folder."""
+    from .fit_anchors import plot_fit, write_snippet
+
+    os.makedirs(run_dir, exist_ok=True)
+    write_snippet(os.path.join(run_dir, "anchors_auto.json"), fit.to_config())
+    plot_fit(fit, config, os.path.join(run_dir, "anchors_auto.png"), "train")
+
+
+def run(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    from mrcnn import runs
+    from mrcnn.model import MaskRCNN
+
+    from .data import load_dataset
+
+    plan = Plan(args)
+    ensure_dataset(plan.dataset, args)
+    strategy = make_strategy(args)
+    train_set = load_dataset(plan.dataset, "train", plan.spec, unknown=args.unknown)
+    spec = train_set.class_spec(plan.spec)  # auto: the classes found, with counts above
+    val_set = load_dataset(plan.dataset, "val", spec, unknown=args.unknown)
+    config = plan.config(spec, args.config, strategy)
+    fit = None
+    if plan.anchors == "auto":
+        from mrcnn.anchor_fit import fit_anchors_to_dataset
+
+        from .fit_anchors import format_table
+
+        print("Fitting RPN anchors to the training boxes...")
+        fit = fit_anchors_to_dataset(train_set, config, progress=True)
+        print(format_table(fit.report))
+        config.apply(fit.to_config()).validate()
+    elif plan.anchors not in ("default", "run"):
+        config.apply_file(plan.anchors).validate()
+    config.display()
+
+    model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
+    load_initial_weights(model, plan, config)
+    if fit is not None:
+        save_anchor_fit(fit, config, model.log_dir)
+    plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
+    if plan.resuming and not args.stages and not plan.run.get("stages"):
+        print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
+              f"{plan.stages}; pass --stages to choose", file=sys.stderr)
+    runs.write_run_record(model.log_dir, plan.record())
+    augmentation = None if plan.augment == "none" else "default"
+    started = time.time()
+    stages = plan.stages
+    for i, (layers, lr, epoch) in enumerate(stages):
+        # A new stage (not one resumed half-way) restarts from the best weights so far.
+        if i > 0 and model.epoch == stages[i - 1][2] and model.restore_best(verbose=0):
+            print(f"\nStage {i + 1}: restarting from the best weights so far ({model.log_dir}/best.h5)")
+        print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
+        model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers,
+                    augmentation=augmentation, verbose=2 if os.environ.get("CI") else 1)
+    train_seconds = time.time() - started
+    _plot_history(model.log_dir)
+    print(f"\nTraining took {train_seconds / 60:.1f} min; run folder: {model.log_dir}")
+    record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
+    if args.no_eval:
+        return record
+    from .evaluate import evaluate_checkpoint
+
+    best = os.path.join(model.log_dir, "best.h5")
+    checkpoint = best if os.path.isfile(best) else model.find_last()
+    summary = evaluate_checkpoint(checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit,
+                                  unknown=args.unknown)
+    record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
+                   "box_mAP50": summary.get("box_mAP50")})
+    runs.write_json(os.path.join(model.log_dir, "train_summary.json"), record)
+    print(f"\nval mask mAP@0.5 = {summary.get('mask_mAP50'):.3f} (mean over images, Matterport-style); "
+          f"training {train_seconds / 60:.1f} min")
+    return record
+
+
+def load_initial_weights(model, plan: Plan, config) -> None:
+    """COCO/ImageNet/a file (class heads excluded when the class count differs) or the resumed run's."""
+    from mrcnn.model.weights import WeightsMismatchError
+
+    from .cli import check_class_count, explain_mismatch
+
+    weights = plan.weights
+    if weights == "none":
+        return
+    if weights == "imagenet":
+        model.load_weights(model.get_imagenet_weights(), exclude=[])
+        return
+    if plan.resuming:
+        check_class_count(weights, config, plan.run_path)
+        exclude = []
+    else:
+        exclude = list(_class_heads_if_needed(weights, config))
+    try:
+        model.load_weights(weights, exclude=exclude)
+    except WeightsMismatchError as e:
+        raise explain_mismatch(e, weights, plan.run_path or f"profile '{plan.profile}'") from None
+
+
+def _class_heads_if_needed(weights_path: str, config):
+    """Exclude the class-specific heads when the file's class count differs from ours."""
+    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_shapes
+
+    try:
+        shapes = read_layer_shapes(weights_path)  # shapes only: no 246 MB read
+    except ValueError as e:
+        raise CLIError(f"{e}; pass Matterport's mask_rcnn_coco.h5 or a checkpoint written by train.py") from None
+    logits = shapes.get("mrcnn_class_logits")
+    if logits and logits[0][1][-1] != config.NUM_CLASSES:
+        print(f"The weights have {logits[0][1][-1]} classes, the config {config.NUM_CLASSES}: "
+              f"excluding {', '.join(CLASS_SPECIFIC_HEADS)} (trained anew).")
+        return CLASS_SPECIFIC_HEADS
+    return ()
+
+
+def _plot_history(log_dir: str) -> None:
+    from mrcnn.runs import read_history
+    from mrcnn.visualize import plot_losses
+
+    history = read_history(log_dir)
+    if not history:
+        return
+    keys = [k for k in history[0] if k.endswith("loss")]
+    series = {k: [h.get(k, float("nan")) for h in history] for k in keys}
+    path = os.path.join(log_dir, "losses.png")
+    plot_losses(series, path)
+    print(f"Loss curves: {path}")
+
+
+def main(argv=None) -> int:
+    return cli_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

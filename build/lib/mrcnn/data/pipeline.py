@@ -1,0 +1,213 @@
+"""Training input pipeline: load -> resize/pad -> augment -> boxes -> mini-masks -> RPN targets -> tf.data.
+
+:func:`load_image_gt` prepares one image in numpy (pure, seeded); :func:`build_dataset` turns a
+prepared :class:`~mrcnn.data.dataset.Dataset` into a batched, prefetched ``tf.data.Dataset`` whose
+elements are the model's input dict. Per-sample randomness comes from ``(seed, sample counter)``
+only, so the stream is identical run to run with the same seed, whatever the thread count.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.ops.anchors import get_anchors
+from mrcnn.ops.boxes import extract_bboxes
+from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config, resize_mask
+from mrcnn.ops.masks import minimize_mask
+from mrcnn.ops.rpn_targets import build_rpn_targets
+
+from .augment import as_augmenter
+from .dataset import Dataset
+from .image_io import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
+               "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+
+
+@dataclass
+class ImageGT:
+    """One image at network-input size with its ground truth."""
+
+    image: np.ndarray  # [H, W, 3] uint8
+    image_meta: np.ndarray  # [META]
+    class_ids: np.ndarray  # [N] int32
+    boxes: np.ndarray  # [N, 4] int32 pixel (y1, x1, y2, x2)
+    masks: np.ndarray  # [H, W, N] or [mh, mw, N] bool (mini-masks)
+
+
+def active_class_ids(dataset, config, image_id: int) -> np.ndarray:
+    """1 for the classes of the image's source (Matterport's multi-source convention)."""
+    active = np.zeros(config.NUM_CLASSES, dtype=np.int32)
+    source = dataset.image_info[image_id]["source"]
+    ids = dataset.source_class_ids.get(source, list(range(dataset.num_classes)))
+    active[np.asarray(ids, dtype=int)] = 1
+    return active
+
+
+def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.random.Generator | None = None,
+                  use_mini_mask: bool | None = None) -> ImageGT:
+    """Load, resize, augment one image and its masks; recompute boxes from the final masks."""
+    rng = rng or np.random.default_rng()
+    image = dataset.load_image(image_id)
+    masks, class_ids = dataset.load_mask(image_id)
+    original_shape = image.shape
+    image, info = resize_image_for_config(image, config, rng=rng)
+    masks = resize_mask(masks, info)
+
+    augmenter = as_augmenter(augmentation)
+    if augmenter is not None:
+        before = image.shape
+        image, masks_nhw = augmenter(image, np.transpose(masks, (2, 0, 1)), seed=int(rng.integers(2**31)))
+        if image.shape != before:
+            raise ValueError(f"augmentation changed the image shape {before} -> {image.shape}; "
+                             "use size-preserving transforms (batching needs a fixed size)")
+        masks = np.transpose(masks_nhw, (1, 2, 0))
+
+    keep = masks.any(axis=(0, 1))  # instances cropped away by resize/augment (works for N == 0 too)
+    masks, class_ids = masks[:, :, keep], np.asarray(class_ids, dtype=np.int32)[keep]
+    boxes = extract_bboxes(masks)
+    mini = config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask
+    if mini:
+        masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
+    meta = compose_image_meta(image_id, original_shape, image.shape, info.window, info.scale,
+                              active_class_ids(dataset, config, image_id))
+    return ImageGT(image, meta, class_ids, boxes, masks)
+
+
+def training_sample(dataset, config, image_id: int, augmentation, seed) -> dict[str, np.ndarray]:
+    """Everything the training graph needs for one image, padded to fixed shapes."""
+    rng = np.random.default_rng(seed)
+    gt = load_image_gt(dataset, config, image_id, augmentation, rng)
+    class_ids, boxes, masks = gt.class_ids, gt.boxes, gt.masks
+    if len(class_ids) > config.MAX_GT_INSTANCES:
+        keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
+        class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
+    anchors = get_anchors(config, gt.image.shape)
+    rpn_match, rpn_bbox = build_rpn_targets(
+        anchors, class_ids, boxes, anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE,
+        bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
+    n, cap = len(class_ids), config.MAX_GT_INSTANCES
+    padded_ids = np.zeros(cap, np.int32)
+    padded_ids[:n] = class_ids
+    padded_boxes = np.zeros((cap, 4), np.float32)
+    padded_boxes[:n] = boxes
+    padded_masks = np.zeros(masks.shape[:2] + (cap,), np.uint8)  # uint8: bool breaks tf.distribute
+    padded_masks[:, :, :n] = masks
+    return {
+        "input_image": mold_image(gt.image, config),
+        "input_image_meta": gt.image_meta.astype(np.float32),
+        "input_rpn_match": rpn_match[:, None].astype(np.int32),
+        "input_rpn_bbox": rpn_bbox.astype(np.float32),
+        "input_gt_class_ids": padded_ids,
+        "input_gt_boxes": padded_boxes,
+        "input_gt_masks": padded_masks,
+    }
+
+
+def input_signature(config) -> dict[str, tf.TensorSpec]:
+    """Static shapes of one (unbatched) training sample."""
+    h, w = int(config.IMAGE_SHAPE[0]), int(config.IMAGE_SHAPE[1])
+    num_anchors = len(get_anchors(config, (h, w)))
+    mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else (h, w)
+    cap = config.MAX_GT_INSTANCES
+    return {
+        "input_image": tf.TensorSpec((h, w, config.IMAGE_CHANNEL_COUNT), tf.float32),
+        "input_image_meta": tf.TensorSpec((config.IMAGE_META_SIZE,), tf.float32),
+        "input_rpn_match": tf.TensorSpec((num_anchors, 1), tf.int32),
+        "input_rpn_bbox": tf.TensorSpec((config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), tf.float32),
+        "input_gt_class_ids": tf.TensorSpec((cap,), tf.int32),
+        "input_gt_boxes": tf.TensorSpec((cap, 4), tf.float32),
+        "input_gt_masks": tf.TensorSpec(mask_shape + (cap,), tf.uint8),
+    }
+
+
+def _is_readable(ok, sample):
+    return ok
+
+
+def _without_flag(ok, sample):
+    return sample
+
+
+def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.ndarray:
+    """``image_ids`` [N] without the images that cannot be decoded (each logged as a warning naming the
+    file); raises ``ValueError`` when none is left. Datasets that are not a
+    :class:`~mrcnn.data.dataset.Dataset` are returned unchecked (their bad samples are skipped later)."""
+    if not isinstance(dataset, Dataset):
+        return image_ids
+    unreadable = dataset.unreadable_images()
+    bad = [i for i in image_ids.tolist() if i in unreadable]
+    if not bad:
+        return image_ids
+    if len(bad) == len(image_ids):
+        raise ValueError(f"none of the {len(bad)} images can be read, e.g. {unreadable[bad[0]]}")
+    for i in bad[:show]:
+        logger.warning("Skipping an unreadable image (not used for training): %s", unreadable[i])
+    if len(bad) > show:
+        logger.warning("... and %d more unreadable images skipped", len(bad) - show)
+    return np.asarray([i for i in image_ids.tolist() if i not in unreadable], dtype=np.int64)
+
+
+def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
+                  repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
+                  num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
+
+    Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
+    for a given ``seed``. Images without any instance are kept: they train the RPN's negatives.
+    Unreadable images (truncated, corrupt, missing) never stop training: every image is decoded once
+    here and the bad ones are left out with a warning naming the file; one that breaks later is
+    skipped when met, with a warning. ``ValueError`` when no image can be read.
+    """
+    image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
+    if len(image_ids) == 0:
+        raise ValueError("the dataset has no images: did you call dataset.prepare() after loading?")
+    image_ids = readable_image_ids(dataset, image_ids)
+    if config.IMAGE_RESIZE_MODE not in ("square", "crop"):
+        raise ValueError("batched training needs IMAGE_RESIZE_MODE 'square' or 'crop' (fixed input size)")
+    augmenter = as_augmenter(augmentation)
+    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    spec = input_signature(config)
+    names = list(spec)
+
+    empty = [np.zeros(spec[k].shape, spec[k].dtype.as_numpy_dtype) for k in names]
+    failed: set[int] = set()
+    lock = threading.Lock()
+
+    def load(counter, image_id):
+        try:
+            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)])
+        except (ImageReadError, OSError) as exc:  # became unreadable after the check: skip, don't crash
+            with lock:
+                first = int(image_id) not in failed
+                failed.add(int(image_id))
+                all_failed = len(failed) == len(image_ids)
+            if all_failed:  # nothing left to train on: stop instead of looping forever
+                raise ValueError(f"none of the {len(image_ids)} images can be read any more; last: {exc}") from None
+            if first:
+                logger.warning("Skipping an unreadable training image: %s", exc)
+            return [np.bool_(False)] + empty
+        return [np.bool_(True)] + [sample[k] for k in names]
+
+    def tf_load(counter, image_id):
+        ok, *outs = tf.numpy_function(load, [counter, image_id], [tf.bool] + [spec[k].dtype for k in names],
+                                      stateful=False)
+        return ok, {k: tf.ensure_shape(t, spec[k].shape) for k, t in zip(names, outs)}
+
+    ds = tf.data.Dataset.from_tensor_slices(image_ids)
+    if shuffle:
+        ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.filter(_is_readable).map(_without_flag)
+    ds = ds.batch(batch_size or config.BATCH_SIZE, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,254 @@
+"""Box/class head as one unit: its layers, the sampling of ROIs and their training targets,
+its two losses, and the inference post-processing (refine, drop background, per-class NMS).
+
+Shapes: B images, P proposals, R = TRAIN_ROIS_PER_IMAGE sampled ROIs, N ROIs, G GT boxes,
+C classes, D = DETECTION_MAX_INSTANCES. Boxes are normalised (y1, x1, y2, x2).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import layers
+
+from mrcnn.ops.boxes import apply_box_deltas_tf, box_refinement_tf, clip_boxes_tf, compute_overlaps_tf, norm_boxes_tf
+from mrcnn.ops.images import parse_image_meta_tf
+
+from .backbone import BN_MOMENTUM, BatchNorm
+from .losses import mean_or_zero, smooth_l1
+from .mask_head import mask_targets
+from .roi_align import PerROI, PyramidROIAlign
+
+
+# ---------------------------------------------------------------------------------------- layers
+def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_size, train_bn):
+    """rois [B, N, 4] -> (class logits [B, N, C], probs [B, N, C], deltas [B, N, C, 4]).
+
+    Two "fully connected" layers implemented as a pool-size conv and a 1x1 conv, as Matterport
+    (names ``mrcnn_class_conv1/2``, ``mrcnn_class_bn1/2``, ``mrcnn_class_logits``, ``mrcnn_bbox_fc``).
+    """
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")([rois, image] + list(feature_maps))
+    x = PerROI(layers.Conv2D(fc_size, pool_size, padding="valid"), name="mrcnn_class_conv1")(x)
+    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn1")(x)
+    x = layers.Activation("relu")(x)
+    x = PerROI(layers.Conv2D(fc_size, 1), name="mrcnn_class_conv2")(x)
+    x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn2")(x)
+    x = layers.Activation("relu")(x)
+    shared = layers.Reshape((-1, fc_size), name="pool_squeeze")(x)
+    logits = PerROI(layers.Dense(num_classes), name="mrcnn_class_logits")(shared)
+    probs = layers.Activation("softmax", name="mrcnn_class", dtype="float32")(logits)
+    deltas = PerROI(layers.Dense(num_classes * 4, activation="linear"), name="mrcnn_bbox_fc")(shared)
+    deltas = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(deltas)
+    return logits, probs, deltas
+
+
+# --------------------------------------------------------------------------------------- targets
+def trim_zeros(boxes: tf.Tensor):
+    """Drop all-zero (padding) rows of boxes [N, 4]; returns (boxes [M, 4], keep mask [N])."""
+    keep = tf.reduce_any(tf.not_equal(boxes, 0.0), axis=1)
+    return tf.boolean_mask(boxes, keep), keep
+
+
+def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_image, positive_ratio,
+                      bbox_std_dev, mask_shape, use_mini_mask, append_gt=True):
+    """Sample ROIs for the heads and build their targets, for one image.
+
+    proposals [P, 4], gt_class_ids [G] (negative = crowd), gt_boxes [G, 4], gt_masks [h, w, G]
+    -> rois [R, 4], class_ids [R], deltas [R, 4], masks [R * positive_ratio, mh, mw]:
+    positives first, then negatives, then zero padding. Only the first
+    int(R * positive_ratio) ROIs can be positive, so mask targets (and the mask head in
+    training) cover just those: a third of Matterport's mask-head work, the same loss.
+
+    An ROI is positive when its IoU with a GT box is >= 0.5 and negative when < 0.5 (and it does
+    not touch a crowd box). At most ``rois_per_image * positive_ratio`` positives are kept and
+    negatives fill the rest (so images without objects still train the classifier). Unlike
+    Matterport, the GT boxes are appended to the proposals (``append_gt``, as Detectron2 and
+    torchvision do), so the heads get positives from step one.
+    """
+    proposals, _ = trim_zeros(proposals)
+    gt_boxes, keep = trim_zeros(gt_boxes)
+    gt_class_ids = tf.boolean_mask(gt_class_ids, keep)
+    gt_masks = tf.boolean_mask(gt_masks, keep, axis=2)
+
+    crowd = gt_class_ids < 0
+    crowd_boxes = tf.boolean_mask(gt_boxes, crowd)
+    gt_class_ids = tf.boolean_mask(gt_class_ids, ~crowd)
+    gt_boxes = tf.boolean_mask(gt_boxes, ~crowd)
+    gt_masks = tf.boolean_mask(gt_masks, ~crowd, axis=2)
+    if append_gt:
+        proposals = tf.concat([proposals, gt_boxes], axis=0)
+
+    overlaps = compute_overlaps_tf(proposals, gt_boxes)  # [P, G]
+    best_iou = tf.reduce_max(tf.concat([overlaps, tf.zeros_like(proposals[:, :1])], axis=1), axis=1)
+    crowd_iou = tf.reduce_max(tf.concat([compute_overlaps_tf(proposals, crowd_boxes),
+                                         tf.zeros_like(proposals[:, :1])], axis=1), axis=1)
+    positive_idx = tf.where(best_iou >= 0.5)[:, 0]
+    negative_idx = tf.where((best_iou < 0.5) & (crowd_iou < 0.001))[:, 0]
+
+    positive_count = int(rois_per_image * positive_ratio)
+    positive_idx = tf.random.shuffle(positive_idx)[:positive_count]
+    n_pos = tf.shape(positive_idx)[0]
+    n_neg = rois_per_image - n_pos  # Detectron2's rule: negatives fill the rest (also on images without GT)
+    negative_idx = tf.random.shuffle(negative_idx)[:n_neg]
+
+    positive_rois = tf.gather(proposals, positive_idx)
+    negative_rois = tf.gather(proposals, negative_idx)
+    assignment = tf.argmax(tf.gather(overlaps, positive_idx), axis=1, output_type=tf.int32)
+    assigned_boxes = tf.gather(gt_boxes, assignment)
+    class_ids = tf.gather(gt_class_ids, assignment)
+    deltas = box_refinement_tf(positive_rois, assigned_boxes) / tf.constant(bbox_std_dev, tf.float32)
+    masks = mask_targets(gt_masks, assignment, positive_rois, assigned_boxes, mask_shape=mask_shape,
+                         use_mini_mask=use_mini_mask)
+
+    rois = tf.concat([positive_rois, negative_rois], axis=0)
+    n = tf.shape(rois)[0]
+    pad = tf.maximum(rois_per_image - n, 0)
+    rois = tf.pad(rois, [(0, pad), (0, 0)])[:rois_per_image]
+    pad_pos = rois_per_image - n_pos
+    class_ids = tf.pad(class_ids, [(0, pad_pos)])
+    deltas = tf.pad(deltas, [(0, pad_pos), (0, 0)])
+    masks = tf.pad(masks, [(0, positive_count - n_pos), (0, 0), (0, 0)])
+    return rois, class_ids, deltas, masks
+
+
+class DetectionTargetLayer(layers.Layer):
+    """Batched :func:`detection_targets`. Inputs: proposals [B, P, 4], gt_class_ids [B, G],
+    gt_boxes [B, G, 4] (normalised), gt_masks [B, h, w, G]."""
+
+    def __init__(self, rois_per_image, positive_ratio, bbox_std_dev, mask_shape, use_mini_mask, **kwargs):
+        super().__init__(**kwargs)
+        self.rois_per_image = int(rois_per_image)
+        self.positive_ratio = float(positive_ratio)
+        self.bbox_std_dev = [float(v) for v in bbox_std_dev]
+        self.mask_shape = tuple(int(v) for v in mask_shape)
+        self.use_mini_mask = bool(use_mini_mask)
+
+    def call(self, inputs):
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        r, (mh, mw) = self.rois_per_image, self.mask_shape
+        p = self.max_positives
+
+        def one(args):
+            return detection_targets(*args, rois_per_image=r, positive_ratio=self.positive_ratio,
+                                     bbox_std_dev=self.bbox_std_dev, mask_shape=self.mask_shape,
+                                     use_mini_mask=self.use_mini_mask)
+
+        out = tf.map_fn(one, (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
+                              tf.cast(gt_boxes, tf.float32), gt_masks),
+                        fn_output_signature=(tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((r,), tf.int32),
+                                             tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((p, mh, mw), tf.float32)))
+        return [tf.stop_gradient(t) for t in out]
+
+    def compute_output_shape(self, input_shape):
+        b, r = input_shape[0][0], self.rois_per_image
+        return [(b, r, 4), (b, r), (b, r, 4), (b, self.max_positives) + self.mask_shape]
+
+    @property
+    def max_positives(self) -> int:
+        return int(self.rois_per_image * self.positive_ratio)
+
+    def get_config(self):
+        return {**super().get_config(), "rois_per_image": self.rois_per_image, "positive_ratio": self.positive_ratio,
+                "bbox_std_dev": self.bbox_std_dev, "mask_shape": list(self.mask_shape),
+                "use_mini_mask": self.use_mini_mask}
+
+
+# ---------------------------------------------------------------------------------------- losses
+def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois):
+    """target_class_ids [B, N], logits [B, N, C], active_class_ids [B, C], rois [B, N, 4] -> scalar:
+    mean CE over the sampled ROIs; padding ROIs (all-zero boxes) and predictions of classes not
+    active in the image's source are ignored (Matterport's multi-dataset rule)."""
+    target = tf.cast(target_class_ids, tf.int32)
+    logits = tf.cast(pred_class_logits, tf.float32)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
+    pred_ids = tf.argmax(logits, axis=2, output_type=tf.int32)
+    active = tf.gather(tf.cast(active_class_ids, tf.float32), pred_ids, batch_dims=1)
+    real = tf.cast(tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1), tf.float32)
+    weight = active * real
+    return tf.math.divide_no_nan(tf.reduce_sum(loss * weight), tf.reduce_sum(weight))
+
+
+def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
+    """target_bbox [B, N, 4], target_class_ids [B, N], pred_bbox [B, N, C, 4] -> scalar:
+    smooth-L1 on the deltas of the true class, positive ROIs only."""
+    target_class_ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
+    target_bbox = tf.reshape(tf.cast(target_bbox, tf.float32), [-1, 4])
+    pred_bbox = tf.reshape(tf.cast(pred_bbox, tf.float32), [-1, tf.shape(pred_bbox)[2], 4])
+    pos = tf.where(target_class_ids > 0)[:, 0]
+    idx = tf.stack([pos, tf.cast(tf.gather(target_class_ids, pos), tf.int64)], axis=1)
+    return mean_or_zero(smooth_l1(tf.gather(target_bbox, pos), tf.gather_nd(pred_bbox, idx)))
+
+
+def box_losses(target_class_ids, target_bbox, class_logits, pred_bbox, active_class_ids, rois) -> dict:
+    """The box head's two losses by their Keras names (``mrcnn_class_loss``, ``mrcnn_bbox_loss``)."""
+    return {"mrcnn_class_loss": mrcnn_class_loss(target_class_ids, class_logits, active_class_ids, rois),
+            "mrcnn_bbox_loss": mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox)}
+
+
+# ------------------------------------------------------------------------------------- inference
+def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold,
+                      max_instances):
+    """One image: rois [N, 4], probs [N, C], deltas [N, C, 4], window [4] (normalised)
+    -> [max_instances, 6] rows (y1, x1, y2, x2, class_id, score), sorted by score, zero padded.
+
+    Per-class NMS is done in one call by shifting each class's boxes to its own region of the
+    plane (boxes of different classes then never overlap).
+    """
+    class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
+    idx = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
+    scores = tf.gather_nd(probs, idx)
+    class_deltas = tf.gather_nd(deltas, idx) * tf.constant(bbox_std_dev, tf.float32)
+    boxes = clip_boxes_tf(apply_box_deltas_tf(rois, class_deltas), window)
+
+    valid = (class_ids > 0) & (scores >= min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=1)
+    keep = tf.where(valid)[:, 0]
+    boxes, class_ids, scores = tf.gather(boxes, keep), tf.gather(class_ids, keep), tf.gather(scores, keep)
+
+    offset = tf.cast(class_ids, tf.float32)[:, None] * 2.0
+    selected = tf.image.non_max_suppression(boxes + offset, scores, max_instances, nms_threshold)
+    detections = tf.concat([tf.gather(boxes, selected),
+                            tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
+                            tf.gather(scores, selected)[:, None]], axis=1)
+    pad = max_instances - tf.shape(detections)[0]
+    return tf.pad(detections, [(0, pad), (0, 0)])
+
+
+class DetectionLayer(layers.Layer):
+    """Batched :func:`refine_detections`: [rois [B, N, 4], probs [B, N, C], deltas [B, N, C, 4],
+    image_meta [B, META]] -> detections [B, D, 6]."""
+
+    def __init__(self, bbox_std_dev, min_confidence, nms_threshold, max_instances, **kwargs):
+        super().__init__(**kwargs)
+        self.bbox_std_dev = [float(v) for v in bbox_std_dev]
+        self.min_confidence = float(min_confidence)
+        self.nms_threshold = float(nms_threshold)
+        self.max_instances = int(max_instances)
+
+    def call(self, inputs):
+        rois, probs, deltas, image_meta = inputs
+        meta = parse_image_meta_tf(image_meta)
+
+        def one(args):
+            r, p, d, window, image_shape = args
+            return refine_detections(r, p, d, norm_boxes_tf(window, image_shape), bbox_std_dev=self.bbox_std_dev,
+                                     min_confidence=self.min_confidence, nms_threshold=self.nms_threshold,
+                                     max_instances=self.max_instances)
+
+        return tf.map_fn(one, (tf.cast(rois, tf.float32), tf.cast(probs, tf.float32), tf.cast(deltas, tf.float32),
+                               meta["window"], meta["image_shape"]),
+                         fn_output_signature=tf.TensorSpec((self.max_instances, 6), tf.float32))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.max_instances, 6)
+
+    def get_config(self):
+        return {**super().get_config(), "bbox_std_dev": self.bbox_std_dev, "min_confidence": self.min_confidence,
+                "nms_threshold": self.nms_threshold, "max_instances": self.max_instances}
+
+
+class DetectionBoxes(layers.Layer):
+    """The box columns of the detections, for the mask head: [B, D, 6] -> [B, D, 4]."""
+
+    def call(self, detections):
+        return detections[..., :4]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)

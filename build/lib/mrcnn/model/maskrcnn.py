@@ -1,0 +1,289 @@
+"""``MaskRCNN``: Matterport's API (train / detect / load_weights / find_last) on Keras 3."""
+from __future__ import annotations
+
+import gc
+import os
+import re
+import traceback
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn import runs
+from mrcnn.ops.boxes import unmold_boxes
+from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
+from mrcnn.ops.masks import unmold_mask
+
+from .backbone import BatchNorm
+from .graph import build_inference_graph, build_training_graph
+from .mask_head import select_class_masks
+from .trainer import CheckpointCallback, MaskRCNNTrainingModel
+from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
+
+_HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
+_RESNET_FROM = {3: r"(res[3-5].*)|(bn[3-5].*)", 4: r"(res[4-5].*)|(bn[4-5].*)", 5: r"(res5.*)|(bn5.*)"}
+_MOBILENET_FROM = {3: r"(block_([3-9]|1[0-6])_.*)|(Conv_1.*)", 4: r"(block_([6-9]|1[0-6])_.*)|(Conv_1.*)",
+                   5: r"(block_1[3-6]_.*)|(Conv_1.*)"}
+
+
+def layer_regex(layers: str, backbone="resnet101") -> str:
+    """Matterport's named layer groups ('heads', '3+', '4+', '5+', 'all') or a regex unchanged."""
+    if layers == "heads":
+        return _HEADS
+    if layers == "all":
+        return ".*"
+    m = re.fullmatch(r"([345])\+", layers)
+    if m:
+        stages = _MOBILENET_FROM if backbone == "mobilenetv2" else _RESNET_FROM
+        return f"{stages[int(m.group(1))]}|{_HEADS}"
+    try:
+        re.compile(layers)
+    except re.error as e:
+        raise ValueError(f"layers={layers!r} is neither heads/3+/4+/5+/all nor a valid regex: {e}") from None
+    return layers
+
+
+_OOM_HELP = """out of memory while training ({error}).
+Lower, in this order: IMAGES_PER_GPU (batch size), IMAGE_MAX_DIM/IMAGE_MIN_DIM, TRAIN_ROIS_PER_IMAGE,
+POST_NMS_ROIS_TRAINING, MAX_GT_INSTANCES; or pick a smaller BACKBONE (resnet50, resnet18), or set
+MIXED_PRECISION = True on a GPU."""
+
+
+def _last_epoch(log_dir: str, default: int) -> int:
+    """The epoch of the last checkpoint written in ``log_dir`` (after an interrupted fit)."""
+    from mrcnn.runs import read_state
+
+    return int(read_state(log_dir).get("epoch", default)) if log_dir and os.path.isdir(log_dir) else default
+
+
+class MaskRCNN:
+    """Mask R-CNN in ``mode="training"`` or ``"inference"``.
+
+    ``strategy``: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy()``) to build and train under;
+    set ``config.GPU_COUNT`` to its replica count so BATCH_SIZE is the global batch.
+    """
+
+    def __init__(self, mode: str, config, model_dir: str, strategy: tf.distribute.Strategy | None = None):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+        config.validate()
+        self.mode, self.config, self.model_dir = mode, config, model_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        if config.MIXED_PRECISION:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        self.epoch = 0
+        self.log_dir = None
+        self.set_log_dir()
+        with self.strategy.scope():
+            if mode == "training":
+                self.keras_model = build_training_graph(config, model_class=MaskRCNNTrainingModel)
+                self.keras_model.configure(config.LOSS_WEIGHTS, config.WEIGHT_DECAY)
+            else:
+                self.keras_model = build_inference_graph(config)
+        self._predict_fn = None
+
+    # -------------------------------------------------------------------------------- run folders
+    def set_log_dir(self, model_path: str | None = None) -> None:
+        """New timestamped run folder, or the folder (and epoch) of ``model_path`` when it is one
+        of our checkpoints, so training continues where it stopped."""
+        name = self.config.NAME or "model"
+        parsed = runs.parse_checkpoint_path(model_path, name) if model_path else None
+        if parsed:
+            self.log_dir, self.epoch = parsed
+            return
+        self.log_dir = runs.new_run_dir(self.model_dir, name)
+
+    def checkpoint_path(self, epoch: int) -> str:
+        return runs.checkpoint_path(self.log_dir, self.config.NAME or "model", epoch)
+
+    def find_last(self) -> str:
+        """The newest checkpoint of the newest run folder of this config's NAME."""
+        return runs.find_last_checkpoint(self.model_dir, self.config.NAME or "model")
+
+    # -------------------------------------------------------------------------------- weights
+    def load_weights(self, filepath: str, by_name: bool = True, exclude=None, verbose: int = 1):
+        """Load a by-name h5 (Matterport's ``mask_rcnn_coco.h5`` or our checkpoints).
+
+        ``exclude``: layer names/regexes to skip, e.g. the class-specific heads when NUM_CLASSES
+        differs. If ``filepath`` is one of our checkpoints, the run folder and epoch are resumed.
+        """
+        if not by_name:
+            raise ValueError("only by_name=True is supported: weights are matched by layer name")
+        report = load_weights_by_name(self.keras_model, filepath, exclude=exclude, verbose=verbose)
+        if exclude and set(CLASS_SPECIFIC_HEADS) & set(report.excluded) and self.mode == "inference":
+            print("Warning: the class-specific heads were excluded and are untrained: train before detecting.")
+        self.set_log_dir(filepath)
+        return report
+
+    def restore_best(self, verbose: int = 1) -> bool:
+        """Reload this run's ``best.h5`` (lowest val loss so far), keeping run folder and epoch.
+        Returns False when the run has no best weights yet."""
+        path = os.path.join(self.log_dir, "best.h5")
+        if not os.path.isfile(path):
+            return False
+        load_weights_by_name(self.keras_model, path, verbose=verbose)
+        return True
+
+    def save_weights(self, filepath: str) -> None:
+        save_weights_by_name(self.keras_model, filepath)
+
+    def get_imagenet_weights(self) -> str:
+        """ImageNet ResNet-50 weights (downloaded on the user's machine, MD5-checked).
+
+        This is the keras-applications v0.2 release file, whose layer names (``conv1``,
+        ``res2a_branch2a``, ``bn2a_branch2a`` ...) are the ones our ResNet uses, so it loads by name
+        (Matterport used the same file). Newer keras.applications files use other names.
+        """
+        if self.config.BACKBONE != "resnet50":
+            raise ValueError("ImageNet weights are available for BACKBONE='resnet50'; use COCO weights "
+                             "for resnet101, or train small backbones from scratch")
+        return keras.utils.get_file(
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            cache_subdir="models", file_hash="a268eb855778b3df3c7506639542a6af", hash_algorithm="md5")
+
+    # -------------------------------------------------------------------------------- training
+    def set_trainable(self, layers: str, verbose: int = 0) -> list[str]:
+        """Make layers whose name fully matches the regex (or named group) trainable, freeze the rest.
+        Returns the names of trainable layers."""
+        regex = re.compile(layer_regex(layers, self.config.BACKBONE))
+        trained = []
+        for layer in iter_layers(self.keras_model):
+            if not layer.weights:
+                continue
+            trainable = bool(regex.fullmatch(layer.name))
+            # Plain Keras BN (e.g. in MobileNetV2) would switch to batch statistics when trainable.
+            inner = getattr(layer, "layer", layer)
+            if isinstance(inner, keras.layers.BatchNormalization) and not isinstance(inner, BatchNorm) \
+                    and self.config.TRAIN_BN is False:
+                trainable = False
+            layer.trainable = trainable
+            if trainable:
+                trained.append(layer.name)
+        if verbose:
+            print(f"Training {len(trained)} layers matching {layers!r}")
+        return trained
+
+    def compile(self, learning_rate: float, momentum: float) -> None:
+        with self.strategy.scope():
+            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                             global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+            if self.config.MIXED_PRECISION:
+                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+
+    def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1):
+        """Train ``layers`` until epoch ``epochs`` (continuing from ``self.epoch``), as Matterport.
+
+        ``augmentation``: None, "default" (albumentations policy) or an albumentations/imgaug
+        transform. Checkpoints each epoch in ``self.log_dir``; TensorBoard logs beside them.
+        """
+        if self.mode != "training":
+            raise ValueError("create the model with mode='training' to train")
+        if no_augmentation_sources:
+            raise ValueError("no_augmentation_sources is not supported; pass augmentation=None instead")
+        from mrcnn.data.pipeline import build_dataset
+
+        cfg = self.config
+        if epochs <= self.epoch:
+            print(f"Already at epoch {self.epoch} >= {epochs}: nothing to train for this stage.")
+            return None
+        os.makedirs(self.log_dir, exist_ok=True)
+        cfg.save(os.path.join(self.log_dir, "config.json"))
+        train_ds = build_dataset(train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED)
+        val_ds = (build_dataset(val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED)
+                  if val_dataset is not None else None)
+        self.set_trainable(layers, verbose=verbose)
+        self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            CheckpointCallback(self.checkpoint_path, self.log_dir,
+                               monitor="val_loss" if val_ds is not None else "loss"),
+        ] + list(custom_callbacks or [])
+        if verbose:
+            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}, layers={layers}\n"
+                  f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
+        try:
+            history = self.keras_model.fit(
+                train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
+                validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
+                callbacks=callbacks, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+        except BaseException as error:  # also Ctrl-C
+            # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
+            # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the
+            # traceback's lines stay) so the pipeline shuts down while Python still runs.
+            traceback.clear_frames(error.__traceback__)
+            del train_ds, val_ds
+            gc.collect()
+            self.epoch = _last_epoch(self.log_dir, self.epoch)
+            if isinstance(error, tf.errors.ResourceExhaustedError):
+                raise MemoryError(_OOM_HELP.format(error=error.message.splitlines()[0])) from error
+            raise
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    # -------------------------------------------------------------------------------- inference
+    def mold_inputs(self, images):
+        """Resize/pad images to the network input; returns (molded [B,H,W,3], metas, windows)."""
+        molded, metas, windows = [], [], []
+        for image in images:
+            resized, info = resize_image_for_config(image, self.config)
+            molded.append(mold_image(resized, self.config))
+            metas.append(compose_image_meta(0, image.shape, resized.shape, info.window, info.scale,
+                                            np.zeros(self.config.NUM_CLASSES, np.int32)))
+            windows.append(info.window)
+        return np.stack(molded), np.stack(metas), np.array(windows)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_shape, image_shape, window):
+        """One image's padded detections -> boxes in original pixels, class ids, scores, full masks."""
+        zero = np.where(detections[:, 4] == 0)[0]
+        n = zero[0] if len(zero) else detections.shape[0]
+        boxes = detections[:n, :4]
+        class_ids = detections[:n, 4].astype(np.int32)
+        scores = detections[:n, 5]
+        masks = select_class_masks(mrcnn_mask[:n], class_ids)
+        boxes = unmold_boxes(boxes, window, image_shape, original_shape)
+        keep = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+        full = np.stack([unmold_mask(masks[i], boxes[i], original_shape) for i in range(len(keep))], axis=-1) \
+            if len(keep) else np.zeros(tuple(original_shape[:2]) + (0,), dtype=bool)
+        return boxes, class_ids, scores, full
+
+    def _predict(self, molded, metas):
+        if self._predict_fn is None:
+            model = self.keras_model
+
+            @tf.function(reduce_retracing=True, autograph=False)
+            def fn(image, meta):
+                return model({"input_image": image, "input_image_meta": meta}, training=False)
+
+            self._predict_fn = fn
+        out = self._predict_fn(tf.constant(molded), tf.constant(metas))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def detect(self, images, verbose: int = 0) -> list[dict]:
+        """Detect instances in RGB images of any size (a list; any length).
+
+        Returns one dict per image: ``rois`` [N, 4] (y1, x1, y2, x2 in original pixels),
+        ``class_ids`` [N], ``scores`` [N], ``masks`` [H, W, N] bool at the original size.
+        """
+        if self.mode != "inference":
+            raise ValueError("create the model with mode='inference' to detect")
+        images = [np.asarray(im) for im in images]
+        results = []
+        batch = self.config.BATCH_SIZE
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            # A short last batch is padded with copies of its last image: one batch shape, one trace.
+            molded, metas, windows = self.mold_inputs(chunk + [chunk[-1]] * (batch - len(chunk)))
+            out = self._predict(molded, metas)
+            for i, image in enumerate(chunk):
+                rois, class_ids, scores, masks = self.unmold_detections(
+                    out["detections"][i], out["mrcnn_mask"][i], image.shape, molded[i].shape, windows[i])
+                results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+            if verbose:
+                print(f"detect: {start + len(chunk)}/{len(images)} images")
+        return results

@@ -1,0 +1,78 @@
+"""Multi-level ROIAlign (each ROI pooled from the FPN level that fits its size) and PerROI, which
+applies a layer to every pooled ROI: the two pieces the box and mask heads share."""
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import layers, ops
+
+
+def roi_levels(boxes: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
+    """FPN level (2..5) of normalised boxes [..., 4], as in the FPN paper, relative to a 224 px
+    ROI on a 1024 px image (so it scales with the input size)."""
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+    h, w = y2 - y1, x2 - x1
+    image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+    level = tf.math.log(tf.sqrt(tf.maximum(h * w, 1e-12)) / (224.0 / tf.sqrt(image_area))) / tf.math.log(2.0)
+    return tf.clip_by_value(4 + tf.cast(tf.round(level), tf.int32), 2, 5)
+
+
+class PyramidROIAlign(layers.Layer):
+    """[boxes [B, N, 4], image [B, H, W, C] (for its size), P2, P3, P4, P5] -> [B, N, ph, pw, C]."""
+
+    def __init__(self, pool_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_shape = tuple(int(v) for v in pool_shape)
+
+    def call(self, inputs):
+        boxes, image = inputs[0], inputs[1]
+        feature_maps = inputs[2:]
+        image_shape = tf.shape(image)[1:3]
+        batch, n = tf.shape(boxes)[0], tf.shape(boxes)[1]
+        flat_boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+        box_batch = tf.repeat(tf.range(batch), n)
+        levels = roi_levels(flat_boxes, image_shape)
+        pooled, order = [], []
+        for i, fmap in enumerate(feature_maps):
+            idx = tf.where(tf.equal(levels, i + 2))[:, 0]
+            crops = tf.image.crop_and_resize(
+                tf.cast(fmap, tf.float32), tf.stop_gradient(tf.gather(flat_boxes, idx)),
+                tf.stop_gradient(tf.cast(tf.gather(box_batch, idx), tf.int32)), self.pool_shape, method="bilinear")
+            pooled.append(crops)
+            order.append(idx)
+        pooled = tf.concat(pooled, axis=0)
+        order = tf.concat(order, axis=0)
+        # Put the crops back in box order.
+        pooled = tf.scatter_nd(tf.cast(order[:, None], tf.int32), pooled, tf.concat([[batch * n], tf.shape(pooled)[1:]], 0))
+        out = tf.reshape(pooled, tf.concat([[batch, n], tf.shape(pooled)[1:]], 0))
+        return tf.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][1]) + self.pool_shape + (input_shape[2][-1],)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_shape": list(self.pool_shape)}
+
+
+class PerROI(layers.Wrapper):
+    """Apply a layer to every ROI: [B, N, ...] -> [B*N, ...] -> layer -> [B, N, ...].
+
+    Keras 3's ``TimeDistributed`` unrolls a Python loop over a static time axis (one conv per
+    ROI: a huge graph, several times slower on CPU); folding the ROIs into the batch axis is one
+    op. Weights are the wrapped layer's, under this wrapper's name (Matterport's layer names).
+    """
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build((None,) + tuple(input_shape[2:]))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        shape = ops.shape(inputs)
+        flat = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+        kwargs = {"training": training} if isinstance(self.layer, layers.BatchNormalization) else {}
+        out = self.layer(flat, **kwargs)
+        return ops.reshape(out, (shape[0], shape[1]) + tuple(out.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return tuple(input_shape[:2]) + tuple(inner[1:])

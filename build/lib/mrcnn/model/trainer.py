@@ -1,0 +1,124 @@
+"""The training model: custom ``train_step``/``test_step`` with the five losses, weight decay,
+clipped SGD, per-head diagnostics; plus the checkpoint callback (atomic, best-by-val-loss)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from mrcnn import runs
+from mrcnn.ops.boxes import compute_overlaps_tf
+from mrcnn.ops.images import parse_image_meta_tf
+
+from .box_head import box_losses
+from .mask_head import mask_accuracy, mask_losses
+from .rpn import rpn_losses
+from .weights import save_weights_by_name
+
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+DIAGNOSTICS = ("rpn_recall", "roi_positive_fraction", "mask_accuracy")
+
+
+class MaskRCNNTrainingModel(keras.Model):
+    """Functional training graph whose ``train_step`` computes Matterport's losses."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_weights_cfg = {k: 1.0 for k in LOSS_NAMES}
+        self.weight_decay = 0.0
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES + DIAGNOSTICS}
+
+    def configure(self, loss_weights: dict, weight_decay: float):
+        self.loss_weights_cfg = {k: float(loss_weights.get(k, 1.0)) for k in LOSS_NAMES}
+        self.weight_decay = float(weight_decay)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ---------------------------------------------------------------------------------- losses
+    def compute_losses(self, x, out) -> dict[str, tf.Tensor]:
+        """The five losses by name: the RPN's two, the box head's two, the mask head's one."""
+        active = parse_image_meta_tf(x["input_image_meta"])["active_class_ids"]
+        return {
+            **rpn_losses(x["input_rpn_match"], x["input_rpn_bbox"], out["rpn_class_logits"], out["rpn_bbox"]),
+            **box_losses(out["target_class_ids"], out["target_bbox"], out["mrcnn_class_logits"], out["mrcnn_bbox"],
+                         active, out["rois"]),
+            **mask_losses(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
+        }
+
+    def diagnostics(self, x, out) -> dict[str, tf.Tensor]:
+        gt = out["gt_boxes_normalized"]
+        real_gt = tf.cast(x["input_gt_class_ids"] > 0, tf.float32)
+        best = tf.reduce_max(compute_overlaps_tf(gt, out["rpn_rois"]), axis=2)  # [B, G]
+        hits = tf.cast(best >= 0.5, tf.float32) * real_gt
+        real_rois = tf.cast(tf.reduce_any(tf.not_equal(out["rois"], 0.0), axis=-1), tf.float32)
+        positives = tf.cast(out["target_class_ids"] > 0, tf.float32)
+        return {
+            "rpn_recall": tf.math.divide_no_nan(tf.reduce_sum(hits), tf.reduce_sum(real_gt)),
+            "roi_positive_fraction": tf.math.divide_no_nan(tf.reduce_sum(positives), tf.reduce_sum(real_rois)),
+            "mask_accuracy": mask_accuracy(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
+        }
+
+    def l2_penalty(self):
+        """Matterport's weight decay: WD * sum(w^2) / size(w) over trainable weights, BN gamma/beta excluded."""
+        terms = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) / tf.cast(tf.size(v), tf.float32)
+                 for v in self.trainable_variables if not v.path.endswith(("gamma", "beta"))]
+        return self.weight_decay * tf.add_n(terms) if terms else tf.constant(0.0)
+
+    def _total(self, parts):
+        return tf.add_n([self.loss_weights_cfg[k] * parts[k] for k in LOSS_NAMES])
+
+    def _record(self, total, parts, diag):
+        self.trackers["loss"].update_state(total)
+        for k, v in {**parts, **diag}.items():
+            self.trackers[k].update_state(v)
+        return {m.name: m.result() for m in self.metrics}
+
+    # ---------------------------------------------------------------------------------- steps
+    def train_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            out = self(x, training=True)
+            parts = self.compute_losses(x, out)
+            total = self._total(parts) + self.l2_penalty()
+            # Gradients are summed over replicas by the optimizer: average them here.
+            scaled = total / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+            if hasattr(self.optimizer, "scale_loss"):
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._record(total, parts, self.diagnostics(x, out))
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        out = self(x, training=False)
+        parts = self.compute_losses(x, out)
+        return self._record(self._total(parts), parts, self.diagnostics(x, out))
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Each epoch: write ``mask_rcnn_<name>_<epoch>.h5`` atomically, keep ``best.h5`` by ``monitor``,
+    and ``history.jsonl`` + ``state.json`` (last epoch, best value) through :mod:`mrcnn.runs`."""
+
+    def __init__(self, checkpoint_path_fn, log_dir, monitor="val_loss"):
+        super().__init__()
+        self.checkpoint_path_fn = checkpoint_path_fn
+        self.log_dir = log_dir
+        self.monitor = monitor
+        self.best = float(runs.read_state(log_dir).get("best", float("inf")))
+        runs.remove_stale_temp_files(log_dir)  # left by a killed run: the run starts or resumes here
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.checkpoint_path_fn(epoch + 1)
+        save_weights_by_name(self.model, path)
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
+                shutil.copyfile(path, tmp)  # the checkpoint just written: no second serialisation
+        runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, monitor=self.monitor, last_checkpoint=path)
