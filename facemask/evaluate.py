@@ -6,8 +6,12 @@
 
 Prints the config and dataset summaries, a progress bar and a table of:
 
-* Matterport-style mAP@0.5 (mask IoU and box IoU): the **mean over images** of each image's AP
-  (what Matterport's notebooks call "mAP"; not the VOC/COCO dataset-level number);
+* Matterport's mAP@0.5 (mask IoU and box IoU): the mean of Matterport's per-image ``compute_ap``
+  over the images **that have ground truth** (what Matterport's notebooks call "mAP"; not the
+  VOC/COCO dataset-level number), with the detections ranked down to score 0.05 (at most 100 per
+  image, as COCO-style evaluation does); beside it the same figure with only the detections at the
+  run's ``DETECTION_MIN_CONFIDENCE`` (``--min-confidence``), the number Matterport-style runs print;
+  images without ground truth are counted apart (how many got false positives);
 * per-class AP@0.5, dataset-level (detections of a class pooled over all images, VOC style);
 * COCO AP@[.5:.95] (and AP50, AP75, APs/m/l, AR) from pycocotools, for masks (segm) and boxes.
 
@@ -33,6 +37,10 @@ from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, Checkpoint, CLIError, add_check
                   checkpoint_config, cli_main, positive_int, probability, resolve_weights)
 
 # Heavy imports (TensorFlow, matplotlib) are deferred so argument and path errors are instant.
+
+#: The headline ranks detections down to this score, at most this many per image (COCO-style).
+RANKED_MIN_CONFIDENCE = 0.05
+RANKED_MAX_INSTANCES = 100
 
 
 def json_safe(obj: Any) -> Any:
@@ -92,9 +100,16 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         ckpt = Checkpoint(resolve_weights(weights_path, logs), model.config, "the given model")
     else:
         ckpt = checkpoint_config(weights_path, logs=logs, profile=profile, classes=classes, class_key=class_key,
-                                 config_file=config_file, DETECTION_MIN_CONFIDENCE=min_confidence,
-                                 IMAGES_PER_GPU=batch_size)
+                                 config_file=config_file, IMAGES_PER_GPU=batch_size)
     config, weights_path, source = ckpt.config, ckpt.weights, ckpt.source
+    # The headline ranks detections down to a low score (COCO-style; a high cut-off truncates the
+    # precision/recall curve); the figure at the run's own threshold is reported beside it.
+    reference = (float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence),
+                 int(config.DETECTION_MAX_INSTANCES))
+    if model is None:
+        config.apply({"DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, reference[0]),
+                      "DETECTION_MAX_INSTANCES": max(reference[1], min(RANKED_MAX_INSTANCES,
+                                                                       int(config.POST_NMS_ROIS_INFERENCE)))})
     say(ckpt.describe())
     spec = getattr(config, "class_spec", None) or ClassSpec.parse(classes, class_key)
     dataset = load_dataset(dataset_dir, subset, spec, verbose=verbose, unknown=unknown)
@@ -115,15 +130,16 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
     from mrcnn.metrics import evaluate_model, format_table
 
     evaluator, examples = evaluate_model(model, dataset, limit=limit, progress=progress,
-                                         keep_examples=keep_examples, iou_threshold=iou)
+                                         keep_examples=keep_examples, iou_threshold=iou,
+                                         reference_confidence=reference[0], reference_max=reference[1])
     summary = evaluator.summary()
     table = format_table(summary)
     extra_iou = not math.isclose(iou, 0.5)
     if extra_iou:
         for key in ("mask_AP", "box_AP"):
-            vals = [r[key] for r in evaluator.per_image]
+            vals = [r[key] for r in evaluator.per_image if r["num_gt"]]
             summary[f"{key.split('_')[0]}_mAP@{iou:g}"] = float(sum(vals) / len(vals)) if vals else float("nan")
-        table += (f"\n\nMatterport mAP@{iou:g} (mean over images):  mask "
+        table += (f"\n\nMatterport mAP@{iou:g} (mean over the images with GT):  mask "
                   f"{summary[f'mask_mAP@{iou:g}']:.3f}   box {summary[f'box_mAP@{iou:g}']:.3f}")
     say("")
     say(table)
@@ -157,8 +173,12 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
 
     summary.update({
         "definitions": {
-            "mask_mAP50": "Matterport-style: mean over images of the per-image AP at mask IoU 0.5",
-            "box_mAP50": "Matterport-style: mean over images of the per-image AP at box IoU 0.5",
+            "mask_mAP50": "Matterport's compute_ap at mask IoU 0.5, mean over the images with GT; detections "
+                          f"ranked down to score {config.DETECTION_MIN_CONFIDENCE:g}, at most "
+                          f"{config.DETECTION_MAX_INSTANCES} per image",
+            "box_mAP50": "the same at box IoU 0.5",
+            "mask_mAP50_at_min_confidence": "the same as mask_mAP50 with only the detections >= the run's "
+                                            "DETECTION_MIN_CONFIDENCE (what Matterport-style runs report)",
             "per_class_mask_AP50": "dataset-level AP per class at mask IoU 0.5 (detections pooled over images)",
             "coco_segm": "pycocotools COCOeval (segm); AP is AP@[.5:.95]; null = no GT in that range",
             "coco_bbox": "pycocotools COCOeval (bbox)",
@@ -174,6 +194,7 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         "config_source": source,
         "config": config.to_dict(),
         "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
+        "reference_min_confidence": reference[0],
         "warnings": warnings,
         "per_image": evaluator.per_image,
         "timing": {**evaluator.timing, "model_build_s": round(model_s, 3),
@@ -206,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="val", help="split to evaluate (default val)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--min-confidence", type=probability, default=None,
-                   help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)")
+                   help="the threshold of the second mAP figure (default: the run's DETECTION_MIN_CONFIDENCE); "
+                        "the headline ranks detections down to 0.05 whatever this is")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per detect call (default 1)")
     p.add_argument("--out", default=None, help="output folder (default <run folder>/eval_<subset>)")
     p.add_argument("--iou", type=probability, default=0.5,

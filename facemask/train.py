@@ -240,10 +240,16 @@ def run(argv=None) -> dict:
     summary = evaluate_checkpoint(checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit,
                                   unknown=args.unknown)
     record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
-                   "box_mAP50": summary.get("box_mAP50")})
+                   "box_mAP50": summary.get("box_mAP50"),
+                   "mask_mAP50_at_min_confidence": summary.get("mask_mAP50_at_min_confidence")})
     runs.write_json(os.path.join(model.log_dir, "train_summary.json"), record)
-    print(f"\nval mask mAP@0.5 = {summary.get('mask_mAP50'):.3f} (mean over images, Matterport-style); "
-          f"training {train_seconds / 60:.1f} min")
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"\nval mask mAP@0.5 = {fmt(summary.get('mask_mAP50'))} (Matterport's compute_ap, mean over the "
+          f"{summary.get('images_with_gt')} val images with masks, detections ranked down to score "
+          f"{summary.get('detection_min_confidence'):g}); {fmt(summary.get('mask_mAP50_at_min_confidence'))} with "
+          f"only the detections >= {summary.get('reference_min_confidence'):g}; training {train_seconds / 60:.1f} min")
     return record
 
 

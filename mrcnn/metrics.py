@@ -13,25 +13,25 @@ Padding rows -- a class id ``<= 0`` or an all-zero box, as produced by zero-padd
 GT/detection tensors -- are ignored everywhere (Matterport's ``trim_zeros``), on both the
 GT and the prediction side.
 
-Matterport convention (``utils.compute_matches`` / ``utils.compute_ap``)
------------------------------------------------------------------------
-Predictions are visited in descending score order (stable sort: ties keep input order);
-each is matched to the unmatched GT of the *same class* with the highest IoU, provided that
-IoU is ``>= iou_threshold``.  Cumulative precision/recall over the score-sorted predictions
-are padded with ``0`` at the start and ``(precision 0, recall 1)`` at the end, precision is
-made monotonically decreasing from the right, and AP is the all-points-interpolated area
-``sum((r[i] - r[i-1]) * p[i])`` over the points where recall changes.  Per-image AP pools all
-classes of the image (this is what Matterport's notebooks average to "mAP").
+Matterport convention (``utils.compute_matches`` / ``utils.compute_ap``), reproduced exactly
+-----------------------------------------------------------------------------------------
+Padding rows are dropped first. Predictions are visited in Matterport's order,
+``np.argsort(scores)[::-1]`` (equal scores: the later row first); each is matched to the
+unmatched GT of the *same class* with the highest IoU, provided that IoU is ``>= iou_threshold``,
+GTs being tried in ``np.argsort(ious)[::-1]`` order (equal IoUs: the later GT row first). Float
+and integer masks are binarised with ``> 0.5``. Cumulative precision (float64) and recall (float32,
+as Matterport) over the score-sorted predictions are padded with ``0`` at the start and
+``(precision 0, recall 1)`` at the end, precision is made monotonically decreasing from the right,
+and AP is ``sum((r[i] - r[i-1]) * p[i])`` over the points where recall changes. Per-image AP pools
+all classes of the image (this is what Matterport's notebooks average to "mAP").
 
-Edge cases (deliberate; Matterport returns NaN or 1 depending on the path)
-------------------------------------------------------------------------------
-================================  ==========================================
-situation (after dropping padding)  AP
-================================  ==========================================
-no GT and no predictions            1.0  (nothing to find, nothing found)
-no GT but predictions               0.0  (every prediction is a false positive)
-GT but no predictions               0.0
-================================  ==========================================
+Images without ground truth
+---------------------------
+Matterport's ``compute_ap`` returns 0.0 when neither side has instances (recall pads to
+``[0, 1]`` with precision 0) and NaN when there are predictions but no GT (0 / 0 recalls).
+:func:`compute_ap` returns 0.0 in both cases (never NaN). The headline mAP (:class:`Evaluator`)
+is the mean over the images **that have ground truth** only, as the original face-mask project
+evaluated; images without GT are counted apart, with how many of them got false positives.
 
 Dataset-level per-class AP (:func:`per_class_ap`) instead returns **NaN** for a class with
 neither GT nor predictions in the whole set (the class is absent; it should not appear as a
@@ -98,15 +98,13 @@ def _as_bool_masks(masks: Any, name: str = "masks") -> np.ndarray:
         raise ValueError(f"{name} must be [H, W, N], got shape {m.shape}")
     if m.dtype == bool:
         return m
-    if np.issubdtype(m.dtype, np.floating):
-        return m >= 0.5
-    return m != 0
+    return m > 0.5  # Matterport's compute_overlaps_masks: masks > .5 (floats and 0/1 ints alike)
 
 
 def mask_iou(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
     """IoU of every mask in ``masks1`` [H, W, N] with every mask in ``masks2`` [H, W, M] -> [N, M].
 
-    Float or integer masks are binarised (>= 0.5 / != 0). A pair with an empty union gets 0.
+    Float or integer masks are binarised with ``> 0.5`` (Matterport). A pair with an empty union gets 0.
     """
     m1 = _as_bool_masks(masks1, "masks1")
     m2 = _as_bool_masks(masks2, "masks2")
@@ -174,25 +172,52 @@ def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_
 
 
 def _score_order(scores: np.ndarray) -> np.ndarray:
-    return np.argsort(-scores, kind="stable")
+    """Matterport's prediction order: ``np.argsort(scores)[::-1]`` (equal scores: later rows first)."""
+    return np.argsort(scores)[::-1]
 
 
 def _greedy_match(overlaps, gt_class_ids, pred_class_ids, pred_scores, gt_valid, pred_valid,
                   iou_threshold):
-    n_pred, n_gt = overlaps.shape
-    gt_match = np.full(n_gt, -1, dtype=np.int64)
-    pred_match = np.full(n_pred, -1, dtype=np.int64)
-    for i in _score_order(pred_scores):
-        if not pred_valid[i]:
-            continue
-        cand = gt_valid & (gt_match < 0) & (gt_class_ids == pred_class_ids[i]) \
-            & (overlaps[i] >= iou_threshold)
-        if not cand.any():
-            continue
-        j = int(np.argmax(np.where(cand, overlaps[i], -1.0)))  # ties: lowest GT index
-        gt_match[j] = i
-        pred_match[i] = j
+    """Matterport's ``compute_matches`` loop on the non-padding rows; indices map back to the input."""
+    gt_rows, pred_rows = np.flatnonzero(gt_valid), np.flatnonzero(pred_valid)
+    ious = overlaps[np.ix_(pred_rows, gt_rows)]
+    gt_cls, pred_cls = gt_class_ids[gt_rows], pred_class_ids[pred_rows]
+    gt_match = np.full(len(gt_valid), -1, dtype=np.int64)
+    pred_match = np.full(len(pred_valid), -1, dtype=np.int64)
+    for i in _score_order(pred_scores[pred_rows]):
+        for j in np.argsort(ious[i])[::-1]:
+            if gt_match[gt_rows[j]] > -1:
+                continue
+            if ious[i, j] < iou_threshold:
+                break
+            if pred_cls[i] == gt_cls[j]:
+                gt_match[gt_rows[j]] = pred_rows[i]
+                pred_match[pred_rows[i]] = gt_rows[j]
+                break
     return gt_match, pred_match
+
+
+def _sorted_valid(p, pred_valid=None) -> list[int]:
+    """Input rows of the non-padding predictions (or of ``pred_valid``) in Matterport's score order."""
+    rows = np.flatnonzero(p["pred_valid"] if pred_valid is None else pred_valid)
+    return [int(rows[i]) for i in _score_order(p["pred_scores"][rows])]
+
+
+def _image_ap(p, pred_valid, iou_threshold: float = 0.5):
+    """(per-image AP, pred_match) of a prepared image using only the ``pred_valid`` rows."""
+    _, match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"], p["pred_scores"],
+                             p["gt_valid"], pred_valid, iou_threshold)
+    return _ap_from_tp(match[_sorted_valid(p, pred_valid)] >= 0, int(p["gt_valid"].sum()))[0], match
+
+
+def _confident_rows(p, min_confidence: float, max_instances: int | None) -> np.ndarray:
+    """The predictions a model run at ``min_confidence`` / ``max_instances`` would have returned:
+    score >= min_confidence, the top ``max_instances`` by score."""
+    valid = p["pred_valid"] & (p["pred_scores"] >= min_confidence)
+    keep = _sorted_valid(p, valid)[:max_instances]
+    out = np.zeros_like(valid)
+    out[keep] = True
+    return out
 
 
 def match_detections(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
@@ -220,23 +245,17 @@ def match_detections(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_id
 
 # ----------------------------------------------------------------------------- AP
 def _ap_from_tp(tp_sorted: np.ndarray, n_gt: int):
-    """AP, precisions, recalls from TP flags of score-sorted predictions and the GT count.
-
-    Implements the module's edge-case table for ``n_gt == 0``.
-    """
+    """AP, precisions, recalls from TP flags of score-sorted predictions and the GT count, with
+    Matterport's arithmetic (float32 recalls). No GT: AP 0.0 (see the module docstring)."""
     tp_sorted = np.asarray(tp_sorted, dtype=bool).reshape(-1)
-    n_pred = tp_sorted.size
-    if n_gt == 0 and n_pred == 0:
-        return 1.0, np.array([1.0, 1.0]), np.array([0.0, 1.0])
-    ctp = np.cumsum(tp_sorted, dtype=np.float64)
-    precisions = ctp / np.arange(1, n_pred + 1)
-    recalls = ctp / n_gt if n_gt > 0 else np.zeros(n_pred)
-    precisions = np.concatenate([[0.0], precisions, [0.0]])
-    recalls = np.concatenate([[0.0], recalls, [1.0]])
-    # Monotonically decreasing precision (envelope from the right).
-    precisions = np.maximum.accumulate(precisions[::-1])[::-1]
+    ctp = np.cumsum(tp_sorted)
+    precisions = ctp / (np.arange(len(tp_sorted)) + 1)
+    recalls = ctp.astype(np.float32) / n_gt if n_gt > 0 else np.zeros(len(tp_sorted), np.float32)
+    precisions = np.concatenate([[0], precisions, [0]])
+    recalls = np.concatenate([[0], recalls, [1]])
+    precisions = np.maximum.accumulate(precisions[::-1])[::-1]  # decreasing envelope from the right
     idx = np.flatnonzero(recalls[:-1] != recalls[1:]) + 1
-    ap = float(np.sum((recalls[idx] - recalls[idx - 1]) * precisions[idx]))
+    ap = float(np.sum((recalls[idx] - recalls[idx - 1]) * precisions[idx])) if n_gt > 0 else 0.0
     return ap, precisions, recalls
 
 
@@ -248,14 +267,14 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pre
     monotone curves along the score-sorted predictions (padding rows dropped); ``overlaps`` is
     as in :func:`match_detections` (input order). All classes of the image are pooled.
 
-    Edge cases: no GT and no predictions -> 1.0; no GT but predictions -> 0.0; GT but no
+    Edge cases: no GT -> 0.0 (Matterport: 0.0 without predictions, NaN with some); GT but no
     predictions -> 0.0 (padding rows do not count). Never NaN.
     """
     p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
                  pred_masks, use_masks)
     _, pred_match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
                                   p["pred_scores"], p["gt_valid"], p["pred_valid"], iou_threshold)
-    order = [i for i in _score_order(p["pred_scores"]) if p["pred_valid"][i]]
+    order = _sorted_valid(p)
     ap, precisions, recalls = _ap_from_tp(pred_match[order] >= 0, int(p["gt_valid"].sum()))
     return ap, precisions, recalls, p["overlaps"]
 
@@ -271,7 +290,7 @@ def compute_ap_range(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_id
         iou_thresholds = np.arange(0.5, 1.0, 0.05)
     p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
                  pred_masks, use_masks)
-    order = [i for i in _score_order(p["pred_scores"]) if p["pred_valid"][i]]
+    order = _sorted_valid(p)
     n_gt = int(p["gt_valid"].sum())
     aps = []
     for t in iou_thresholds:
@@ -350,7 +369,7 @@ def _per_class_from_matches(matches: Sequence[_ImageMatch], class_ids: Sequence[
         if n_gt == 0 and not sel.any():
             out[int(c)] = (float("nan"), np.zeros(0), np.zeros(0))
             continue
-        order = _score_order(ps[sel])  # stable: ties keep image order
+        order = np.argsort(-ps[sel], kind="stable")  # VOC pooling: ties keep image order
         out[int(c)] = _ap_from_tp(pt[sel][order], n_gt)
     return out
 
@@ -411,10 +430,20 @@ class Evaluator:
 
     ``verbose_coco=True`` lets pycocotools print its usual output; otherwise it is captured and
     kept in :attr:`coco_log` (a string) after :meth:`summary`.
+
+    ``reference_confidence`` / ``reference_max``: also score each image with only the predictions a
+    model run at that ``DETECTION_MIN_CONFIDENCE`` / ``DETECTION_MAX_INSTANCES`` would return (the
+    figure Matterport-style runs report), beside the headline that ranks every prediction given.
     """
 
-    def __init__(self, class_names: Sequence[str], verbose_coco: bool = False):
+    def __init__(self, class_names: Sequence[str], verbose_coco: bool = False,
+                 reference_confidence: float | None = None, reference_max: int | None = None):
         self.class_names = list(class_names)
+        self.reference_confidence = reference_confidence
+        self.reference_max = reference_max
+        self._ref_ap: dict[str, list[float]] = {"mask_AP50": [], "box_AP50": []}
+        self._num_gt_per_image: list[int] = []
+        self._num_pred_per_image: list[int] = []
         if len(self.class_names) < 2:
             raise ValueError("class_names must hold background (id 0) and at least one class")
         self.verbose_coco = verbose_coco
@@ -469,13 +498,16 @@ class Evaluator:
         result = {}
         for key, p, store_ap, store_m in (("mask_AP50", pm, self._mask_ap, self._mask_matches),
                                           ("box_AP50", pb, self._box_ap, self._box_matches)):
-            _, match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
-                                     p["pred_scores"], p["gt_valid"], p["pred_valid"], 0.5)
-            order = [i for i in _score_order(p["pred_scores"]) if p["pred_valid"][i]]
-            ap = _ap_from_tp(match[order] >= 0, int(p["gt_valid"].sum()))[0]
+            ap, match = _image_ap(p, p["pred_valid"])
             store_ap.append(ap)
             store_m.append(_ImageMatch(p, match))
             result[key] = ap
+            if self.reference_confidence is not None:
+                ref = _image_ap(p, _confident_rows(p, self.reference_confidence, self.reference_max))[0]
+                self._ref_ap[key].append(ref)
+                result[f"{key}_at_min_confidence"] = ref
+        self._num_gt_per_image.append(int(pm["gt_valid"].sum()))
+        self._num_pred_per_image.append(int(pm["pred_valid"].sum()))
 
         # COCO records (padding dropped).
         coco_id = len(self._images) + 1
@@ -551,8 +583,12 @@ class Evaluator:
     def summary(self) -> dict[str, Any]:
         """All metrics as a dict of plain Python floats/lists (see module docstring for edge cases).
 
-        * ``mask_mAP50`` / ``box_mAP50``: Matterport's number -- the **mean over images** of the
-          per-image AP@0.5 (mask IoU / box IoU); NaN with no images.
+        * ``mask_mAP50`` / ``box_mAP50``: Matterport's number -- the **mean over the images that
+          have ground truth** of the per-image AP@0.5 (mask IoU / box IoU); NaN without such images.
+        * ``images_with_gt``, ``images_without_gt`` and ``images_without_gt_with_predictions`` (false
+          positives on images with nothing to find).
+        * ``mask_mAP50_at_min_confidence`` / ``box_mAP50_at_min_confidence`` (with a reference
+          confidence): the same mean using only the predictions at ``reference_confidence``.
         * ``per_class_mask_AP50`` / ``per_class_box_AP50``: ``{class name: AP}``, dataset-level
           (detections pooled over images); NaN for a class absent from GT and predictions.
         * ``coco_segm`` / ``coco_bbox``: pycocotools COCOeval ``{AP, AP50, AP75, APs, APm, APl,
@@ -569,12 +605,28 @@ class Evaluator:
         coco_segm = self._coco_eval("segm", log)
         coco_bbox = self._coco_eval("bbox", log)
         self.coco_log = log.getvalue()
+        has_gt = np.asarray(self._num_gt_per_image) > 0
+        no_gt_fp = int(np.sum(~has_gt & (np.asarray(self._num_pred_per_image) > 0))) if len(has_gt) else 0
+
+        def mean_over_gt(values):
+            values = np.asarray(values, dtype=np.float64)
+            return float(values[has_gt].mean()) if has_gt.any() else float("nan")
+
+        reference = {}
+        if self.reference_confidence is not None:
+            reference = {"min_confidence": float(self.reference_confidence), "max_instances": self.reference_max,
+                         "mask_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["mask_AP50"]),
+                         "box_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["box_AP50"])}
         return {
             "num_images": self.num_images,
             "num_gt": self.num_gt,
             "num_pred": self.num_pred,
-            "mask_mAP50": float(np.mean(self._mask_ap)) if self._mask_ap else float("nan"),
-            "box_mAP50": float(np.mean(self._box_ap)) if self._box_ap else float("nan"),
+            "images_with_gt": int(has_gt.sum()),
+            "images_without_gt": int((~has_gt).sum()),
+            "images_without_gt_with_predictions": no_gt_fp,
+            "mask_mAP50": mean_over_gt(self._mask_ap),
+            "box_mAP50": mean_over_gt(self._box_ap),
+            **reference,
             "per_class_mask_AP50": {name(c): float(v[0]) for c, v in mask_pc.items()},
             "per_class_box_AP50": {name(c): float(v[0]) for c, v in box_pc.items()},
             "coco_segm": coco_segm,
@@ -600,10 +652,15 @@ def format_table(summary: dict[str, Any]) -> str:
         f"images: {summary.get('num_images', 0)}   GT instances: {summary.get('num_gt', 0)}   "
         f"predictions: {summary.get('num_pred', 0)}",
         "",
-        f"Matterport mAP@0.5 (mean over images):  mask {_fmt(summary.get('mask_mAP50'))}   "
-        f"box {_fmt(summary.get('box_mAP50'))}",
-        "",
+        f"Matterport mAP@0.5 (mean over the {summary.get('images_with_gt', 0)} images with GT, every detection "
+        f"ranked):  mask {_fmt(summary.get('mask_mAP50'))}   box {_fmt(summary.get('box_mAP50'))}",
     ]
+    if "min_confidence" in summary:
+        lines.append(f"  same, only detections >= {summary['min_confidence']:g} (DETECTION_MIN_CONFIDENCE, as "
+                     f"Matterport runs report):  mask {_fmt(summary.get('mask_mAP50_at_min_confidence'))}   "
+                     f"box {_fmt(summary.get('box_mAP50_at_min_confidence'))}")
+    lines += [f"images without GT: {summary.get('images_without_gt', 0)} "
+              f"({summary.get('images_without_gt_with_predictions', 0)} with false positives)", ""]
     head = "COCO  " + "".join(f"{k:>8}" for k in COCO_METRIC_NAMES)
     lines += [head, "-" * len(head)]
     for key, label in (("coco_segm", "segm  "), ("coco_bbox", "bbox  ")):
@@ -631,7 +688,8 @@ def _image_name(dataset, image_id) -> str:
 
 def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
                    limit: int | None = None, progress: bool = True, keep_examples: int = 4,
-                   iou_threshold: float = 0.5, class_names: Sequence[str] | None = None):
+                   iou_threshold: float = 0.5, class_names: Sequence[str] | None = None,
+                   reference_confidence: float | None = None, reference_max: int | None = None):
     """Run ``model.detect`` over a prepared dataset and accumulate an :class:`Evaluator`.
 
     One evaluation path (no "double moulding"): GT comes from ``dataset.load_mask`` at the
@@ -644,6 +702,8 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
     ``(image, gt, pred)`` examples to keep for overlays -- the first images that have GT
     (images without GT only when too few have any). ``iou_threshold``: besides the fixed IoU
     0.5 metrics of the Evaluator, the per-image AP at this threshold is recorded (when not 0.5).
+    ``reference_confidence`` / ``reference_max``: see :class:`Evaluator` (run the model at a low
+    DETECTION_MIN_CONFIDENCE, e.g. 0.05, and get both the ranked headline and this figure).
 
     Returns ``(evaluator, examples)``. ``examples`` is a list of dicts ``{"image_id", "name",
     "image", "gt": {"boxes", "class_ids", "masks"}, "pred": {"rois", "class_ids", "scores",
@@ -661,7 +721,7 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
     if limit is not None:
         ids = ids[: max(0, int(limit))]
     names = list(class_names if class_names is not None else dataset.class_names)
-    evaluator = Evaluator(names)
+    evaluator = Evaluator(names, reference_confidence=reference_confidence, reference_max=reference_max)
     batch = max(1, int(getattr(model.config, "BATCH_SIZE", 1)))
     keep_examples = max(0, int(keep_examples))
     with_gt: list[dict] = []

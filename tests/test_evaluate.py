@@ -104,6 +104,61 @@ def test_matching_is_in_score_order_and_input_indexed():
     assert pred_match.tolist() == [-1, 0]
 
 
+def test_equal_scores_are_ranked_in_matterports_order():
+    """np.argsort(scores)[::-1]: of two equal scores the later row comes first. Here the later row
+    is the FP, so the ranking is FP, TP -> precision [0, 0.5] at recall 1 -> AP 0.5 (stable
+    order would give TP, FP -> 1.0)."""
+    mAP, *_ = ap([A], [1], [A, FAR], [1, 1], [0.8, 0.8])
+    assert mAP == pytest.approx(0.5)
+    mAP, *_ = ap([A], [1], [FAR, A], [1, 1], [0.8, 0.8])
+    assert mAP == pytest.approx(1.0)
+
+
+def test_equal_ious_go_to_the_later_ground_truth():
+    """Matterport tries GTs in np.argsort(ious)[::-1] order: with two identical GTs the later one is
+    matched first."""
+    gb, gm = instances([A, A])
+    pb, pm = instances([A])
+    gt_match, pred_match, _ = ev.match_detections(gb, np.array([1, 1]), gm, pb, np.array([1]), np.array([0.9]), pm)
+    assert gt_match.tolist() == [-1, 0] and pred_match.tolist() == [1]
+
+
+def test_float_masks_are_cut_above_one_half():
+    """Matterport binarises masks with > 0.5: a mask of exactly 0.5 is empty."""
+    gb, gm = instances([A])
+    half = gm.astype(np.float32) * 0.5
+    assert ev.mask_iou(half, gm)[0, 0] == 0.0
+    assert ev.mask_iou(gm.astype(np.float32) * 0.51, gm)[0, 0] == 1.0
+
+
+def test_recall_is_float32_as_matterport():
+    """3 GT, 1 TP: Matterport's recall is float32(1/3), so AP is float32(1/3) * 1.0 exactly."""
+    mAP, precisions, recalls, _ = ap([A, B, C], [1, 1, 1], [A], [1], [0.9])
+    assert mAP == float(np.float32(1) / 3)
+    assert recalls.tolist() == [0.0, float(np.float32(1) / 3), 1.0]
+
+
+def test_headline_ranks_low_scores_and_reports_the_min_confidence_figure():
+    """Headline: every detection ranked (the model runs at 0.05); beside it, the figure with only
+    the detections >= DETECTION_MIN_CONFIDENCE. Images without GT are reported, not averaged."""
+    e = ev.Evaluator(["BG", "a"], reference_confidence=0.7, reference_max=20)
+    gb, gm = instances([A, B])
+    pb, pm = instances([A, B])
+    # image 1: A found at 0.9, B only at 0.3 -> ranked: AP 1.0; at 0.7: recall 0.5 -> AP 0.5
+    r = e.add(1, gb, np.array([1, 1]), gm, pb, np.array([1, 1]), np.array([0.9, 0.3]), pm)
+    assert r["mask_AP50"] == 1.0 and r["mask_AP50_at_min_confidence"] == 0.5
+    nb, nm = np.zeros((0, 4)), np.zeros((H, W, 0), bool)
+    fb, fm = instances([C])
+    e.add(2, nb, np.zeros(0, int), nm, fb, np.array([1]), np.array([0.2]), fm)  # no GT, one FP
+    e.add(3, nb, np.zeros(0, int), nm, nb, np.zeros(0, int), np.zeros(0), nm)  # no GT, nothing
+    s = e.summary()
+    assert s["mask_mAP50"] == 1.0 and s["mask_mAP50_at_min_confidence"] == 0.5
+    assert (s["images_with_gt"], s["images_without_gt"], s["images_without_gt_with_predictions"]) == (1, 2, 1)
+    table = ev.format_table(s)
+    assert "mean over the 1 images with GT" in table and "only detections >= 0.7" in table
+    assert "images without GT: 2 (1 with false positives)" in table
+
+
 def test_class_mismatch_is_false_positive():
     mAP, *_ = ap([A], [1], [A], [2], [0.9])
     assert mAP == 0.0
@@ -137,9 +192,9 @@ def test_empty_gt_edge_cases(use_masks):
     none_ids, none_s = np.zeros(0, int), np.zeros(0)
     pb, pm = instances([A])
     gb, gm = instances([A])
-    # no GT, no preds -> 1.0
+    # no GT, no preds -> 0.0 (Matterport: recall padded [0, 1] with precision 0)
     assert ev.compute_ap(none_b, none_ids, none_m, none_b, none_ids, none_s, none_m,
-                         use_masks=use_masks)[0] == 1.0
+                         use_masks=use_masks)[0] == 0.0
     # no GT, preds -> 0.0
     assert ev.compute_ap(none_b, none_ids, none_m, pb, np.array([1]), np.array([0.9]), pm,
                          use_masks=use_masks)[0] == 0.0
@@ -156,10 +211,10 @@ def test_padding_rows_are_ignored():
     gt_match, pred_match, _ = ev.match_detections(*args)
     assert gt_match.tolist() == [0, -1] and pred_match.tolist() == [0, -1]
     assert ev.compute_ap(*args)[0] == 1.0
-    # Only padding on both sides -> "no GT, no preds".
+    # Only padding on both sides -> "no GT, no preds" -> 0.0, as Matterport.
     gb0, gm0 = instances([(0, 0, 0, 0)])
     assert ev.compute_ap(gb0, np.array([0]), gm0, gb0, np.array([0]), np.array([0.0]), gm0)[0] \
-        == 1.0
+        == 0.0
 
 
 def test_mask_iou_vs_box_iou():
@@ -268,7 +323,8 @@ def test_evaluator_zero_predictions_and_zero_gt():
     pb, pm = instances([A])
     e.add(2, nb, np.zeros(0, int), nm, pb, np.array([1]), np.array([0.8]), pm)
     s = e.summary()
-    assert s["mask_mAP50"] == pytest.approx(0.5)  # mean of 1.0 (nothing) and 0.0 (FP only)
+    assert math.isnan(s["mask_mAP50"])  # no image has GT: nothing to average
+    assert (s["images_with_gt"], s["images_without_gt"], s["images_without_gt_with_predictions"]) == (0, 2, 1)
     assert math.isnan(s["coco_segm"]["AP"]) and math.isnan(s["coco_bbox"]["AP"])
     assert math.isnan(s["per_class_mask_AP50"]["a"]) is False  # preds but no GT -> 0
     assert s["per_class_mask_AP50"]["a"] == 0.0
