@@ -123,11 +123,13 @@ def input_signature(config) -> dict[str, tf.TensorSpec]:
 
 def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
                   repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
-                  num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+                  num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
     for a given ``seed``. Images without any instance are kept: they train the RPN's negatives.
+    ``shard=(count, index)``: keep every count-th sample of the seeded stream from ``index`` (one
+    input pipeline of a multi-worker run; the shards of one seed are disjoint and share its order).
     """
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     if len(image_ids) == 0:
@@ -152,7 +154,10 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
         ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate().map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.enumerate()
+    if shard[0] > 1:
+        ds = ds.shard(*shard)  # before loading: each worker reads only its own images
+    ds = ds.map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.batch(batch_size or config.BATCH_SIZE, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True

@@ -18,6 +18,7 @@ from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
+from .loop import distributed_inputs, is_chief, run_epochs
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -178,6 +179,8 @@ class MaskRCNN:
             if self.config.MIXED_PRECISION:
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+            # Built here, in the strategy's scope: its slots must be mirrored like the weights.
+            optimizer.build(self.keras_model.trainable_variables)
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1):
@@ -196,26 +199,37 @@ class MaskRCNN:
         if epochs <= self.epoch:
             print(f"Already at epoch {self.epoch} >= {epochs}: nothing to train for this stage.")
             return None
-        os.makedirs(self.log_dir, exist_ok=True)
-        cfg.save(os.path.join(self.log_dir, "config.json"))
-        train_ds = build_dataset(train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED)
-        val_ds = (build_dataset(val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED)
-                  if val_dataset is not None else None)
-        self.set_trainable(layers, verbose=verbose)
+        strategy, chief = self.strategy, is_chief(self.strategy)
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1 and cfg.GPU_COUNT != replicas:
+            raise ValueError(f"config GPU_COUNT={cfg.GPU_COUNT} but the strategy has {replicas} replicas: "
+                             f"set GPU_COUNT={replicas} (BATCH_SIZE is the global batch)")
+        if chief:  # the other workers of a cluster never write into the run folder
+            os.makedirs(self.log_dir, exist_ok=True)
+            cfg.save(os.path.join(self.log_dir, "config.json"))
+        per_replica = cfg.BATCH_SIZE // replicas
+        train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
+            train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
+            shard=shard))
+        val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
+            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard))
+            if val_dataset is not None else None)
+        self.set_trainable(layers, verbose=verbose and chief)
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
             CheckpointCallback(self.checkpoint_path, self.log_dir,
                                monitor="val_loss" if val_ds is not None else "loss"),
-        ] + list(custom_callbacks or [])
-        if verbose:
+        ] if chief else []
+        callbacks += list(custom_callbacks or [])  # on every worker, as fit runs them
+        if verbose and chief:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}, layers={layers}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
         try:
-            history = self.keras_model.fit(
-                train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
-                validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
-                callbacks=callbacks, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+            history = run_epochs(
+                self.keras_model, strategy, train_ds, val_ds, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=cfg.VALIDATION_STEPS,
+                callbacks=callbacks, verbose=verbose if chief else 0)
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
             # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the
