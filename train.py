@@ -85,8 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate on the first N val images only")
     p.add_argument("--gpus", type=int, default=None, metavar="N",
                    help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)")
+    p.add_argument("--worker-hosts", type=lambda t: t.split(","), metavar="HOST:PORT,HOST:PORT,...",
+                   help="train as one worker of a MultiWorkerMirroredStrategy cluster (the same list on "
+                        "every worker; the first is the chief); or set TF_CONFIG instead")
+    p.add_argument("--task-index", type=int, metavar="I", help="this worker's position in --worker-hosts")
     p.add_argument("--seed", type=int, default=42, help="data order and augmentation seed")
     return p
+
+
+def make_strategy(args):
+    """MultiWorkerMirroredStrategy from --worker-hosts/--task-index or TF_CONFIG, MirroredStrategy
+    from --gpus N > 1, else None; returns (strategy, is_chief)."""
+    from mrcnn.model.loop import is_chief, make_strategy as strategy_for
+
+    strategy = strategy_for(args.gpus, args.worker_hosts, args.task_index)
+    return strategy, strategy is None or is_chief(strategy)
 
 
 def ensure_dataset(args) -> None:
@@ -128,11 +141,8 @@ def main(argv=None) -> int:
         overrides = {"SEED": args.seed}
         if args.steps_per_epoch:
             overrides["STEPS_PER_EPOCH"] = args.steps_per_epoch
-        strategy = None
-        if args.gpus and args.gpus > 1:
-            import tensorflow as tf
-
-            strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)])
+        strategy, chief = make_strategy(args)
+        if strategy is not None:
             overrides["GPU_COUNT"] = strategy.num_replicas_in_sync
         config = facemask.make_config(args.profile, args.classes, args.config, **overrides)
         weights = facemask.resolve_weights(args.weights, args.logs, config.NAME)
@@ -168,6 +178,8 @@ def main(argv=None) -> int:
             model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers,
                         augmentation=augmentation, verbose=2 if os.environ.get("CI") else 1)
         train_seconds = time.time() - started
+        if not chief:  # the chief plots, evaluates and reports
+            return 0
         _plot_history(model.log_dir)
         print(f"\nTraining took {train_seconds / 60:.1f} min; run folder: {model.log_dir}")
 

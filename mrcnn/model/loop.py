@@ -57,6 +57,32 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def _all_reduce_scalar(strategy, per_replica_value, op) -> float:
+    @tf.function
+    def run():
+        def replica():
+            ctx = tf.distribute.get_replica_context()
+            return ctx.all_reduce(op, tf.cast(per_replica_value(ctx.replica_id_in_sync_group), tf.float64))
+        return strategy.experimental_local_results(strategy.run(replica))[0]
+
+    return float(run())
+
+
+def chief_value(strategy: tf.distribute.Strategy, value: float) -> float:
+    """The chief's ``value`` on every worker (a collective: every worker must call it)."""
+    if strategy.num_replicas_in_sync == 1:
+        return value
+    return _all_reduce_scalar(strategy, lambda replica: tf.cast(tf.equal(replica, 0), tf.float64) * value,
+                              tf.distribute.ReduceOp.SUM)
+
+
+def on_every_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """True when ``flag`` is true on every worker (a collective: every worker must call it)."""
+    if strategy.num_replicas_in_sync == 1:
+        return flag
+    return _all_reduce_scalar(strategy, lambda replica: float(flag), tf.distribute.ReduceOp.MEAN) == 1.0
+
+
 # ------------------------------------------------------------------------------------ the steps
 def distributed_inputs(strategy: tf.distribute.Strategy, make_dataset):
     """``make_dataset(shard=(count, index))`` -> a per-replica batched ``tf.data.Dataset``, built once

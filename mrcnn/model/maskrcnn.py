@@ -18,7 +18,7 @@ from mrcnn.runs import find_last_checkpoint
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
-from .loop import distributed_inputs, is_chief, run_epochs
+from .loop import chief_value, distributed_inputs, is_chief, on_every_worker, run_epochs
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -87,8 +87,9 @@ class MaskRCNN:
     # -------------------------------------------------------------------------------- run folders
     def set_log_dir(self, model_path: str | None = None) -> None:
         """New timestamped run folder, or the folder (and epoch) of ``model_path`` when it is one
-        of our checkpoints, so training continues where it stopped."""
-        now = datetime.datetime.now()
+        of our checkpoints, so training continues where it stopped. The workers of a cluster all
+        take the chief's clock, so they agree on the folder."""
+        now = datetime.datetime.fromtimestamp(chief_value(self.strategy, datetime.datetime.now().timestamp()))
         name = (self.config.NAME or "model").lower()
         if model_path:
             m = re.search(r"[/\\](%s\d{8}T\d{4,6})[/\\]mask_rcnn_%s_(\d{4})\.h5$" % (re.escape(name), re.escape(name)),
@@ -126,7 +127,10 @@ class MaskRCNN:
         """Reload this run's ``best.h5`` (lowest val loss so far), keeping run folder and epoch.
         Returns False when the run has no best weights yet."""
         path = os.path.join(self.log_dir, "best.h5")
-        if not os.path.isfile(path):
+        if not on_every_worker(self.strategy, os.path.isfile(path)):
+            if os.path.isfile(path):  # the chief alone: the workers would train on from different weights
+                raise ValueError(f"{path} is not readable on every worker: share the logs folder "
+                                 "(--logs) between the workers, e.g. on a network file system")
             return False
         load_weights_by_name(self.keras_model, path, verbose=verbose)
         return True
