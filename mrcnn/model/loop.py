@@ -96,6 +96,8 @@ def distributed_inputs(strategy: tf.distribute.Strategy, make_dataset):
 def _mean_over_replicas(logs: dict) -> dict:
     """In a replica: the replicas' running metric means -> their mean, the global mean (replicas run
     equal steps). A collective under MultiWorkerMirroredStrategy, run by every worker."""
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return logs
     names = sorted(logs)
     means = tf.distribute.get_replica_context().all_reduce(
         tf.distribute.ReduceOp.MEAN, [tf.cast(logs[k], tf.float32) for k in names])
