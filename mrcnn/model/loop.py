@@ -3,7 +3,8 @@
 
 Each step is ``strategy.run(model.train_step)`` inside one ``tf.function``: every replica computes
 the losses on its own batch, the optimizer all-reduces (sums) the gradients, which ``train_step``
-scaled by 1 / replicas, so the update is the global-batch mean. Inputs come from
+scaled by 1 / replicas, so the update is the global-batch mean (Keras applies ``global_clipnorm``
+to each replica's share before that sum, as under ``fit``). Inputs come from
 ``distribute_datasets_from_function``: each worker builds and loads only its own shard.
 Keras callbacks are driven as ``fit`` drives them; the ones that write files run on the chief only.
 """

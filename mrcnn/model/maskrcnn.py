@@ -61,8 +61,10 @@ def _last_epoch(log_dir: str, default: int) -> int:
 class MaskRCNN:
     """Mask R-CNN in ``mode="training"`` or ``"inference"``.
 
-    ``strategy``: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy()``) to build and train under;
-    set ``config.GPU_COUNT`` to its replica count so BATCH_SIZE is the global batch.
+    ``strategy``: a ``tf.distribute`` strategy (``MirroredStrategy()``, or
+    ``MultiWorkerMirroredStrategy()`` in each worker process) to build and train under; set
+    ``config.GPU_COUNT`` to its replica count so BATCH_SIZE is the global batch. In a cluster every
+    worker makes the same calls; only the chief writes the run folder.
     """
 
     def __init__(self, mode: str, config, model_dir: str, strategy: tf.distribute.Strategy | None = None):
@@ -192,6 +194,8 @@ class MaskRCNN:
 
         ``augmentation``: None, "default" (albumentations policy) or an albumentations/imgaug
         transform. Checkpoints each epoch in ``self.log_dir``; TensorBoard logs beside them.
+        Runs the tf.distribute loop of :mod:`mrcnn.model.loop` (not ``fit``); ``custom_callbacks``
+        run on every worker, the checkpoint and TensorBoard callbacks on the chief only.
         """
         if self.mode != "training":
             raise ValueError("create the model with mode='training' to train")
