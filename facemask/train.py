@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=positive_int, metavar="N", help="evaluate on the first N val images only")
     p.add_argument("--gpus", type=positive_int, default=None, metavar="N",
                    help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)")
+    p.add_argument("--worker-hosts", type=lambda t: t.split(","), metavar="HOST:PORT,HOST:PORT,...",
+                   help="train as one worker of a MultiWorkerMirroredStrategy cluster (the same list on "
+                        "every worker; the first is the chief); or set TF_CONFIG instead")
+    p.add_argument("--task-index", type=int, metavar="I", help="this worker's position in --worker-hosts")
     p.add_argument("--seed", type=int, default=42, help="data order and augmentation seed")
     return p
 
@@ -117,12 +121,15 @@ def ensure_dataset(dataset: str, args) -> None:
 
 
 def make_strategy(args):
-    """The tf.distribute strategy the options ask for (None = the default, one device)."""
-    if not args.gpus or args.gpus < 2:
-        return None
-    import tensorflow as tf
+    """MultiWorkerMirroredStrategy from --worker-hosts/--task-index or TF_CONFIG, MirroredStrategy
+    from --gpus N > 1, else None (one device); returns (strategy, is_chief)."""
+    from mrcnn.model.loop import is_chief, make_strategy as strategy_for
 
-    return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)])
+    if args.worker_hosts and (args.task_index is None or not 0 <= args.task_index < len(args.worker_hosts)):
+        raise CLIError(f"--task-index must be 0..{len(args.worker_hosts) - 1} with {len(args.worker_hosts)} "
+                       "--worker-hosts")
+    strategy = strategy_for(args.gpus, args.worker_hosts, args.task_index)
+    return strategy, strategy is None or is_chief(strategy)
 
 
 class Plan:
@@ -189,7 +196,7 @@ def run(argv=None) -> dict:
 
     plan = Plan(args)
     ensure_dataset(plan.dataset, args)
-    strategy = make_strategy(args)
+    strategy, chief = make_strategy(args)
     train_set = load_dataset(plan.dataset, "train", plan.spec, unknown=args.unknown)
     spec = train_set.class_spec(plan.spec)  # auto: the classes found, with counts above
     val_set = load_dataset(plan.dataset, "val", spec, unknown=args.unknown)
@@ -210,13 +217,14 @@ def run(argv=None) -> dict:
 
     model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
     load_initial_weights(model, plan, config)
-    if fit is not None:
+    if fit is not None and chief:
         save_anchor_fit(fit, config, model.log_dir)
     plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
     if plan.resuming and not args.stages and not plan.run.get("stages"):
         print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
               f"{plan.stages}; pass --stages to choose", file=sys.stderr)
-    runs.write_run_record(model.log_dir, plan.record())
+    if chief:  # only the chief writes into the run folder
+        runs.write_run_record(model.log_dir, plan.record())
     augmentation = None if plan.augment == "none" else "default"
     started = time.time()
     stages = plan.stages
@@ -228,9 +236,11 @@ def run(argv=None) -> dict:
         model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers,
                     augmentation=augmentation, verbose=2 if os.environ.get("CI") else 1)
     train_seconds = time.time() - started
+    record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
+    if not chief:  # the chief plots, evaluates and reports
+        return record
     _plot_history(model.log_dir)
     print(f"\nTraining took {train_seconds / 60:.1f} min; run folder: {model.log_dir}")
-    record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
     if args.no_eval:
         return record
     from .evaluate import evaluate_checkpoint

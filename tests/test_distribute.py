@@ -31,9 +31,14 @@ SCRIPT = textwrap.dedent("""
     before = layer.weights[0].numpy().copy()
     history = model.train(train, val, learning_rate=0.01, epochs=1, layers="all", verbose=0)
     after = layer.weights[0].numpy()
+    # Each replica keeps its own copy of the BatchNorm moving statistics: the loop averages them.
+    moving_mean = {l.name: l for l in iter_layers(model.keras_model)}["bn_conv1"].moving_mean
+    copies = [c.numpy() for c in strategy.experimental_local_results(moving_mean.value)]
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "batch": config.BATCH_SIZE,
                       "loss": history.history["loss"][-1], "val_loss": history.history["val_loss"][-1],
-                      "changed": bool(not np.allclose(before, after)), "checkpoint": model.find_last()}))
+                      "changed": bool(not np.allclose(before, after)), "checkpoint": model.find_last(),
+                      "bn_copies": len(copies), "bn_copies_equal": all(np.array_equal(copies[0], c) for c in copies),
+                      "bn_moved": bool(not np.allclose(copies[0], 0.0))}))
 """)
 
 
@@ -44,5 +49,6 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_facemask_dir, tmp_pat
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["batch"] == 2
     assert result["changed"]
+    assert result["bn_copies"] == 2 and result["bn_moved"] and result["bn_copies_equal"]
     assert result["loss"] == result["loss"] and result["val_loss"] == result["val_loss"]  # not NaN
     assert Path(result["checkpoint"]).is_file()

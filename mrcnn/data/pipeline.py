@@ -156,7 +156,7 @@ def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.nda
 
 def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
                   repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
-                  num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+                  num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
@@ -164,6 +164,8 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     Unreadable images (truncated, corrupt, missing) never stop training: every image is decoded once
     here and the bad ones are left out with a warning naming the file; one that breaks later is
     skipped when met, with a warning. ``ValueError`` when no image can be read.
+    ``shard=(count, index)``: keep every count-th sample of the seeded stream from ``index`` (one
+    input pipeline of a multi-worker run; the shards of one seed are disjoint and share its order).
     """
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     if len(image_ids) == 0:
@@ -205,7 +207,10 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
         ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate().map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.enumerate()
+    if shard[0] > 1:
+        ds = ds.shard(*shard)  # before loading: each worker reads only its own images
+    ds = ds.map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.filter(_is_readable).map(_without_flag)
     ds = ds.batch(batch_size or config.BATCH_SIZE, drop_remainder=drop_remainder)
     options = tf.data.Options()

@@ -17,6 +17,7 @@ from mrcnn.ops.masks import unmold_mask
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
+from .loop import chief_value, distributed_inputs, is_chief, on_every_worker, run_epochs
 from .mask_head import select_class_masks
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
@@ -60,8 +61,10 @@ def _last_epoch(log_dir: str, default: int) -> int:
 class MaskRCNN:
     """Mask R-CNN in ``mode="training"`` or ``"inference"``.
 
-    ``strategy``: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy()``) to build and train under;
-    set ``config.GPU_COUNT`` to its replica count so BATCH_SIZE is the global batch.
+    ``strategy``: a ``tf.distribute`` strategy (``MirroredStrategy()``, or
+    ``MultiWorkerMirroredStrategy()`` in each worker process) to build and train under; set
+    ``config.GPU_COUNT`` to its replica count so BATCH_SIZE is the global batch. In a cluster every
+    worker makes the same calls; only the chief writes the run folder.
     """
 
     def __init__(self, mode: str, config, model_dir: str, strategy: tf.distribute.Strategy | None = None):
@@ -86,13 +89,15 @@ class MaskRCNN:
     # -------------------------------------------------------------------------------- run folders
     def set_log_dir(self, model_path: str | None = None) -> None:
         """New timestamped run folder, or the folder (and epoch) of ``model_path`` when it is one
-        of our checkpoints, so training continues where it stopped."""
+        of our checkpoints, so training continues where it stopped. The workers of a cluster all
+        take the chief's clock, so they agree on the folder."""
         name = self.config.NAME or "model"
         parsed = runs.parse_checkpoint_path(model_path, name) if model_path else None
         if parsed:
             self.log_dir, self.epoch = parsed
             return
-        self.log_dir = runs.new_run_dir(self.model_dir, name)
+        now = datetime.datetime.fromtimestamp(chief_value(self.strategy, datetime.datetime.now().timestamp()))
+        self.log_dir = runs.new_run_dir(self.model_dir, name, when=now)
 
     def checkpoint_path(self, epoch: int) -> str:
         return runs.checkpoint_path(self.log_dir, self.config.NAME or "model", epoch)
@@ -120,7 +125,10 @@ class MaskRCNN:
         """Reload this run's ``best.h5`` (lowest val loss so far), keeping run folder and epoch.
         Returns False when the run has no best weights yet."""
         path = os.path.join(self.log_dir, "best.h5")
-        if not os.path.isfile(path):
+        if not on_every_worker(self.strategy, os.path.isfile(path)):
+            if os.path.isfile(path):  # the chief alone: the workers would train on from different weights
+                raise ValueError(f"{path} is not readable on every worker: share the logs folder "
+                                 "(--logs) between the workers, e.g. on a network file system")
             return False
         load_weights_by_name(self.keras_model, path, verbose=verbose)
         return True
@@ -173,6 +181,8 @@ class MaskRCNN:
             if self.config.MIXED_PRECISION:
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+            # Built here, in the strategy's scope: its slots must be mirrored like the weights.
+            optimizer.build(self.keras_model.trainable_variables)
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1):
@@ -180,6 +190,8 @@ class MaskRCNN:
 
         ``augmentation``: None, "default" (albumentations policy) or an albumentations/imgaug
         transform. Checkpoints each epoch in ``self.log_dir``; TensorBoard logs beside them.
+        Runs the tf.distribute loop of :mod:`mrcnn.model.loop` (not ``fit``); ``custom_callbacks``
+        run on every worker, the checkpoint and TensorBoard callbacks on the chief only.
         """
         if self.mode != "training":
             raise ValueError("create the model with mode='training' to train")
@@ -191,26 +203,37 @@ class MaskRCNN:
         if epochs <= self.epoch:
             print(f"Already at epoch {self.epoch} >= {epochs}: nothing to train for this stage.")
             return None
-        os.makedirs(self.log_dir, exist_ok=True)
-        cfg.save(os.path.join(self.log_dir, "config.json"))
-        train_ds = build_dataset(train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED)
-        val_ds = (build_dataset(val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED)
-                  if val_dataset is not None else None)
-        self.set_trainable(layers, verbose=verbose)
+        strategy, chief = self.strategy, is_chief(self.strategy)
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1 and cfg.GPU_COUNT != replicas:
+            raise ValueError(f"config GPU_COUNT={cfg.GPU_COUNT} but the strategy has {replicas} replicas: "
+                             f"set GPU_COUNT={replicas} (BATCH_SIZE is the global batch)")
+        if chief:  # the other workers of a cluster never write into the run folder
+            os.makedirs(self.log_dir, exist_ok=True)
+            cfg.save(os.path.join(self.log_dir, "config.json"))
+        per_replica = cfg.BATCH_SIZE // replicas
+        train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
+            train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
+            shard=shard))
+        val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
+            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard))
+            if val_dataset is not None else None)
+        self.set_trainable(layers, verbose=verbose and chief)
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
             CheckpointCallback(self.checkpoint_path, self.log_dir,
                                monitor="val_loss" if val_ds is not None else "loss"),
-        ] + list(custom_callbacks or [])
-        if verbose:
+        ] if chief else []
+        callbacks += list(custom_callbacks or [])  # on every worker, as fit runs them
+        if verbose and chief:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}, layers={layers}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
         try:
-            history = self.keras_model.fit(
-                train_ds, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=cfg.STEPS_PER_EPOCH,
-                validation_data=val_ds, validation_steps=cfg.VALIDATION_STEPS if val_ds is not None else None,
-                callbacks=callbacks, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+            history = run_epochs(
+                self.keras_model, strategy, train_ds, val_ds, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=cfg.VALIDATION_STEPS,
+                callbacks=callbacks, verbose=verbose if chief else 0)
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
             # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the
