@@ -1,6 +1,7 @@
 """``MaskRCNN``: Matterport's API (train / detect / load_weights / find_last) on Keras 3."""
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import re
