@@ -84,7 +84,7 @@ def format_table(report: dict) -> str:
     lines.append(f"scales  default {d['scales']}  ->  fitted {f['scales']}")
     lines.append(f"ratios  default {d['ratios']}  ->  fitted {f['ratios']}")
     if report.get("kept_default"):
-        lines.append("(the config's anchors already cover these boxes best; kept)")
+        lines.append(f"({report.get('kept_default_reason') or 'kept the config anchors'})")
     return "\n".join(lines)
 
 

@@ -342,7 +342,10 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
     [N, 4] boxes) or "shape" (centre-aligned); "auto" = positional when boxes are given. The best
     recall@0.5 wins; among candidates within ``tol`` of the best mean IoU at that recall, the
     config's anchors are kept if they qualify, else factor 2 is preferred (FPN's scale/stride
-    invariance), then the best mean IoU. Deterministic given ``seed``.
+    invariance), then the best mean IoU. Only candidates that lower neither recall@0.5 nor
+    recall@0.7 against the config's anchors compete (on the anchor grid when boxes are given), so
+    the fit is never worse than the defaults; ``report["kept_default_reason"]`` says why the
+    defaults were kept. Deterministic given ``seed``.
     """
     boxes, wh = _as_boxes_or_wh(boxes_or_wh)
     if len(wh) == 0:
@@ -399,8 +402,11 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
                     candidates.append((scales, ratios, factor))
 
     results = [evaluate(s, r) for s, r, _ in candidates]
-    best_recall = max(c["recall@0.5"] for c in results)
-    at_recall = [i for i, c in enumerate(results) if c["recall@0.5"] >= best_recall - 1e-12]
+    # Never worse than the defaults: a candidate may not lower recall@0.5 or recall@0.7.
+    never_worse = [i for i, c in enumerate(results)
+                   if all(c[k] >= results[0][k] - 1e-12 for k in ("recall@0.5", "recall@0.7"))]
+    best_recall = max(results[i]["recall@0.5"] for i in never_worse)
+    at_recall = [i for i in never_worse if results[i]["recall@0.5"] >= best_recall - 1e-12]
     best_iou = max(results[i]["mean_iou"] for i in at_recall)
     good = [i for i in at_recall if results[i]["mean_iou"] >= best_iou - tol]
 
@@ -410,6 +416,16 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
         return (rank, -results[i]["mean_iou"], i)
 
     chosen = min(good, key=preference)
+    reason = None
+    if chosen != 0 and boxes is not None and objective == "shape":
+        fitted_pos = positional_coverage(boxes, candidates[chosen][0], candidates[chosen][1], config, shape)
+        default_pos = positional_coverage(boxes, candidates[0][0], candidates[0][1], config, shape)
+        if any(fitted_pos[k] < default_pos[k] - 1e-12 for k in ("recall@0.5", "recall@0.7")):
+            chosen, reason = 0, ("the shape-only fit lowers recall on the anchor grid; kept the config's anchors")
+    if chosen == 0 and reason is None:
+        better = max(c["recall@0.5"] for c in results) > results[0]["recall@0.5"] + 1e-12
+        reason = ("every candidate that raises recall@0.5 lowers recall@0.7; kept the config's anchors" if better
+                  else "the config's anchors already cover these boxes best; kept")
     scales, ratios, factor = candidates[chosen]
     scales_out = tuple(_plain(s) for s in scales)
     ratios_out = [_plain(r) for r in ratios]
@@ -428,6 +444,7 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
         "default": both(*default),
         "fitted": both(scales_out, ratios_out),
         "kept_default": chosen == 0,
+        "kept_default_reason": reason,
         "factor": factor,
         "n_candidates": len(candidates),
         "kmeans_hw": np.round(centres[:, ::-1], 2).tolist(),
