@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of demo images to generate")
     p.add_argument("--no-eval", action="store_true", help="skip the val mAP evaluation at the end")
     p.add_argument("--eval-limit", type=positive_int, metavar="N", help="evaluate on the first N val images only")
+    p.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="also evaluate the val mask mAP@0.5 every N epochs while training: val_map.png beside "
+                        "losses.png (costs one val pass each time)")
     p.add_argument("--gpus", type=positive_int, default=None, metavar="N",
                    help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)")
     p.add_argument("--worker-hosts", type=lambda t: t.split(","), metavar="HOST:PORT,HOST:PORT,...",
@@ -226,6 +229,11 @@ def run(argv=None) -> dict:
     if chief:  # only the chief writes into the run folder
         runs.write_run_record(model.log_dir, plan.record())
     augmentation = None if plan.augment == "none" else "default"
+    callbacks = []
+    if args.eval_every:
+        from mrcnn.model.periodic_eval import PeriodicEvaluation
+
+        callbacks.append(PeriodicEvaluation(model, val_set, every=args.eval_every, limit=args.eval_limit))
     started = time.time()
     stages = plan.stages
     for i, (layers, lr, epoch) in enumerate(stages):
@@ -233,8 +241,8 @@ def run(argv=None) -> dict:
         if i > 0 and model.epoch == stages[i - 1][2] and model.restore_best(verbose=0):
             print(f"\nStage {i + 1}: restarting from the best weights so far ({model.log_dir}/best.h5)")
         print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
-        model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers,
-                    augmentation=augmentation, verbose=2 if os.environ.get("CI") else 1)
+        model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers, augmentation=augmentation,
+                    custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1)
     train_seconds = time.time() - started
     record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
     if not chief:  # the chief plots, evaluates and reports

@@ -164,7 +164,8 @@ def run_config_path(weights_path: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ state and history
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
+    """A JSON file of the run folder as a dict; {} when absent."""
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as f:
@@ -173,7 +174,7 @@ def _read_json(path: str) -> dict:
 
 def read_state(run_dir: str) -> dict:
     """``state.json``: last finished epoch, best value, monitor, last checkpoint, the epoch's logs."""
-    return _read_json(os.path.join(run_dir, STATE_FILE))
+    return read_json(os.path.join(run_dir, STATE_FILE))
 
 
 def write_state(run_dir: str, state: dict) -> None:
@@ -225,7 +226,7 @@ def record_epoch(run_dir: str, epoch: int, logs: dict, **state) -> dict:
 
 def read_run_record(run_dir: str) -> dict:
     """The run's ``run.json`` (how it was launched); {} when absent (runs from older versions)."""
-    return _read_json(os.path.join(run_dir, RUN_FILE))
+    return read_json(os.path.join(run_dir, RUN_FILE))
 
 
 def write_run_record(run_dir: str, record: dict) -> None:

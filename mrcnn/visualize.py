@@ -364,6 +364,25 @@ def plot_losses(history: Mapping[str, Sequence[float]], path, title: str | None 
     _save_figure(fig, path)
 
 
+def plot_map_per_epoch(epochs: Sequence[int], series: Mapping[str, Sequence[float]], path,
+                       title: str = "val mask mAP@0.5 per epoch") -> None:
+    """mAP on the val set against the epoch, one line per ``series`` entry (e.g. ranked and at the
+    run's confidence threshold), on a 0..1 axis."""
+    fig = _new_figure((6, 4))
+    ax = fig.subplots()
+    for label, values in series.items():
+        ax.plot(list(epochs), [np.nan if v is None else v for v in values], "-o", markersize=3, label=label)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP@0.5")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
 def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=None,
                     title: str = "GT boxes vs anchor shapes", figsize=(13, 6)) -> None:
     """Left: scatter of GT box width vs height (log-log) with the default anchor shapes (x) and

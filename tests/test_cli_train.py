@@ -18,7 +18,8 @@ def _train(*args, timeout=600):
 def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     logs = tmp_path / "logs"
     common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(logs), "--augment", "none"]
-    first = _train(*common, "--stages", "all:0.01:1,all:0.001:2", "--steps-per-epoch", "2", "--eval-limit", "2")
+    first = _train(*common, "--stages", "all:0.01:1,all:0.001:2", "--steps-per-epoch", "2", "--eval-limit", "2",
+                   "--eval-every", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "val mask mAP@0.5 =" in first.stdout
     runs = list(logs.glob("facemask*"))
@@ -27,6 +28,10 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     assert sorted(p.name for p in run.glob("mask_rcnn_facemask_*.h5")) == [
         "mask_rcnn_facemask_0001.h5", "mask_rcnn_facemask_0002.h5"]
     assert (run / "best.h5").is_file() and (run / "config.json").is_file() and (run / "losses.png").is_file()
+    val_map = json.loads((run / "val_map.json").read_text())["epochs"]  # --eval-every 1: each epoch
+    assert [r["epoch"] for r in val_map] == [1, 2] and (run / "val_map.png").stat().st_size > 0
+    assert all(r["mask_mAP50"] is None or 0.0 <= r["mask_mAP50"] <= 1.0 for r in val_map)
+    assert "val mask mAP@0.5" in first.stdout and "(ranked)" in first.stdout
     assert not list(run.glob("*.tmp*")), "a temporary checkpoint file was left behind"
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2

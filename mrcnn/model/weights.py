@@ -141,6 +141,19 @@ def iter_layers(model):
             yield layer
 
 
+def copy_weights_by_name(source, target) -> int:
+    """Copy every weight of ``source``'s layers into ``target``'s layers of the same name (the
+    training and inference graphs share Matterport's names); returns how many layers were copied."""
+    by_name = {layer.name: layer for layer in iter_layers(source) if layer.weights}
+    copied = 0
+    for layer in iter_layers(target):
+        other = by_name.get(layer.name)
+        if other is not None and layer.weights:
+            layer.set_weights(other.get_weights())
+            copied += 1
+    return copied
+
+
 def save_weights_by_name(model, path: str) -> None:
     """Write the model's weights in the by-name layout, atomically (temp file, then rename)."""
     with atomic_write(path) as tmp:
