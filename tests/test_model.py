@@ -195,7 +195,7 @@ def test_resnet101_has_matterport_layer_names(tmp_path):
 
 def test_train_excludes_class_heads_only_when_class_counts_differ(tmp_path):
     """train.py reads just the shapes of a weights file to decide on exclude=."""
-    import train
+    from facemask import train
     from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_shapes, read_layer_weights
 
     config = tiny_config(IMAGES_PER_GPU=1)
