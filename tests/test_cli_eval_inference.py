@@ -213,7 +213,7 @@ def test_evaluate_cli(eval_run, setup):
     stdout = proc.stdout
     assert "config:" in stdout and str(setup["run"] / "config.json") in stdout  # config.json picked up
     assert "3 images" in stdout  # dataset summary
-    assert "mean over images" in stdout and "COCO" in stdout and "Per-class" in stdout
+    assert "images with GT" in stdout and "only detections >=" in stdout and "COCO" in stdout and "Per-class" in stdout
     assert "mAP@0.6" in stdout
     assert "evaluate:" in proc.stderr  # tqdm progress bar
 
