@@ -356,6 +356,7 @@ def collect(out_root: Path) -> list[dict]:
 def section_text(rows: list[dict], args) -> str:
     facts = machine_facts()
     tv = next((r.get("torchvision") for r in rows if r.get("torchvision")), facts.get("torchvision", "?"))
+    torch_version = next((r.get("torch") for r in rows if r.get("torch")), facts.get("torch", "?"))
     anchors = next((r.get("anchor_scales") for r in rows if r.get("anchor_scales")), "our CPU defaults")
     lines = [SECTION, "",
              "Both from random init on 2 CPU threads, for the same wall-clock training minutes, evaluated on the "
@@ -368,7 +369,7 @@ def section_text(rows: list[dict], args) -> str:
         classes=args.classes, seed=args.seed, tv_version=tv, anchors=tuple(anchors) if anchors else "?",
         lr=TV_LR, momentum=TV_MOMENTUM, wd=TV_WEIGHT_DECAY, warmup=TV_WARMUP_ITERS, threads=THREADS)]
     lines += ["", f"Machine: {facts['nproc']} cores ({facts['cpu']}), load {facts['load']}, TensorFlow "
-              f"{facts.get('tensorflow', '?')}, torch {facts.get('torch', '?')}, {time.strftime('%Y-%m-%d')}. "
+              f"{facts.get('tensorflow', '?')}, torch {torch_version}, {time.strftime('%Y-%m-%d')}. "
               "The machine is shared: minutes are wall-clock, so a loaded machine gives both fewer steps."]
     return "\n".join(lines)
 
