@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from importlib import metadata
 from pathlib import Path
 
 from mrcnn.runs import write_text
@@ -25,11 +26,12 @@ def machine_facts() -> dict[str, str]:
         "python": platform.python_version(),
         "load": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
     }
+    # Installed versions from package metadata, not imports: importing torch after TensorFlow segfaults.
+    distributions = metadata.packages_distributions()  # import name -> distributions (tensorflow_cpu, ...)
     for module in ("tensorflow", "keras", "numpy", "albumentations", "torch", "torchvision"):
-        try:
-            facts[module] = __import__(module).__version__
-        except ImportError:
-            pass
+        for dist in distributions.get(module, ()):
+            facts[module] = metadata.version(dist)
+            break
     return facts
 
 
