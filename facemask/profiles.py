@@ -55,7 +55,7 @@ class FaceMaskCPUConfig(FaceMaskConfig):
     POST_NMS_ROIS_TRAINING = 300
     POST_NMS_ROIS_INFERENCE = 200
     TRAIN_ROIS_PER_IMAGE = 64
-    MAX_GT_INSTANCES = 8
+    MAX_GT_INSTANCES = 100  # Matterport's: real photos (crowds, droplets) have dozens per image
     MINI_MASK_SHAPE = (28, 28)
     DETECTION_MAX_INSTANCES = 20
     DETECTION_MIN_CONFIDENCE = 0.7
