@@ -149,7 +149,7 @@ def check_consistent(run_values: dict, run_path: str | None, classes: str | None
     saved = ClassSpec.from_saved(run_values)
     if saved is not None and classes:
         asked = ClassSpec.parse(classes, class_key)
-        if asked.mode != "auto" and not (asked.same_classes(saved) or asked.mode == saved.mode):
+        if asked.mode != "auto" and not asked.same_classes(saved):
             raise CLIError(f"--classes {classes} but the run was trained with classes "
                            f"{', '.join(saved.names)} ({run_path}); drop --classes")
     if saved is not None and class_key and saved.key and class_key != saved.key:

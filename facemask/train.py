@@ -320,8 +320,23 @@ def _plot_history(log_dir: str) -> None:
     keys = [k for k in history[0] if k.endswith("loss")]
     series = {k: [h.get(k, float("nan")) for h in history] for k in keys}
     path = os.path.join(log_dir, "losses.png")
-    plot_losses(series, path)
-    print(f"Loss curves: {path}")
+    name = "val_loss" if "val_loss" in series else "loss"
+    verdict = convergence(series.get(name) or [], name=name)
+    plot_losses(series, path, title=f"{os.path.basename(log_dir)}: {verdict}")
+    print(f"Loss curves: {path} ({verdict})")
+
+
+def convergence(losses, window: int = 3, tolerance: float = 0.02, name: str = "val_loss") -> str:
+    """Whether a loss curve has flattened: the best of its last ``window`` epochs improves on the best
+    before them by less than ``tolerance`` (relative)."""
+    values = [v for v in losses if v == v]
+    if len(values) <= window:
+        return f"{len(values)} epochs: too few to judge convergence"
+    before, last = min(values[:-window]), min(values[-window:])
+    gain = (before - last) / abs(before) if before else 0.0
+    if gain < tolerance:
+        return f"converged (the last {window} epochs improved {name} by {gain:.1%})"
+    return f"NOT converged: the last {window} epochs still improved {name} by {gain:.1%}; train longer"
 
 
 def main(argv=None) -> int:

@@ -32,6 +32,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     assert [r["epoch"] for r in val_map] == [1, 2] and (run / "val_map.png").stat().st_size > 0
     assert all(r["mask_mAP50"] is None or 0.0 <= r["mask_mAP50"] <= 1.0 for r in val_map)
     assert "val mask mAP@0.5" in first.stdout and "(ranked)" in first.stdout
+    assert "Loss curves:" in first.stdout and "too few to judge convergence" in first.stdout
     assert not list(run.glob("*.tmp*")), "a temporary checkpoint file was left behind"
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
@@ -103,3 +104,13 @@ def test_training_failure_is_reported_and_the_process_exits(tiny_facemask_dir, t
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "synth_train_" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr)
+
+
+def test_convergence_verdict_on_the_losses_plot():
+    """losses.png's title says whether the run converged (issue 18: the plot shows it or says it has not)."""
+    from facemask.train import convergence
+
+    assert convergence([3, 2, 1.5, 1.2, 1.0, 0.9]).startswith("NOT converged")
+    assert convergence([3, 2, 1.5, 1.2, 1.19, 1.195, 1.19]).startswith("converged")
+    assert "too few" in convergence([1.0, 0.9])
+    assert "too few" in convergence([float("nan")] * 5)
