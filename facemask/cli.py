@@ -202,16 +202,21 @@ def checkpoint_config(weights: str, *, logs: str = DEFAULT_LOGS, profile: str | 
     return Checkpoint(path, config, source, run_values)
 
 
-def check_class_count(path: str, config, run_path: str | None = None) -> None:
-    """One line when ``path`` is not a by-name weights file, or has another number of classes."""
+def weights_class_count(path: str) -> int | None:
+    """Classes (BG included) of a by-name weights file, read from its shapes only (no 246 MB read);
+    None without class logits. A file that is not one gives a one-line :class:`CLIError`."""
     from mrcnn.model.weights import read_layer_shapes
 
     try:
-        shapes = read_layer_shapes(path)
+        logits = read_layer_shapes(path).get("mrcnn_class_logits")
     except ValueError as e:
         raise CLIError(f"{e}; pass a checkpoint written by train.py or Matterport's mask_rcnn_coco.h5") from None
-    logits = shapes.get("mrcnn_class_logits")
-    file_classes = int(logits[0][1][-1]) if logits else None
+    return int(logits[0][1][-1]) if logits else None
+
+
+def check_class_count(path: str, config, run_path: str | None = None) -> None:
+    """One line when ``path`` is not a by-name weights file, or has another number of classes."""
+    file_classes = weights_class_count(path)
     if file_classes is not None and file_classes != int(config.NUM_CLASSES):
         names = ", ".join(getattr(config, "CLASS_NAMES", ())) or "?"
         fix = (f"its run's config.json ({run_path}) disagrees with it" if run_path else

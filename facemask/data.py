@@ -79,10 +79,6 @@ class ClassSpec:
     def with_names(self, names) -> "ClassSpec":
         return ClassSpec(self.mode, tuple(names), self.key)
 
-    def describe(self) -> str:
-        key = f" from attribute {self.key!r}" if self.key else ""
-        return f"{self.mode}: {', '.join(self.names) or '(found in the data)'}{key}"
-
     def to_config(self) -> dict:
         """The config values that record it (saved in the run's config.json)."""
         return {"CLASSES": self.mode, "CLASS_NAMES": list(self.names), "CLASS_KEY": self.key,
@@ -90,14 +86,6 @@ class ClassSpec:
 
     def same_classes(self, other: "ClassSpec") -> bool:
         return [normalize_class_name(n) for n in self.names] == [normalize_class_name(n) for n in other.names]
-
-
-def num_classes(classes: str) -> int:
-    """Classes including BG for a fixed ``--classes`` value (not ``auto``)."""
-    spec = ClassSpec.parse(classes)
-    if spec.mode == "auto":
-        raise ValueError("--classes auto: the class count is known only after reading the training json")
-    return spec.num_classes
 
 
 class FaceMaskDataset(ViaDataset):

@@ -38,10 +38,6 @@ from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, Checkpoint, CLIError, add_check
 
 # Heavy imports (TensorFlow, matplotlib) are deferred so argument and path errors are instant.
 
-#: The headline ranks detections down to this score, at most this many per image (COCO-style).
-RANKED_MIN_CONFIDENCE = 0.05
-RANKED_MAX_INSTANCES = 100
-
 
 def json_safe(obj: Any) -> Any:
     """NaN/inf -> None, numpy scalars/arrays -> Python, so the report is strict JSON."""
@@ -102,14 +98,13 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         ckpt = checkpoint_config(weights_path, logs=logs, profile=profile, classes=classes, class_key=class_key,
                                  config_file=config_file, IMAGES_PER_GPU=batch_size)
     config, weights_path, source = ckpt.config, ckpt.weights, ckpt.source
-    # The headline ranks detections down to a low score (COCO-style; a high cut-off truncates the
-    # precision/recall curve); the figure at the run's own threshold is reported beside it.
-    reference = (float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence),
-                 int(config.DETECTION_MAX_INSTANCES))
+    # The headline ranks detections down to a low score; the figure at the run's own threshold is
+    # reported beside it.
+    from mrcnn.metrics import ranked_detection_settings
+
+    ranked, reference = ranked_detection_settings(config, min_confidence)
     if model is None:
-        config.apply({"DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, reference[0]),
-                      "DETECTION_MAX_INSTANCES": max(reference[1], min(RANKED_MAX_INSTANCES,
-                                                                       int(config.POST_NMS_ROIS_INFERENCE)))})
+        config.apply(ranked)
     say(ckpt.describe())
     spec = getattr(config, "class_spec", None) or ClassSpec.parse(classes, class_key)
     dataset = load_dataset(dataset_dir, subset, spec, verbose=verbose, unknown=unknown)

@@ -142,7 +142,6 @@ class Plan:
         from mrcnn import runs
 
         from .data import ClassSpec
-        from .profiles import make_config
 
         self.weights = resolve_weights(args.weights, args.logs, pretrained=True)
         key = args.weights.lower()
@@ -162,13 +161,14 @@ class Plan:
             self.overrides["STEPS_PER_EPOCH"] = args.steps_per_epoch
         self.run_values, self.run_path = run_values, run_path
         self.stages = args.stages or [tuple(s) for s in self.run.get("stages", [])] or None
-        self._make_config = make_config
 
     def config(self, spec, config_file: str | None, strategy):
+        from .profiles import make_config
+
         overrides = dict(self.overrides)
         if strategy is not None:
             overrides["GPU_COUNT"] = strategy.num_replicas_in_sync
-        config = self._make_config(self.profile, spec, config_file)
+        config = make_config(self.profile, spec, config_file)
         if self.run_path:
             # Resume exactly the run's model (anchors, sizes, classes); command-line overrides still apply.
             print(f"Resuming with the run's config {self.run_path}")
@@ -296,15 +296,13 @@ def load_initial_weights(model, plan: Plan, config) -> None:
 
 def _class_heads_if_needed(weights_path: str, config):
     """Exclude the class-specific heads when the file's class count differs from ours."""
-    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS, read_layer_shapes
+    from mrcnn.model.weights import CLASS_SPECIFIC_HEADS
 
-    try:
-        shapes = read_layer_shapes(weights_path)  # shapes only: no 246 MB read
-    except ValueError as e:
-        raise CLIError(f"{e}; pass Matterport's mask_rcnn_coco.h5 or a checkpoint written by train.py") from None
-    logits = shapes.get("mrcnn_class_logits")
-    if logits and logits[0][1][-1] != config.NUM_CLASSES:
-        print(f"The weights have {logits[0][1][-1]} classes, the config {config.NUM_CLASSES}: "
+    from .cli import weights_class_count
+
+    file_classes = weights_class_count(weights_path)
+    if file_classes is not None and file_classes != config.NUM_CLASSES:
+        print(f"The weights have {file_classes} classes, the config {config.NUM_CLASSES}: "
               f"excluding {', '.join(CLASS_SPECIFIC_HEADS)} (trained anew).")
         return CLASS_SPECIFIC_HEADS
     return ()

@@ -686,6 +686,23 @@ def _image_name(dataset, image_id) -> str:
     return str(path) if path else str(dataset.image_reference(image_id))
 
 
+#: Evaluation ranks detections down to this score, at most this many per image (COCO-style: a high
+#: cut-off truncates the precision/recall curve).
+RANKED_MIN_CONFIDENCE = 0.05
+RANKED_MAX_INSTANCES = 100
+
+
+def ranked_detection_settings(config, min_confidence: float | None = None) -> tuple[dict, tuple[float, int]]:
+    """(config overrides that make a model return the ranked detections, (reference confidence,
+    reference max instances)): the run's own DETECTION_MIN_CONFIDENCE (or ``min_confidence``) and
+    DETECTION_MAX_INSTANCES, for :func:`evaluate_model`'s second figure."""
+    reference = (float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence),
+                 int(config.DETECTION_MAX_INSTANCES))
+    ranked_max = max(reference[1], min(RANKED_MAX_INSTANCES, int(config.POST_NMS_ROIS_INFERENCE)))
+    return ({"DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, reference[0]),
+             "DETECTION_MAX_INSTANCES": ranked_max}, reference)
+
+
 def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
                    limit: int | None = None, progress: bool = True, keep_examples: int = 4,
                    iou_threshold: float = 0.5, class_names: Sequence[str] | None = None,

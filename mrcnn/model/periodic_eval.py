@@ -17,7 +17,6 @@ from mrcnn import runs
 
 MAP_FILE = "val_map.json"
 MAP_PLOT = "val_map.png"
-RANKED_MIN_CONFIDENCE = 0.05
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
@@ -33,11 +32,11 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         if self._inference is None:
             from .maskrcnn import MaskRCNN
 
+            from mrcnn.metrics import ranked_detection_settings
+
             config = copy.deepcopy(self.maskrcnn.config)
-            ranked_max = max(int(config.DETECTION_MAX_INSTANCES), min(100, int(config.POST_NMS_ROIS_INFERENCE)))
-            self.reference = (float(config.DETECTION_MIN_CONFIDENCE), int(config.DETECTION_MAX_INSTANCES))
-            config.apply({"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, "DETECTION_MAX_INSTANCES": ranked_max,
-                          "DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, self.reference[0])})
+            ranked, self.reference = ranked_detection_settings(config)
+            config.apply({"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **ranked})
             self._inference = MaskRCNN("inference", config, self.maskrcnn.model_dir)
         return self._inference
 
@@ -66,7 +65,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
                         "mask_mAP50_at_min_confidence": plain(summary["mask_mAP50_at_min_confidence"])})
         runs.write_json(path, {"epochs": history})
         plot_map_per_epoch([r["epoch"] for r in history], {
-            "ranked (score >= 0.05)": [r["mask_mAP50"] for r in history],
+            f"ranked (score >= {self._inference.config.DETECTION_MIN_CONFIDENCE:g})": [r["mask_mAP50"] for r in history],
             f"score >= {self.reference[0]:g}": [r["mask_mAP50_at_min_confidence"] for r in history]},
             os.path.join(log_dir, MAP_PLOT))
         print(f"\nepoch {epoch}: val mask mAP@0.5 {summary['mask_mAP50']:.3f} (ranked), "
