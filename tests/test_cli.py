@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from facemask.cli import CLIError, check_consistent, class_option, one_line, resolve_weights
+from facemask.cli import CLIError, check_consistent, class_option, cli_main, one_line, resolve_weights
 from facemask.data import ClassSpec
 
 RUN = {"CLASSES": "list", "CLASS_NAMES": ["helmet", "vest"], "CLASS_KEY": "label", "PROFILE": "cpu"}
@@ -62,3 +62,15 @@ def test_one_line_keeps_option_dashes_and_cuts_long_lists():
     listed = ValueError("3 problems:\n  - first\n  - --second\n  - third")
     assert one_line(listed) == "3 problems:; first; --second; third"
     assert one_line(ValueError("\n".join(f"- item {i}" for i in range(20)))).endswith("... and 14 more")
+
+
+def test_user_errors_are_one_line_unless_debugging(monkeypatch, capsys):
+    def broken(argv):
+        raise CLIError("weights.h5 has 1 class(es) but the config has 4")
+
+    monkeypatch.delenv("FACEMASK_DEBUG", raising=False)
+    assert cli_main(broken, []) == 1
+    assert capsys.readouterr().err == "error: weights.h5 has 1 class(es) but the config has 4\n"
+    monkeypatch.setenv("FACEMASK_DEBUG", "1")  # the traceback instead
+    with pytest.raises(CLIError):
+        cli_main(broken, [])

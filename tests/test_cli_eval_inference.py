@@ -428,6 +428,7 @@ def test_multiclass_attribute_through_every_command(tmp_path):
                   "--class-key", "label", "--stages", "all:0.01:1", "--steps-per-epoch", "2", "--eval-limit", "2",
                   "--anchors", "default", "--augment", "none", timeout=900)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    assert all(f"{name}:" in trained.stdout for name in ("goggles", "helmet", "vest"))  # found, with counts
     run = next(logs.glob("facemask*"))
     config = json.loads((run / "config.json").read_text())
     names = ["goggles", "helmet", "vest"]  # found in the data, normalised and sorted
