@@ -11,8 +11,9 @@ import tensorflow as tf
 
 import facemask
 from mrcnn.model import MaskRCNN
-from mrcnn.model.box_head import box_losses, detection_targets, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
-from mrcnn.model.mask_head import (mask_accuracy, mrcnn_mask_loss, select_class_masks, select_class_masks_tf)
+from mrcnn.model.box_head import WholeInputConv2D, box_losses, detection_targets, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
+from mrcnn.model.mask_head import (PositiveROIs, mask_accuracy, mask_head, mrcnn_mask_loss, select_class_masks,
+                                   select_class_masks_tf)
 from mrcnn.model.rpn import propose, rpn_bbox_loss, rpn_class_loss, rpn_losses
 from mrcnn.ops.anchors import get_anchors
 from mrcnn.ops.boxes import box_refinement
@@ -145,6 +146,66 @@ def test_select_class_masks_numpy_and_tf_pick_each_rois_class():
     want = np.stack([masks[0, :, :, 2], masks[1, :, :, 0], masks[2, :, :, 1]])
     np.testing.assert_array_equal(select_class_masks(masks, class_ids), want)
     np.testing.assert_array_equal(select_class_masks_tf(tf.constant(masks), tf.constant(class_ids)).numpy(), want)
+
+
+# ------------------------------------------------------- speed paths that must compute the same thing
+def test_whole_input_conv_equals_the_valid_conv_forward_and_backward():
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(6, 7, 7, 16)).astype(np.float32))
+    conv = keras.layers.Conv2D(32, 7, padding="valid", activation="relu")
+    fc = WholeInputConv2D(32, 7, activation="relu")
+    conv.build(x.shape), fc.build(x.shape)
+    fc.set_weights(conv.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        want, got = conv(x), fc(x)
+        loss_want, loss_got = tf.reduce_sum(want * want), tf.reduce_sum(got * got)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_got, [x, fc.kernel, fc.bias]), tape.gradient(loss_want, [x, conv.kernel, conv.bias])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="must equal the kernel"):
+        fc(tf.zeros([1, 9, 9, 16]))
+
+
+def _two_mask_heads(train_bn):
+    """The same mask head weights built twice: on every ROI, and packed on the ``keep`` ROIs."""
+    rois, keep = keras.Input((5, 4), batch_size=2), keras.Input((5,), batch_size=2, dtype="bool")
+    image = keras.Input((64, 64, 3), batch_size=2)
+    maps = [keras.Input((64 // s, 64 // s, 8), batch_size=2) for s in (4, 8, 16, 32)]
+    kwargs = dict(pool_size=7, num_classes=3, train_bn=train_bn, channels=8)
+    dense = keras.Model([rois, image] + maps, mask_head(rois, image, maps, **kwargs))
+    packed = keras.Model([rois, keep, image] + maps, mask_head(rois, image, maps, keep=keep, **kwargs))
+    packed.set_weights(dense.get_weights())
+    rng = np.random.default_rng(1)
+    y1x1 = rng.uniform(0, 0.6, size=(2, 5, 2))
+    boxes = np.concatenate([y1x1, y1x1 + rng.uniform(0.05, 0.4, size=(2, 5, 2))], -1).astype(np.float32)
+    feats = [rng.normal(size=(2, 64 // s, 64 // s, 8)).astype(np.float32) for s in (4, 8, 16, 32)]
+    return dense, packed, boxes, np.zeros((2, 64, 64, 3), np.float32), feats
+
+
+def test_packed_mask_head_equals_the_dense_one_on_kept_rois_and_zeros_elsewhere():
+    dense, packed, boxes, image, feats = _two_mask_heads(train_bn=False)
+    class_ids = np.array([[1, 2, 0, 0, 0], [0, 0, 0, 0, 0]], np.int32)  # image 2 has no positives
+    keep = PositiveROIs()(tf.constant(class_ids)).numpy()
+    np.testing.assert_array_equal(keep, class_ids > 0)
+    want = dense([boxes, image] + feats, training=True).numpy()
+    got = packed([boxes, keep, image] + feats, training=True).numpy()
+    np.testing.assert_allclose(got[keep], want[keep], rtol=1e-5, atol=1e-6)
+    assert not got[~keep].any()
+    # So the mask loss, which reads the positives only, is the same.
+    targets = tf.constant((np.random.default_rng(2).random((2, 5, 14, 14)) > 0.5).astype(np.float32))
+    np.testing.assert_allclose(mrcnn_mask_loss(targets, class_ids, got).numpy(),
+                               mrcnn_mask_loss(targets, class_ids, want).numpy(), rtol=1e-5)
+
+
+def test_packed_mask_head_without_positives_keeps_batchnorm_finite():
+    _, packed, boxes, image, feats = _two_mask_heads(train_bn=None)
+    keep = PositiveROIs()(tf.zeros([2, 5], tf.int32)).numpy()
+    assert keep.sum() == 1 and keep[0, 0]  # one slot, so no BatchNorm over an empty batch
+    out = packed([boxes, keep, image] + feats, training=True)
+    assert np.isfinite(out.numpy()).all()
+    for weight in packed.weights:
+        assert np.isfinite(weight.numpy()).all(), weight.path
 
 
 # -------------------------------------------------------------------- anchors for a custom backbone

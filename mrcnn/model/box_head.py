@@ -6,8 +6,10 @@ C classes, D = DETECTION_MAX_INSTANCES. Boxes are normalised (y1, x1, y2, x2).
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from mrcnn.ops.boxes import apply_box_deltas_tf, box_refinement_tf, clip_boxes_tf, compute_overlaps_tf, norm_boxes_tf
 from mrcnn.ops.images import parse_image_meta_tf
@@ -26,10 +28,10 @@ def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_siz
     (names ``mrcnn_class_conv1/2``, ``mrcnn_class_bn1/2``, ``mrcnn_class_logits``, ``mrcnn_bbox_fc``).
     """
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")([rois, image] + list(feature_maps))
-    x = PerROI(layers.Conv2D(fc_size, pool_size, padding="valid"), name="mrcnn_class_conv1")(x)
+    x = PerROI(WholeInputConv2D(fc_size, pool_size), name="mrcnn_class_conv1")(x)
     x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
-    x = PerROI(layers.Conv2D(fc_size, 1), name="mrcnn_class_conv2")(x)
+    x = PerROI(WholeInputConv2D(fc_size, 1), name="mrcnn_class_conv2")(x)
     x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((-1, fc_size), name="pool_squeeze")(x)
@@ -38,6 +40,30 @@ def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_siz
     deltas = PerROI(layers.Dense(num_classes * 4, activation="linear"), name="mrcnn_bbox_fc")(shared)
     deltas = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(deltas)
     return logits, probs, deltas
+
+
+class WholeInputConv2D(layers.Conv2D):
+    """A "valid" conv whose kernel covers its whole input ([N, k, k, Cin] -> [N, 1, 1, Cout]),
+    computed as the fully connected layer it is: one matmul on the flattened input.
+
+    Same kernel variable and layout as ``Conv2D`` (Matterport's weights load unchanged), so the
+    same result up to float summation order; oneDNN's direct conv for this shape ran at about a
+    quarter of the matmul's speed on CPU (bench/RESULTS.md, train-step profile).
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, padding="valid", **kwargs)
+
+    def call(self, inputs):
+        if tuple(inputs.shape[1:3]) != tuple(self.kernel_size):
+            raise ValueError(f"{self.name}: input {tuple(inputs.shape[1:3])} must equal the kernel "
+                             f"{tuple(self.kernel_size)}")
+        flat = ops.reshape(inputs, (-1, math.prod(self.kernel.shape[:3])))
+        out = ops.matmul(flat, ops.reshape(self.kernel, (-1, self.filters)))
+        if self.use_bias:
+            out = out + self.bias
+        return self.activation(ops.reshape(out, (-1, 1, 1, self.filters)))
 
 
 # --------------------------------------------------------------------------------------- targets

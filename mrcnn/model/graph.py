@@ -15,7 +15,7 @@ from mrcnn.ops.boxes import norm_boxes_tf
 from .backbone import build_backbone
 from .box_head import DetectionBoxes, DetectionLayer, DetectionTargetLayer, classifier_head
 from .fpn import fpn_graph
-from .mask_head import mask_head
+from .mask_head import PositiveROIs, mask_head
 from .rpn import ProposalLayer, PyramidAnchors, RPNHead
 
 
@@ -84,11 +84,13 @@ def build_training_graph(config, model_class=keras.Model):
                                             fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
     # Positives come first among the sampled ROIs: the mask head only needs those.
     max_positives = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+    mask_class_ids = target_class_ids[:, :max_positives]
     masks = mask_head(rois[:, :max_positives], image, head_features, pool_size=config.MASK_POOL_SIZE,
-                      channels=config.MASK_HEAD_CHANNELS, **_head_kwargs(config))
+                      channels=config.MASK_HEAD_CHANNELS, keep=PositiveROIs(name="positive_rois")(mask_class_ids),
+                      **_head_kwargs(config))
     outputs = {"rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas, "rpn_rois": rpn_rois,
                "rois": rois, "target_class_ids": target_class_ids, "target_bbox": target_bbox,
-               "target_mask": target_mask, "mask_class_ids": target_class_ids[:, :max_positives],
+               "target_mask": target_mask, "mask_class_ids": mask_class_ids,
                "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox, "mrcnn_mask": masks,
                "gt_boxes_normalized": gt_boxes}
     return model_class(inputs=inputs, outputs=outputs, name="mask_rcnn")

@@ -8,25 +8,53 @@ Shapes: B images, N ROIs per image, P positive ROIs, C classes, (mh, mw) = MASK_
 from __future__ import annotations
 
 import numpy as np
+import keras
 import tensorflow as tf
 from keras import layers
 
 from .backbone import BN_MOMENTUM, BatchNorm
 from .losses import mean_or_zero
-from .roi_align import PerROI, PyramidROIAlign
+from .roi_align import PerROI, PyramidROIAlign, UnpackROIs
 
 
 # ---------------------------------------------------------------------------------------- layers
-def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256):
+def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256, keep=None):
     """rois [B, N, 4] -> per-class mask probabilities [B, N, 2*pool, 2*pool, C]
-    (Matterport names ``mrcnn_mask_conv1..4``, ``mrcnn_mask_bn1..4``, ``mrcnn_mask_deconv``, ``mrcnn_mask``)."""
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")([rois, image] + list(feature_maps))
+    (Matterport names ``mrcnn_mask_conv1..4``, ``mrcnn_mask_bn1..4``, ``mrcnn_mask_deconv``, ``mrcnn_mask``).
+
+    ``keep`` [B, N] (bool, at least one true): run the head on those ROIs only and give the others
+    all-zero masks. Training passes the positive ROIs (:class:`PositiveROIs`), the only ones the
+    loss reads, so the head's cost follows the positives instead of the padded slots (as
+    torchvision's). With ``TRAIN_BN=None`` its BatchNorm statistics then come from real ROIs only.
+    """
+    if keep is None:
+        x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")([rois, image] + list(feature_maps))
+    else:
+        x = PyramidROIAlign((pool_size, pool_size), packed=True, name="roi_align_mask")(
+            [rois, keep, image] + list(feature_maps))
     for i in range(1, 5):
         x = PerROI(layers.Conv2D(channels, 3, padding="same"), name=f"mrcnn_mask_conv{i}")(x)
         x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = PerROI(layers.Conv2DTranspose(channels, 2, strides=2, activation="relu"), name="mrcnn_mask_deconv")(x)
-    return PerROI(layers.Conv2D(num_classes, 1, activation="sigmoid", dtype="float32"), name="mrcnn_mask")(x)
+    masks = PerROI(layers.Conv2D(num_classes, 1, activation="sigmoid", dtype="float32"), name="mrcnn_mask")(x)
+    return masks if keep is None else UnpackROIs(name="mrcnn_mask_unpack", dtype="float32")([masks, keep])
+
+
+class PositiveROIs(layers.Layer):
+    """target class ids [B, N] -> keep [B, N]: the positive ROIs (id > 0), or the first slot when
+    there are none (so the head never runs on an empty batch, whose BatchNorm mean is NaN)."""
+
+    def call(self, class_ids):
+        positive = class_ids > 0
+        first = tf.scatter_nd([[0, 0]], [True], tf.shape(positive, out_type=tf.int32))
+        return tf.logical_or(positive, tf.logical_and(first, tf.logical_not(tf.reduce_any(positive))))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, class_ids):
+        return keras.KerasTensor(class_ids.shape, dtype="bool")
 
 
 # --------------------------------------------------------------------------------------- targets

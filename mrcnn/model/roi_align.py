@@ -17,20 +17,30 @@ def roi_levels(boxes: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
 
 
 class PyramidROIAlign(layers.Layer):
-    """[boxes [B, N, 4], image [B, H, W, C] (for its size), P2, P3, P4, P5] -> [B, N, ph, pw, C]."""
+    """[boxes [B, N, 4], image [B, H, W, C] (for its size), P2, P3, P4, P5] -> [B, N, ph, pw, C].
 
-    def __init__(self, pool_shape, **kwargs):
+    ``packed=True`` pools only the ROIs a mask selects, for heads that need no more (the mask
+    head in training runs on the positive ROIs only): inputs [boxes [B, N, 4], keep [B, N]
+    (bool), image, P2..P5] -> [1, K, ph, pw, C], the K kept ROIs in (image, ROI) order;
+    :class:`UnpackROIs` puts a head's outputs back in their [B, N] slots.
+    """
+
+    def __init__(self, pool_shape, packed: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
+        self.packed = bool(packed)
 
     def call(self, inputs):
-        boxes, image = inputs[0], inputs[1]
-        feature_maps = inputs[2:]
-        image_shape = tf.shape(image)[1:3]
+        boxes = tf.cast(inputs[0], tf.float32)
+        keep = inputs[1] if self.packed else None
+        image, feature_maps = inputs[1 + self.packed], inputs[2 + self.packed:]
         batch, n = tf.shape(boxes)[0], tf.shape(boxes)[1]
-        flat_boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+        flat_boxes = tf.reshape(boxes, [-1, 4])
         box_batch = tf.repeat(tf.range(batch), n)
-        levels = roi_levels(flat_boxes, image_shape)
+        if keep is not None:
+            kept = tf.where(tf.reshape(keep, [-1]))[:, 0]
+            flat_boxes, box_batch = tf.gather(flat_boxes, kept), tf.gather(box_batch, kept)
+        levels = roi_levels(flat_boxes, tf.shape(image)[1:3])
         pooled, order = [], []
         for i, fmap in enumerate(feature_maps):
             idx = tf.where(tf.equal(levels, i + 2))[:, 0]
@@ -42,15 +52,31 @@ class PyramidROIAlign(layers.Layer):
         pooled = tf.concat(pooled, axis=0)
         order = tf.concat(order, axis=0)
         # Put the crops back in box order.
-        pooled = tf.scatter_nd(tf.cast(order[:, None], tf.int32), pooled, tf.concat([[batch * n], tf.shape(pooled)[1:]], 0))
-        out = tf.reshape(pooled, tf.concat([[batch, n], tf.shape(pooled)[1:]], 0))
+        pooled = tf.scatter_nd(tf.cast(order[:, None], tf.int32), pooled,
+                               tf.concat([tf.shape(flat_boxes)[:1], tf.shape(pooled)[1:]], 0))
+        leading = [1, tf.shape(flat_boxes)[0]] if keep is not None else [batch, n]
+        out = tf.reshape(pooled, tf.concat([leading, tf.shape(pooled)[1:]], 0))
         return tf.cast(out, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][1]) + self.pool_shape + (input_shape[2][-1],)
+        leading = (1, None) if self.packed else (input_shape[0][0], input_shape[0][1])
+        return leading + self.pool_shape + (input_shape[-1][-1],)
 
     def get_config(self):
-        return {**super().get_config(), "pool_shape": list(self.pool_shape)}
+        return {**super().get_config(), "pool_shape": list(self.pool_shape), "packed": self.packed}
+
+
+class UnpackROIs(layers.Layer):
+    """[values [1, K, ...] of the kept ROIs, keep [B, N] (bool)] -> [B, N, ...], zeros where not
+    kept: the inverse of ``PyramidROIAlign(packed=True)``."""
+
+    def call(self, inputs):
+        values, keep = inputs
+        slots = tf.cast(tf.where(keep), tf.int32)
+        return tf.scatter_nd(slots, values[0], tf.concat([tf.shape(keep), tf.shape(values)[2:]], 0))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1]) + tuple(input_shape[0][2:])
 
 
 class PerROI(layers.Wrapper):

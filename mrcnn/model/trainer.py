@@ -82,8 +82,10 @@ class MaskRCNNTrainingModel(keras.Model):
         x = data[0] if isinstance(data, tuple) else data
         with tf.GradientTape() as tape:
             out = self(x, training=True)
-            parts = self.compute_losses(x, out)
-            total = self._total(parts) + self.l2_penalty()
+            with tf.name_scope("losses"):
+                parts = self.compute_losses(x, out)
+            with tf.name_scope("weight_decay"):
+                total = self._total(parts) + self.l2_penalty()
             # Gradients are summed over replicas by the optimizer: average them here.
             scaled = total / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
             if hasattr(self.optimizer, "scale_loss"):
@@ -91,7 +93,9 @@ class MaskRCNNTrainingModel(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        return self._record(total, parts, self.diagnostics(x, out))
+        with tf.name_scope("diagnostics"):
+            diagnostics = self.diagnostics(x, out)
+        return self._record(total, parts, diagnostics)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
