@@ -58,6 +58,9 @@ class Config:
     RPN_ANCHOR_SCALES: tuple[int, ...] = (32, 64, 128, 256, 512)
     RPN_ANCHOR_RATIOS: list[float] = [0.5, 1, 2]  # width / height
     RPN_ANCHOR_STRIDE: int = 1
+    # Width of the RPN's shared 3x3 conv. Matterport's 512 (mask_rcnn_coco.h5 has it); torchvision
+    # and Detectron2 keep the FPN's width (TOP_DOWN_PYRAMID_SIZE), for half or less of its cost.
+    RPN_CONV_CHANNELS: int = 512
     RPN_NMS_THRESHOLD: float = 0.7
     RPN_TRAIN_ANCHORS_PER_IMAGE: int = 256
     PRE_NMS_LIMIT: int = 6000

@@ -213,3 +213,11 @@ def test_train_excludes_class_heads_only_when_class_counts_differ(tmp_path):
     shapes, arrays = read_layer_shapes(coco_like), read_layer_weights(coco_like)
     assert shapes.keys() == arrays.keys()
     assert all([s for _, s in shapes[k]] == [a.shape for _, a in arrays[k]] for k in shapes)
+
+
+def test_rpn_conv_width_follows_the_config(training_model):
+    config = training_model.config
+    layers = {layer.name: layer for layer in iter_layers(training_model.keras_model)}
+    kernel = layers["rpn_conv_shared"].weights[0]
+    assert tuple(kernel.shape) == (3, 3, config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
+    assert facemask.make_config("gpu").RPN_CONV_CHANNELS == 512  # Matterport's, as mask_rcnn_coco.h5 holds
