@@ -64,7 +64,13 @@ tensors in both cases.
 - Inference: ours `model.detect([images])` (inference-mode graph, IMAGES_PER_GPU=batch, includes \
 molding and numpy mask pasting); torchvision `model.eval()` forward under `torch.no_grad()` on the same \
 uint8 images converted to float tensors (conversion included).
-- Threads: torch.set_num_threads(2); TF intra-op threads 2."""
+- Threads: torch.set_num_threads(2); TF intra-op threads 2.
+- What still differs (Matterport's design in ours): ROIAlign samples each bin once \
+(`crop_and_resize`, 7x7 / 14x14 points), torchvision's `MultiScaleRoIAlign` (sampling_ratio 2) four \
+times; our frozen BatchNorm keeps gamma/beta trainable (only the statistics are frozen), \
+`FrozenBatchNorm2d` freezes all four; our box and mask heads have BatchNorm after each conv/fc; our \
+weight decay is Matterport's L2 loss term (WD * sum(w^2) / size(w)), torchvision's is SGD's; our RPN \
+anchor targets are computed in the input pipeline, outside the timed step."""
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -86,7 +92,7 @@ def prepare_data():
     return facemask.load_dataset(DATA_DIR, "train", verbose=False)
 
 
-def our_config(batch: int, inference: bool):
+def our_config(batch: int, inference: bool, rpn_channels: int = 512):
     import facemask
 
     return facemask.make_config(
@@ -95,16 +101,16 @@ def our_config(batch: int, inference: bool):
         POST_NMS_ROIS_TRAINING=2000, POST_NMS_ROIS_INFERENCE=1000, PRE_NMS_LIMIT=2000,
         RPN_TRAIN_ANCHORS_PER_IMAGE=256, DETECTION_MAX_INSTANCES=100, TRAIN_BN=False,
         DETECTION_MIN_CONFIDENCE=0.0 if inference else 0.9, DETECTION_NMS_THRESHOLD=0.5,
-        MIXED_PRECISION=False)
+        MIXED_PRECISION=False, RPN_CONV_CHANNELS=rpn_channels)
 
 
 # ---------------------------------------------------------------------------------------- ours
 class Ours:
-    def __init__(self, dataset, model_dir):
+    def __init__(self, dataset, model_dir, rpn_channels: int = 512):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-        self.dataset, self.model_dir = dataset, model_dir
+        self.dataset, self.model_dir, self.rpn_channels = dataset, model_dir, rpn_channels
 
     def setup_train(self, batch: int, n_batches: int):
         import keras
@@ -112,7 +118,7 @@ class Ours:
         from mrcnn.model import MaskRCNN
 
         keras.backend.clear_session()
-        cfg = our_config(batch, inference=False)
+        cfg = our_config(batch, inference=False, rpn_channels=self.rpn_channels)
         self.model = MaskRCNN("training", cfg, self.model_dir)
         self.model.set_trainable("all")
         self.model.compile(0.001, 0.9)
@@ -130,7 +136,8 @@ class Ours:
 
         self.model = None
         keras.backend.clear_session()
-        self.model = MaskRCNN("inference", our_config(batch, inference=True), self.model_dir)
+        self.model = MaskRCNN("inference", our_config(batch, inference=True, rpn_channels=self.rpn_channels),
+                              self.model_dir)
 
     def infer(self, images) -> int:
         results = self.model.detect(images)
@@ -224,47 +231,49 @@ class Theirs:
 
 
 # ---------------------------------------------------------------------------------------- runs
+#: Our variants timed against torchvision: Matterport's layout (512-wide RPN conv, what
+#: mask_rcnn_coco.h5 holds) and torchvision's own layout (the RPN conv as wide as the FPN, 256).
+VARIANTS = {"ours": 512, "ours, RPN 256": 256}
+
+
 def run_interleaved(batches, reps, warmup, log=print):
-    """Timings of both, interleaved; returns rows and maxrss after each phase (process-wide)."""
+    """Timings of every variant of ours and of torchvision, interleaved (ours, ours RPN 256,
+    torchvision, ours, ...); returns rows with {name: [seconds]} and maxrss after each phase."""
     import tempfile
 
     dataset = prepare_data()
-    ours, theirs = Ours(dataset, tempfile.mkdtemp(prefix="bench_logs_")), Theirs(dataset)
+    models = {name: Ours(dataset, tempfile.mkdtemp(prefix="bench_logs_"), channels) for name, channels in VARIANTS.items()}
+    theirs = models["torchvision"] = Theirs(dataset)
     rows = []
+
+    def interleave(phase, batch, call):
+        first = {name: timed(lambda: call(m, 0)) for name, m in models.items()}
+        for k in range(1, warmup):
+            for m in models.values():
+                call(m, k)
+        t = {name: [] for name in models}
+        for k in range(reps):
+            for name, m in models.items():
+                t[name].append(timed(lambda: call(m, warmup + k)))
+            log(f"[b={batch}] {phase} rep {k}: " + "  ".join(f"{n} {v[-1]:.3f}s" for n, v in t.items()))
+        return dict(phase=phase, batch=batch, times=t, first=first)
+
     for batch in batches:
         n_batches = max(1, min(len(dataset.image_ids) // batch, warmup + reps))
-        # ---- train
         t0 = time.perf_counter()
-        ids = ours.setup_train(batch, n_batches)
+        ids = [m.setup_train(batch, n_batches) for name, m in models.items() if name != "torchvision"][0]
         theirs.setup_train(ids)
         log(f"[b={batch}] built training models in {time.perf_counter() - t0:.1f}s; image ids {ids}")
-        first = {"ours": timed(lambda: ours.train_step(0)), "torchvision": timed(lambda: theirs.train_step(0))}
-        for k in range(1, warmup):
-            ours.train_step(k), theirs.train_step(k)
-        t = {"ours": [], "torchvision": []}
-        for k in range(reps):
-            t["ours"].append(timed(lambda: ours.train_step(warmup + k)))
-            t["torchvision"].append(timed(lambda: theirs.train_step(warmup + k)))
-            log(f"[b={batch}] train rep {k}: ours {t['ours'][-1]:.3f}s  torchvision {t['torchvision'][-1]:.3f}s")
-        rows.append(dict(phase="train step", batch=batch, ours=t["ours"], theirs=t["torchvision"],
-                         first=first, rss=maxrss_mib()))
-        ours.teardown(), theirs.teardown()
-        # ---- inference
+        rows.append({**interleave("train step", batch, lambda m, k: m.train_step(k)), "rss": maxrss_mib()})
+        for m in models.values():
+            m.teardown()
         images = [dataset.load_image(i) for i in dataset.image_ids[:batch]]
-        ours.setup_infer(batch)
-        theirs.setup_infer()
-        first = {"ours": timed(lambda: ours.infer(images)), "torchvision": timed(lambda: theirs.infer(images))}
-        dets = {"ours": ours.infer(images), "torchvision": theirs.infer(images)}
-        for _ in range(2, warmup):  # the first call and the detection count are two warm-up calls
-            ours.infer(images), theirs.infer(images)
-        t = {"ours": [], "torchvision": []}
-        for k in range(reps):
-            t["ours"].append(timed(lambda: ours.infer(images)))
-            t["torchvision"].append(timed(lambda: theirs.infer(images)))
-            log(f"[b={batch}] infer rep {k}: ours {t['ours'][-1]:.3f}s  torchvision {t['torchvision'][-1]:.3f}s")
-        rows.append(dict(phase="inference", batch=batch, ours=t["ours"], theirs=t["torchvision"],
-                         first=first, dets=dets, rss=maxrss_mib()))
-        ours.teardown(), theirs.teardown()
+        for name, m in models.items():
+            m.setup_infer() if name == "torchvision" else m.setup_infer(batch)
+        dets = {name: m.infer(images) for name, m in models.items()}  # a second warm-up call each
+        rows.append({**interleave("inference", batch, lambda m, k: m.infer(images)), "dets": dets, "rss": maxrss_mib()})
+        for m in models.values():
+            m.teardown()
     return rows
 
 
@@ -326,33 +335,37 @@ def machine_facts(load_start, load_end) -> str:
 
 def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     date = _dt.date.today().isoformat()
+    ours = list(VARIANTS)
     lines = [SECTION, "",
              f"`bench/.venv-bench/bin/python bench/model_speed.py` ({date}): our Mask R-CNN vs torchvision "
              f"`MaskRCNN` with a ResNet-50 FPN backbone, on CPU, in one process. Per phase and batch size: "
-             f"{warmup} (train) / {max(2, warmup)} (inference) untimed warm-up calls each (the first one traces/compiles), then {reps} timed calls "
-             f"each, interleaved (ours, torchvision, ours, ...); medians, min-max in brackets. The ratio is "
-             f"ours / torchvision (below 1 = ours faster).", "",
+             f"{warmup} (train) / {warmup + 1} (inference) untimed warm-up calls each (the first one traces/compiles), then {reps} timed calls "
+             f"each, interleaved ({', '.join(ours)}, torchvision, {ours[0]}, ...); medians, min-max in brackets. "
+             f"Ratios are ours / torchvision (below 1 = ours faster). \"{ours[0]}\" is Matterport's layout "
+             f"(512-wide RPN conv); \"{ours[1]}\" has torchvision's own RPN width, so it computes what torchvision "
+             f"computes (see Settings for what still differs).", "",
              machine_facts(load_start, load_end), "",
-             "| phase | batch | ours s/iter | torchvision s/iter | ratio ours/tv | ours per image | first call ours / tv (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| phase | batch | " + " | ".join(f"{n} s/iter" for n in ours) + " | torchvision s/iter | "
+             + " | ".join(f"ratio {n} / tv" for n in ours) + " | first call " + " / ".join(ours + ["tv"]) + " (s) |",
+             "|---|---:|" + "---:|" * (2 * len(ours) + 2)]
     for r in rows:
-        o, t = statistics.median(r["ours"]), statistics.median(r["theirs"])
-        lines.append(
-            f"| {r['phase']} | {r['batch']} | {o:.3f} ({min(r['ours']):.3f}-{max(r['ours']):.3f}) | "
-            f"{t:.3f} ({min(r['theirs']):.3f}-{max(r['theirs']):.3f}) | **{o / t:.2f}** | {o / r['batch']:.3f} | "
-            f"{r['first']['ours']:.1f} / {r['first']['torchvision']:.1f} |")
-    dets = [f"batch {r['batch']}: ours {r['dets']['ours']}, torchvision {r['dets']['torchvision']}"
-            for r in rows if "dets" in r]
+        t = r["times"]
+        med = {n: statistics.median(v) for n, v in t.items()}
+        cells = [f"{med[n]:.3f} ({min(t[n]):.3f}-{max(t[n]):.3f})" for n in ours + ["torchvision"]]
+        ratios = [f"**{med[n] / med['torchvision']:.2f}**" for n in ours]
+        first = " / ".join(f"{r['first'][n]:.1f}" for n in ours + ["torchvision"])
+        lines.append(f"| {r['phase']} | {r['batch']} | " + " | ".join(cells + ratios) + f" | {first} |")
+    dets = [f"batch {r['batch']}: " + ", ".join(f"{n} {v}" for n, v in r["dets"].items()) for r in rows if "dets" in r]
     lines += ["", f"Detections returned per inference call (random-init weights, score threshold 0): {'; '.join(dets)}."]
     if memory and all(memory.values()):
         lines += ["", "Peak RSS (MiB, `ru_maxrss`, monotonic, so each column includes the phases before it), "
                   "each framework alone in its own child process (2 calls per phase; the baseline is "
-                  "after imports and data loading):", "",
+                  "after imports and data loading; ours in Matterport's layout):", "",
                   "| after | ours | torchvision |", "|---|---:|---:|"]
         for key in memory["ours"]:
             lines.append(f"| {key} | {memory['ours'][key]:.0f} | {memory['torch'][key]:.0f} |")
     else:
-        lines += ["", "Peak RSS of the shared timing process (both frameworks loaded, so not separable): " +
+        lines += ["", "Peak RSS of the shared timing process (all models loaded, so not separable): " +
                   ", ".join(f"{r['phase']}/{r['batch']}: {r['rss']:.0f} MiB" for r in rows) + "."]
     lines += ["", "Settings:", "", SETTINGS_DOC, ""]
     return "\n".join(lines)

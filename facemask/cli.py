@@ -140,7 +140,14 @@ def read_run_config(weights_path: str) -> tuple[str | None, dict]:
     from mrcnn.runs import run_config_path
 
     path = run_config_path(weights_path)
-    return (path, Config.read_file(path)) if path else (None, {})
+    if not path:
+        return None, {}
+    # Keys added since the run was recorded take the value that run's code had.
+    return path, {**RECORDED_BEFORE, **Config.read_file(path)}
+
+
+#: Config keys introduced after runs were first recorded -> the value every older run had.
+RECORDED_BEFORE = {"RPN_CONV_CHANNELS": 512}
 
 
 def check_consistent(run_values: dict, run_path: str | None, classes: str | None, class_key: str | None,

@@ -3,6 +3,7 @@ resolution and one-line errors (the commands using them are tested as subprocess
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -74,3 +75,17 @@ def test_user_errors_are_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("FACEMASK_DEBUG", "1")  # the traceback instead
     with pytest.raises(CLIError):
         cli_main(broken, [])
+
+
+def test_a_run_recorded_before_rpn_conv_channels_existed_keeps_matterports_512(tmp_path):
+    import facemask
+    from facemask.cli import config_for_run, read_run_config
+
+    config = facemask.make_config("cpu")
+    values = {k: v for k, v in config.to_dict().items() if k != "RPN_CONV_CHANNELS"}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    path, run_values = read_run_config(str(tmp_path / "mask_rcnn_x_0001.h5"))
+    assert config_for_run(run_values, path, None, None, None).RPN_CONV_CHANNELS == 512
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))  # a run that recorded it
+    path, run_values = read_run_config(str(tmp_path / "mask_rcnn_x_0001.h5"))
+    assert config_for_run(run_values, path, None, None, None).RPN_CONV_CHANNELS == 128
