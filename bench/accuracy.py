@@ -50,8 +50,8 @@ square, batch 2, its default augmentation and anchors: `auto` from scratch), sta
 with E1 = 3/4 of the epochs (the second stage restarts from the best-by-val-loss weights, as the defaults do), \
 sized to the budget from `--ours-step-s`; minutes are its measured training time (validation included, \
 model build and anchor fit excluded). Figures from its `eval_val/report.json` (best checkpoint).
-- torchvision {tv_version}: `MaskRCNN(resnet_fpn_backbone("resnet18", weights=None, trainable_layers=5))` \
-(FPN 256 channels; BatchNorm frozen at its init, i.e. identity), min_size = max_size = 256, anchors \
+- torchvision {tv_version}: `MaskRCNN(resnet_fpn_backbone("resnet18", weights=None, trainable_layers=5, \
+norm_layer=torch.nn.BatchNorm2d))` (FPN 256 channels; BatchNorm trained, batch statistics, as ours), min_size = max_size = 256, anchors \
 {anchors} x (0.5, 1, 2), 128 RPN anchors and 64 ROIs sampled per image, 300 post-NMS proposals in training and \
 200 at inference, TwoMLPHead 256 wide, mask head `MaskRCNNHeads(256, (128,)*4, 1)` + \
 `MaskRCNNPredictor(128, 128, K)`, random init, batch 1, SGD lr {lr} momentum {momentum} wd {wd}, linear \
@@ -134,13 +134,17 @@ def run_ours(args, out: Path) -> dict:
 # -------------------------------------------------------------------------------------- torchvision
 def build_torchvision_model(num_classes: int, anchor_scales):
     """torchvision Mask R-CNN shaped like our CPU profile (random init; see SETTINGS)."""
+    import torch
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+    # Trainable BatchNorm, as ours from scratch (TRAIN_BN=None): resnet_fpn_backbone's default
+    # FrozenBatchNorm2d is an identity at random init, i.e. no normalisation at all.
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   norm_layer=torch.nn.BatchNorm2d)
     channels = backbone.out_channels  # 256
     anchors = AnchorGenerator(sizes=tuple((int(s),) for s in anchor_scales),
                               aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_scales))

@@ -60,7 +60,7 @@ def default_stages(pretrained: bool, lr: float, profile: str) -> list[tuple[str,
     if pretrained:
         return [("heads", lr, 10), ("all", lr / 100, 20)]
     if profile == "cpu":
-        return [("all", lr, 16), ("all", lr / 10, 21)]
+        return [("all", lr, 22), ("all", lr / 10, 29)]
     return [("all", lr, 30), ("all", lr / 10, 40)]
 
 
