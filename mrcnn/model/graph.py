@@ -110,8 +110,11 @@ def build_inference_graph(config):
     detections = DetectionLayer(config.BBOX_STD_DEV, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
+    # The mask head runs on the real detections only (class id > 0), not on the zero padding up to
+    # DETECTION_MAX_INSTANCES.
     masks = mask_head(DetectionBoxes(name="detection_boxes")(detections), image, head_features,
-                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS, **_head_kwargs(config))
+                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS,
+                      keep=PositiveROIs(name="real_detections")(detections[:, :, 4]), **_head_kwargs(config))
     outputs = {"detections": detections, "mrcnn_class": class_probs, "mrcnn_bbox": bbox,
                "mrcnn_mask": masks, "rpn_rois": rpn_rois, "rpn_class": rpn_probs, "rpn_bbox": rpn_deltas}
     return keras.Model(inputs={"input_image": image, "input_image_meta": meta}, outputs=outputs,

@@ -24,8 +24,9 @@ def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, ch
 
     ``keep`` [B, N] (bool, at least one true): run the head on those ROIs only and give the others
     all-zero masks. Training passes the positive ROIs (:class:`PositiveROIs`), the only ones the
-    loss reads, so the head's cost follows the positives instead of the padded slots (as
-    torchvision's). With ``TRAIN_BN=None`` its BatchNorm statistics then come from real ROIs only.
+    loss reads, and inference the real detections, so the head's cost follows them instead of the
+    padded slots (as torchvision's). Its BatchNorm batch statistics (``TRAIN_BN`` None in training,
+    True always) then come from real ROIs only.
     """
     if keep is None:
         x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")([rois, image] + list(feature_maps))
@@ -42,8 +43,9 @@ def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, ch
 
 
 class PositiveROIs(layers.Layer):
-    """target class ids [B, N] -> keep [B, N]: the positive ROIs (id > 0), or the first slot when
-    there are none (so the head never runs on an empty batch, whose BatchNorm mean is NaN)."""
+    """class ids [B, N] (ROI targets in training, detections at inference; 0 = background or
+    padding) -> keep [B, N]: the ids > 0, or the first slot when there are none (so the head never
+    runs on an empty batch, whose BatchNorm mean is NaN)."""
 
     def call(self, class_ids):
         positive = class_ids > 0
