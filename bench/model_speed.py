@@ -75,7 +75,13 @@ anchor targets are computed in the input pipeline, outside the timed step."""
 
 # ---------------------------------------------------------------------------------------- helpers
 def maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """Peak resident memory of this process (MiB). Linux's VmHWM, not ``ru_maxrss``: the latter
+    survives exec, so a child started by a 7 GB parent reported the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def timed(fn) -> float:
@@ -358,7 +364,7 @@ def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     dets = [f"batch {r['batch']}: " + ", ".join(f"{n} {v}" for n, v in r["dets"].items()) for r in rows if "dets" in r]
     lines += ["", f"Detections returned per inference call (random-init weights, score threshold 0): {'; '.join(dets)}."]
     if memory and all(memory.values()):
-        lines += ["", "Peak RSS (MiB, `ru_maxrss`, monotonic, so each column includes the phases before it), "
+        lines += ["", "Peak RSS (MiB, `VmHWM`, monotonic, so each column includes the phases before it), "
                   "each framework alone in its own child process (2 calls per phase; the baseline is "
                   "after imports and data loading; ours in Matterport's layout):", "",
                   "| after | ours | torchvision |", "|---|---:|---:|"]
