@@ -335,7 +335,8 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
 
     Candidates: geometric progressions ``scale_i = base * factor**i`` (``factors``; bases on a log grid
     and bases that put a level exactly on a k-means (1 - IoU) cluster size), with every
-    ``scale_i >= stride_i`` (and ``scales[0] >= min_scale``, default the smallest stride), crossed with
+    ``scale_i >= stride_i`` (and ``scales[0] >= min_scale``, default the smallest stride; none above twice
+    the image's longer side), crossed with
     ratio sets (default ratios, quantiles and 1-D k-means of log(w/h), defaults recentred on the median
     aspect; neighbouring fitted ratios differ by at least ``exp(min_ratio_gap)`` so some shape variety
     survives a narrow training set), plus the config's own anchors. Score: ``objective`` "positional" (real anchor grid; needs
@@ -393,6 +394,8 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
                 continue
             if scales[0] > hi * 1.5 or scales[-1] < lo / 1.5:
                 continue  # no level near the data
+            if scales[-1] > 2 * max(shape):
+                continue  # IoU < 1/4 with any box inside the image: a level that matches nothing
             if scales not in scale_sets:
                 scale_sets.append(scales)
         for ratios in ratio_sets:

@@ -123,6 +123,19 @@ def test_fit_beats_defaults_on_large_elongated_boxes():
     validate_fit(fit, config)
 
 
+def test_fit_keeps_every_level_within_twice_the_image():
+    # Close-up boxes filling a 256 px input (selfies, heads): a factor-2.5 progression from their
+    # k-means sizes reached 1103 px, a P6 anchor with IoU < 1/4 against any box in the image.
+    rng = np.random.default_rng(3)
+    config = make_config(IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, RPN_ANCHOR_SCALES=(16, 32, 64, 128, 256))
+    boxes = random_boxes(rng, 200, (120, 250), (0.7, 1.0), size=256)
+    fit = fit_anchors(boxes, config, seed=0)
+    assert max(fit.scales) <= 512
+    rep = fit.report
+    for kind in ("recall@0.5", "recall@0.7"):
+        assert rep["fitted"]["positional"][kind] >= rep["default"]["positional"][kind]
+
+
 def test_fit_never_worse_than_defaults_and_deterministic():
     rng = np.random.default_rng(6)
     config = make_config()
