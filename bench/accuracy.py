@@ -43,6 +43,9 @@ THREADS = 2
 REFERENCE_CONFIDENCE = 0.7  # our CPU profile's DETECTION_MIN_CONFIDENCE: the second figure
 # torchvision recipe (the issue-18 peer): SGD, linear warm-up, lr/10 for the last quarter of the budget.
 TV_LR, TV_MOMENTUM, TV_WEIGHT_DECAY, TV_WARMUP_ITERS, TV_STEP_AT = 0.01, 0.9, 1e-4, 200, 0.75
+#: Gradient-norm clip, as ours (Config.GRADIENT_CLIP_NORM): with trainable BatchNorm from scratch the
+#: unclipped peer diverged on the droplets photos after its warm-up (every loss NaN from step ~294).
+TV_CLIP_NORM = 5.0
 
 SETTINGS = """\
 - ours: `train.py --profile cpu --weights none --classes {classes} --seed {seed}` (ResNet-18 FPN-128, 256 px \
@@ -54,7 +57,7 @@ model build and anchor fit excluded). Figures from its `eval_val/report.json` (b
 norm_layer=torch.nn.BatchNorm2d))` (FPN 256 channels; BatchNorm trained, batch statistics, as ours), min_size = max_size = 256, anchors \
 {anchors} x (0.5, 1, 2), 128 RPN anchors and 64 ROIs sampled per image, 300 post-NMS proposals in training and \
 200 at inference, TwoMLPHead 256 wide, mask head `MaskRCNNHeads(256, (128,)*4, 1)` + \
-`MaskRCNNPredictor(128, 128, K)`, random init, batch 1, SGD lr {lr} momentum {momentum} wd {wd}, linear \
+`MaskRCNNPredictor(128, 128, K)`, random init, batch 1, SGD lr {lr} momentum {momentum} wd {wd}, gradient norm clipped at 5 (as ours), linear \
 warm-up over {warmup} iterations, lr/10 for the last quarter of the minutes, horizontal flips (p 0.5), \
 box_score_thresh 0.05, up to 100 detections; {threads} threads. Images and masks are decoded and resized \
 to 256 px once, in memory, before the clock starts.
@@ -225,6 +228,7 @@ def train_torchvision(model, samples, budget_s: float, seed: int, log_every: int
                 continue
             optimizer.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, TV_CLIP_NORM)  # as ours (GRADIENT_CLIP_NORM)
             optimizer.step()
             steps += 1
             if steps % log_every == 0:
@@ -343,10 +347,13 @@ def fmt(value, spec: str = ".3f") -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| dataset | method | steps x batch | train minutes | mask mAP@0.5 (ranked) | at 0.7 | COCO segm AP |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | steps x batch | non-finite losses skipped | train minutes | mask mAP@0.5 (ranked) "
+             "| at 0.7 | COCO segm AP |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['steps']} x {r['batch']} | {r['train_s'] / 60:.1f} | "
+        skipped = r.get("skipped_nonfinite")
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['steps']} x {r['batch']} | "
+                     f"{'-' if skipped is None else skipped} | {r['train_s'] / 60:.1f} | "
                      f"{fmt(r['mask_mAP50'])} | {fmt(r['mask_mAP50_at_0.7'])} | {fmt(r['coco_segm_AP'])} |")
     return lines
 
