@@ -151,6 +151,8 @@ class Config:
             problems.append("RPN_ANCHOR_SCALES and RPN_ANCHOR_RATIOS must be positive")
         if len(self.RPN_ANCHOR_RATIOS) == 0:
             problems.append("RPN_ANCHOR_RATIOS is empty")
+        if int(self.RPN_CONV_CHANNELS) < 1:
+            problems.append(f"RPN_CONV_CHANNELS={self.RPN_CONV_CHANNELS} must be >= 1 (Matterport's is 512)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             problems.append(f"IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r} is not one of {RESIZE_MODES}")
         side = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM

@@ -195,3 +195,8 @@ def test_config_file_errors(tmp_path):
         SmallConfig.load(str(lower))
     with pytest.raises(ConfigError, match="cannot read"):
         SmallConfig.load(str(tmp_path / "absent.json"))
+
+
+def test_config_rejects_an_empty_rpn_conv():
+    with pytest.raises(ConfigError, match="RPN_CONV_CHANNELS=0 must be >= 1"):
+        SmallConfig(RPN_CONV_CHANNELS=0).validate()

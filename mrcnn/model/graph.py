@@ -51,7 +51,8 @@ def _features(image, config):
 
 
 def _rpn_and_proposals(image, rpn_features, config, proposal_count):
-    rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), depth=config.RPN_CONV_CHANNELS, anchor_stride=config.RPN_ANCHOR_STRIDE)
+    rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), depth=config.RPN_CONV_CHANNELS,
+                  anchor_stride=config.RPN_ANCHOR_STRIDE)
     rpn_logits, rpn_probs, rpn_deltas = rpn(rpn_features)
     anchors = PyramidAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                              config.RPN_ANCHOR_STRIDE, name="anchors")([image] + list(rpn_features))

@@ -7,8 +7,8 @@ Shapes: B images, N ROIs per image, P positive ROIs, C classes, (mh, mw) = MASK_
 """
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
