@@ -86,7 +86,7 @@ LAYER_RULES = [(re.compile(p), row) for p, row in (
     (r"rpn_", "RPN head"), (r"anchors$", "anchors"), (r"ROI$", "proposals"),
     (r"(proposal_targets|gt_boxes_normalized)$", "detection targets"), (r"roi_align_", "ROIAlign"),
     (r"(mrcnn_class|mrcnn_bbox|pool_squeeze)", "box head"), (r"(mrcnn_detection|detection_boxes)$", "detections"),
-    (r"(mrcnn_mask|positive_rois)", "mask head"))]
+    (r"(mrcnn_mask|positive_rois|real_detections)", "mask head"))]
 OUTSIDE_SCOPES = {"losses": "losses", "weight_decay": "weight decay", "diagnostics": "diagnostics"}
 NORM_TYPES = {"Square", "Sum", "Pack", "Sqrt", "Minimum", "Reciprocal", "RealDiv"}  # Keras clip_by_global_norm
 OP_EVENT = re.compile(r"^([^\s:]+):(\w+)$")

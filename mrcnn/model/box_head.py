@@ -80,8 +80,8 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
     proposals [P, 4], gt_class_ids [G] (negative = crowd), gt_boxes [G, 4], gt_masks [h, w, G]
     -> rois [R, 4], class_ids [R], deltas [R, 4], masks [R * positive_ratio, mh, mw]:
     positives first, then negatives, then zero padding. Only the first
-    int(R * positive_ratio) ROIs can be positive, so mask targets (and the mask head in
-    training) cover just those: a third of Matterport's mask-head work, the same loss.
+    int(R * positive_ratio) ROIs can be positive, so mask targets cover just those (and the
+    mask head in training runs on the positive ones among them, see ``mask_head(keep=...)``).
 
     An ROI is positive when its IoU with a GT box is >= 0.5 and negative when < 0.5 (and it does
     not touch a crowd box). At most ``rois_per_image * positive_ratio`` positives are kept and
