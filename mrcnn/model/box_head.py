@@ -47,8 +47,8 @@ class WholeInputConv2D(layers.Conv2D):
     computed as the fully connected layer it is: one matmul on the flattened input.
 
     Same kernel variable and layout as ``Conv2D`` (Matterport's weights load unchanged), so the
-    same result up to float summation order; oneDNN's direct conv for this shape ran at about a
-    quarter of the matmul's speed on CPU (bench/RESULTS.md, train-step profile).
+    same result up to float summation order. On CPU oneDNN's direct conv for this shape made the
+    box head 527 ms of a train step, the matmul 277 ms (bench/RESULTS.md, train-step profiles).
     """
 
     def __init__(self, filters, kernel_size, **kwargs):
