@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mrcnn.data import ViaDataset, read_via
-from mrcnn.data.shapes import RegionError
+from mrcnn.data.shapes import RegionError, region_to_mask
 from mrcnn.data.via import ViaFormatError, ViaRegion, region_class_name, summarize
 from mrcnn.data.via_dataset import UnknownClassError
 
@@ -175,6 +175,31 @@ def test_every_shape_loads_to_masks(tmp_path: Path) -> None:
     assert class_ids.dtype == np.int32 and class_ids.tolist() == [1] * 5
     assert masks[..., 0].sum() == 25 and masks[..., 1].sum() == 15
     assert all(masks[..., i].any() for i in range(5))
+
+
+def test_load_mask_equals_each_region_rasterised_alone(tmp_path: Path) -> None:
+    # load_mask writes every region's pixels straight into one HxWxN array; each channel must be
+    # exactly region_to_mask of that region, for every shape, clipped at the borders, with the
+    # region outside the image dropped (and its class id with it).
+    shapes = [SQUARE, RECT,
+              {"name": "rect", "x": -3, "y": 15, "width": 40, "height": 9},        # clipped
+              {"name": "polygon", "all_points_x": [50, 60, 60], "all_points_y": [1, 1, 9]},  # outside
+              {"name": "polyline", "all_points_x": [20, 31, 25], "all_points_y": [2, 2, 8]},
+              {"name": "circle", "cx": 0, "cy": 0, "r": 4},
+              {"name": "ellipse", "cx": 22, "cy": 14, "rx": 4, "ry": 2, "theta": 0.3},
+              {"name": "point", "cx": 3, "cy": 3}]
+    names = ["a", "b", "a", "b", "a", "b", "a", "b"]
+    path = write(tmp_path, via2_export({"a.jpg": [region(s, n=c) for s, c in zip(shapes, names)]}))
+    with pytest.warns(UserWarning, match="point"):
+        dataset = load(path, class_key="n")
+    with pytest.warns(UserWarning, match="region 3.*outside"):
+        masks, class_ids = dataset.load_mask(0)
+    kept = [0, 1, 2, 4, 5, 6]
+    expected = np.stack([region_to_mask(shapes[i], 20, 30) for i in kept], axis=-1)
+    assert masks.dtype == bool and masks.shape == expected.shape == (20, 30, 6)
+    np.testing.assert_array_equal(masks, expected)
+    assert class_ids.tolist() == [dataset.class_names.index(names[i]) for i in kept]
+    assert masks[..., 2].sum() == 30 * 5  # the clipped rect: rows 15..19, every column
 
 
 def test_multi_class_discovered_sorted_and_normalised(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from skimage import draw
 
-__all__ = ["RegionError", "SkipRegion", "SHAPES", "region_to_mask",
+__all__ = ["RegionError", "SkipRegion", "SHAPES", "region_to_mask", "region_pixels", "pixel_count",
            "region_bbox", "validate_region"]
 
 SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse", "point")
@@ -140,31 +140,45 @@ def region_bbox(shape_attributes: dict, *, where: str = ""
     return cy, cx, cy, cx
 
 
+def region_pixels(shape_attributes: dict, height: int, width: int, *,
+                  where: str = "") -> tuple:
+    """The pixels of one VIA region inside a (height, width) image, as an index for
+    ``mask[index] = True``: (rows, cols) arrays, or a pair of slices for a rect.
+
+    Raises SkipRegion for points and RegionError for invalid regions.
+    """
+    attrs = shape_attributes
+    shape = (height, width)
+    if _shape_name(attrs, where) in ("polygon", "polyline"):
+        xs, ys = _points(attrs, where)  # validates the points (checked once: they can be thousands)
+        return draw.polygon(ys, xs, shape=shape)
+    name = validate_region(attrs, where=where)
+    if name == "rect":
+        y1, x1 = round(attrs["y"]), round(attrs["x"])
+        y2, x2 = round(attrs["y"] + attrs["height"]), round(attrs["x"] + attrs["width"])
+        return slice(max(y1, 0), max(y2, 0)), slice(max(x1, 0), max(x2, 0))
+    if name == "circle":
+        r = float(attrs["r"])
+        return draw.ellipse(attrs["cy"], attrs["cx"], r, r, shape=shape)
+    theta = float(attrs.get("theta", 0.0))  # ellipse
+    # skimage rotates counter-clockwise in (row, col); VIA clockwise.
+    return draw.ellipse(attrs["cy"], attrs["cx"], attrs["ry"], attrs["rx"], shape=shape, rotation=-theta)
+
+
+def pixel_count(index: tuple, height: int, width: int) -> int:
+    """How many pixels a :func:`region_pixels` index covers."""
+    rows, cols = index
+    if isinstance(rows, slice):
+        return len(range(*rows.indices(height))) * len(range(*cols.indices(width)))
+    return len(rows)
+
+
 def region_to_mask(shape_attributes: dict, height: int, width: int, *,
                    where: str = "") -> np.ndarray:
     """Rasterise one VIA region to a bool (height, width) mask.
 
     Raises SkipRegion for points and RegionError for invalid regions.
     """
-    name = validate_region(shape_attributes, where=where)
-    attrs = shape_attributes
     mask = np.zeros((height, width), dtype=bool)
-    shape = (height, width)
-    if name in ("polygon", "polyline"):
-        xs, ys = _points(attrs, where)
-        rr, cc = draw.polygon(ys, xs, shape=shape)
-    elif name == "rect":
-        y1, x1 = round(attrs["y"]), round(attrs["x"])
-        y2, x2 = round(attrs["y"] + attrs["height"]), round(attrs["x"] + attrs["width"])
-        mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = True
-        return mask
-    elif name == "circle":
-        r = float(attrs["r"])
-        rr, cc = draw.ellipse(attrs["cy"], attrs["cx"], r, r, shape=shape)
-    else:  # ellipse
-        theta = float(attrs.get("theta", 0.0))
-        # skimage rotates counter-clockwise in (row, col); VIA clockwise.
-        rr, cc = draw.ellipse(attrs["cy"], attrs["cx"], attrs["ry"], attrs["rx"],
-                              shape=shape, rotation=-theta)
-    mask[rr, cc] = True
+    mask[region_pixels(shape_attributes, height, width, where=where)] = True
     return mask

@@ -25,7 +25,7 @@ import numpy as np
 
 from .dataset import Dataset, missing_images_error
 from .image_io import read_image_size
-from .shapes import RegionError, SkipRegion, region_to_mask, validate_region
+from .shapes import RegionError, SkipRegion, pixel_count, region_pixels, validate_region
 from .via import ViaFile, ViaRegion, read_via, region_class_name
 
 __all__ = ["ViaDataset", "UnknownClassError", "normalize_class_name"]
@@ -267,19 +267,21 @@ class ViaDataset(Dataset):
         if info["source"] not in self._via_sources:
             return super().load_mask(image_id)
         height, width = info["height"], info["width"]
-        masks, class_ids = [], []
+        pixels, class_ids = [], []
         for region in info["regions"]:
             try:
-                mask = region_to_mask(region["shape_attributes"], height, width,
-                                      where=region["where"])
+                index = region_pixels(region["shape_attributes"], height, width, where=region["where"])
             except SkipRegion:
                 continue
-            if not mask.any():
+            if pixel_count(index, height, width) == 0:
                 warnings.warn(f"{region['where']}: region lies outside the "
                               f"{width}x{height} image; dropped", stacklevel=2)
                 continue
-            masks.append(mask)
+            pixels.append(index)
             class_ids.append(self.class_index(info["source"], region["class_id"]))
-        if not masks:
-            return np.zeros((height, width, 0), dtype=bool), np.zeros(0, dtype=np.int32)
-        return np.stack(masks, axis=-1), np.asarray(class_ids, dtype=np.int32)
+        # Each region's pixels are written straight into the HxWxN array: stacking N full-size
+        # masks cost most of a training sample's time on large photos with many instances.
+        masks = np.zeros((height, width, len(pixels)), dtype=bool)
+        for i, (rows, cols) in enumerate(pixels):
+            masks[rows, cols, i] = True
+        return masks, np.asarray(class_ids, dtype=np.int32)
