@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import facemask
 from mrcnn.model import MaskRCNN
+from mrcnn.model.backbone import BatchNorm
 from mrcnn.model.box_head import WholeInputConv2D, box_losses, detection_targets, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
 from mrcnn.model.mask_head import (PositiveROIs, mask_accuracy, mask_head, mrcnn_mask_loss, select_class_masks,
                                    select_class_masks_tf)
@@ -165,6 +166,36 @@ def test_whole_input_conv_equals_the_valid_conv_forward_and_backward():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="must equal the kernel"):
         fc(tf.zeros([1, 9, 9, 16]))
+
+
+@pytest.mark.parametrize("train_bn", [None, False, True])
+def test_fused_batchnorm_equals_keras_batchnorm_forward_backward_and_moving_statistics(train_bn):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(2.0, 3.0, size=(2, 5, 6, 8)).astype(np.float32))
+    fused, plain = (BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=0.9) for _ in range(2))
+    fused.build(x.shape), plain.build(x.shape)
+    initial = [rng.normal(1, 0.2, 8), rng.normal(0, 0.2, 8), rng.normal(1, 0.5, 8), rng.uniform(0.5, 4, 8)]
+    fused.set_weights(initial), plain.set_weights(initial)
+    upstream = tf.constant(rng.normal(size=x.shape).astype(np.float32))
+
+    def keras_path(inputs, training=None):  # what the layer computed before the fused kernel
+        training = {False: False, True: True}.get(train_bn, training)
+        return keras.layers.BatchNormalization.call(plain, inputs, training=training)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got, want = fused(x, training=True), keras_path(x, training=True)
+        loss_got, loss_want = tf.reduce_sum(got * upstream), tf.reduce_sum(want * upstream)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_got, [x, fused.gamma, fused.beta]),
+                    tape.gradient(loss_want, [x, plain.gamma, plain.beta])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    # Moving statistics move (or stay frozen) the same way, and inference mode agrees too.
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.allclose(fused.moving_mean.numpy(), initial[2]) == (train_bn is False)
+    np.testing.assert_allclose(fused(x, training=False).numpy(), keras_path(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-5)
 
 
 def _two_mask_heads(train_bn):

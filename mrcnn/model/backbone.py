@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
@@ -40,7 +41,35 @@ class BatchNorm(layers.BatchNormalization):
             training = False
         elif self.train_bn is True:
             training = True
-        return super().call(inputs, training=training)
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center) \
+                or self.renorm:
+            return super().call(inputs, training=training)
+        return self._fused(inputs, bool(training and self.trainable))
+
+    def _fused(self, inputs, batch_statistics: bool):
+        """Keras' BatchNormalization on NHWC maps as one ``FusedBatchNormV3`` kernel.
+
+        Keras 3 normalises with separate moment, multiply and add ops, each a pass over the map
+        forward and more backward; the fused kernel does one pass each way (its gradient also
+        gives gamma's and beta's), and in inference graphs oneDNN folds it into the conv before
+        it. Same arithmetic, same moving-average rule as Keras (biased batch variance).
+        """
+        x = tf.cast(inputs, tf.float32)  # as Keras: statistics in float32 under mixed precision
+        gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
+        if not batch_statistics:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance), epsilon=self.epsilon, is_training=False)
+            return tf.cast(y, self.compute_dtype)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
+                                                             is_training=True)
+        # The kernel returns the Bessel-corrected variance (n / (n - 1), 1 when n == 1); Keras
+        # averages the biased one into its moving variance.
+        n = tf.cast(tf.size(x, out_type=tf.int64) // tf.cast(tf.shape(x)[-1], tf.int64), tf.float32)
+        variance = variance * tf.maximum(n - 1.0, 1.0) / n
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(y, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "train_bn": self.train_bn}
