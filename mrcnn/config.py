@@ -107,6 +107,10 @@ class Config:
     # Additions of ours (not in Matterport), all optional.
     MASK_HEAD_CHANNELS: int = 256  # width of the mask head's convs (Matterport: 256)
     MIXED_PRECISION: bool = False  # train with keras "mixed_float16"
+    # RAM for training images and masks already resized to the input size, so later epochs skip
+    # decoding, rasterising and resizing (IMAGE_RESIZE_MODE "crop" draws a new crop each time and
+    # is never cached). 0 turns it off, e.g. for a Dataset whose load_image/load_mask vary per call.
+    INPUT_CACHE_MB: int = 1024
     SEED: int | None = 42  # data order / augmentation seed; None = nondeterministic
 
     def __init__(self, **overrides: Any):
@@ -151,6 +155,9 @@ class Config:
             problems.append("RPN_ANCHOR_SCALES and RPN_ANCHOR_RATIOS must be positive")
         if len(self.RPN_ANCHOR_RATIOS) == 0:
             problems.append("RPN_ANCHOR_RATIOS is empty")
+        if not isinstance(self.INPUT_CACHE_MB, (int, float)) or isinstance(self.INPUT_CACHE_MB, bool) \
+                or self.INPUT_CACHE_MB < 0:
+            problems.append(f"INPUT_CACHE_MB={self.INPUT_CACHE_MB!r} must be a number of MB >= 0 (0 = no cache)")
         if int(self.RPN_CONV_CHANNELS) < 1:
             problems.append(f"RPN_CONV_CHANNELS={self.RPN_CONV_CHANNELS} must be >= 1 (Matterport's is 512)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:

@@ -9,7 +9,8 @@ from PIL import Image
 
 from mrcnn.config import Config
 from mrcnn.data import ViaDataset
-from mrcnn.data.pipeline import build_dataset, input_signature, load_image_gt, training_sample
+from mrcnn.data.pipeline import (ResizedCache, build_dataset, input_cache, input_signature, load_image_gt,
+                                  training_sample)
 from mrcnn.data.shapes import region_to_mask
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import parse_image_meta, resize_image_for_config, resize_mask
@@ -245,6 +246,48 @@ def test_build_dataset_is_deterministic(dataset, config):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert any(not np.array_equal(a["input_image"], c["input_image"]) for a, c in zip(first, other))
+
+
+class CountingDataset(ViaDataset):
+    """Counts the files each image id is read from."""
+
+    def load_image(self, image_id):
+        self.reads[image_id] = self.reads.get(image_id, 0) + 1
+        return super().load_image(image_id)
+
+
+def test_resized_input_cache_gives_the_same_stream_and_reads_each_image_once(tmp_path, dataset, config):
+    # 4 images, batches of 2, 4 epochs with augmentation: the cached stream equals the uncached one
+    # sample for sample (the same random draws), and each file is decoded once, not four times.
+    counting = CountingDataset()
+    counting.load_via(write_via(tmp_path), verbose=False)
+    counting.prepare()
+    counting.reads = {}
+    uncached = TinyConfig(INPUT_CACHE_MB=0)
+    want = take(build_dataset(counting, uncached, augmentation="default", seed=0), 8)
+    reads_uncached = dict(counting.reads)
+    counting.reads = {}
+    got = take(build_dataset(counting, config, augmentation="default", seed=0), 8)
+    for a, b in zip(got, want):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert sorted(counting.reads.values()) == [1, 1, 1, 1]
+    assert min(reads_uncached.values()) >= 4
+
+
+def test_resized_input_cache_keeps_to_its_budget_and_never_caches_random_crops(dataset, config):
+    image_bytes = 128 * 128 * 3
+    cache = ResizedCache(budget_mb=2.5 * image_bytes / 2**20)  # room for two images without masks
+    for image_id in range(4):
+        gt = load_image_gt(dataset, config, image_id, cache=cache)
+        again = load_image_gt(dataset, config, image_id, cache=cache)
+        np.testing.assert_array_equal(gt.image, again.image)
+        np.testing.assert_array_equal(gt.masks, again.masks)
+    assert 1 <= len(cache) <= 2 and cache.used <= cache.budget
+    cached = cache.get(next(iter(cache._items)))
+    assert not cached[0].flags.writeable  # a transform writing into it would corrupt later epochs
+    assert input_cache(TinyConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=96)) is None
+    assert input_cache(TinyConfig(INPUT_CACHE_MB=0)) is None
 
 
 def test_build_dataset_without_shuffle_covers_dataset(dataset, config):

@@ -50,15 +50,65 @@ def active_class_ids(dataset, config, image_id: int) -> np.ndarray:
     return active
 
 
+class ResizedCache:
+    """Images and masks already at input size, by image id, up to ``budget_mb`` of RAM.
+
+    The first epoch decodes, rasterises and resizes as before; later ones start from here. On
+    large photos with many instances that is most of a sample's time, and the input threads
+    share the CPU with the train step. Entries are read-only (augmentation returns new arrays);
+    once the budget is spent, the rest of the images are loaded every time. Thread-safe.
+    """
+
+    def __init__(self, budget_mb: float):
+        self.budget = int(budget_mb * 2**20)
+        self.used = 0
+        self._items: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    def get(self, image_id: int):
+        with self._lock:
+            return self._items.get(image_id)
+
+    def put(self, image_id: int, *arrays_and_values) -> None:
+        arrays = [a for a in arrays_and_values if isinstance(a, np.ndarray)]
+        size = sum(a.nbytes for a in arrays)
+        with self._lock:
+            if image_id in self._items or self.used + size > self.budget:
+                return
+            for a in arrays:
+                a.flags.writeable = False
+            self._items[image_id] = arrays_and_values
+            self.used += size
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def input_cache(config) -> ResizedCache | None:
+    """The config's :class:`ResizedCache`, or None (no budget, or random crops)."""
+    if config.INPUT_CACHE_MB <= 0 or config.IMAGE_RESIZE_MODE == "crop":
+        return None
+    return ResizedCache(config.INPUT_CACHE_MB)
+
+
 def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.random.Generator | None = None,
-                  use_mini_mask: bool | None = None) -> ImageGT:
-    """Load, resize, augment one image and its masks; recompute boxes from the final masks."""
+                  use_mini_mask: bool | None = None, cache: ResizedCache | None = None) -> ImageGT:
+    """Load, resize, augment one image and its masks; recompute boxes from the final masks.
+    ``cache`` keeps the resized image and masks for the next call with this id (see
+    :class:`ResizedCache`; never with IMAGE_RESIZE_MODE "crop", whose resize is random)."""
     rng = rng or np.random.default_rng()
-    image = dataset.load_image(image_id)
-    masks, class_ids = dataset.load_mask(image_id)
-    original_shape = image.shape
-    image, info = resize_image_for_config(image, config, rng=rng)
-    masks = resize_mask(masks, info)
+    cached = cache.get(image_id) if cache is not None else None
+    if cached is not None:
+        image, masks, class_ids, original_shape, info = cached
+    else:
+        image = dataset.load_image(image_id)
+        masks, class_ids = dataset.load_mask(image_id)
+        original_shape = image.shape
+        image, info = resize_image_for_config(image, config, rng=rng)
+        masks = resize_mask(masks, info)
+        class_ids = np.asarray(class_ids, dtype=np.int32)
+        if cache is not None and config.IMAGE_RESIZE_MODE != "crop":
+            cache.put(image_id, image, masks, class_ids, original_shape, info)
 
     augmenter = as_augmenter(augmentation)
     if augmenter is not None:
@@ -80,10 +130,11 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
     return ImageGT(image, meta, class_ids, boxes, masks)
 
 
-def training_sample(dataset, config, image_id: int, augmentation, seed) -> dict[str, np.ndarray]:
+def training_sample(dataset, config, image_id: int, augmentation, seed,
+                    cache: ResizedCache | None = None) -> dict[str, np.ndarray]:
     """Everything the training graph needs for one image, padded to fixed shapes."""
     rng = np.random.default_rng(seed)
-    gt = load_image_gt(dataset, config, image_id, augmentation, rng)
+    gt = load_image_gt(dataset, config, image_id, augmentation, rng, cache=cache)
     class_ids, boxes, masks = gt.class_ids, gt.boxes, gt.masks
     if len(class_ids) > config.MAX_GT_INSTANCES:
         keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
@@ -179,12 +230,14 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     names = list(spec)
 
     empty = [np.zeros(spec[k].shape, spec[k].dtype.as_numpy_dtype) for k in names]
+    cache = input_cache(config)
     failed: set[int] = set()
     lock = threading.Lock()
 
     def load(counter, image_id):
         try:
-            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)])
+            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)],
+                                     cache=cache)
         except (ImageReadError, OSError) as exc:  # became unreadable after the check: skip, don't crash
             with lock:
                 first = int(image_id) not in failed
