@@ -7,6 +7,10 @@ Prints a table and writes the "## Input pipeline" section of bench/RESULTS.md (o
 
     python bench/pipeline.py                # defaults: 24 timed batches of 2 images per setting
     python bench/pipeline.py --batches 50 --no-write
+
+``--dataset DIR`` (a VIA dataset with train/, e.g. real photos kept outside the repository) times
+the CPU profile's pipeline (256 px, default augmentation, AUTOTUNE) on it instead, with the
+resized-input cache off and warm, and writes "## Input pipeline on real photos".
 """
 from __future__ import annotations
 
@@ -64,7 +68,8 @@ def load_data(n_train: int, n_val: int) -> ViaDataset:
 
 
 def time_build_dataset(dataset, config, augmentation, num_parallel_calls, batches: int, warmup: int) -> float:
-    """images/s over ``batches`` batches after ``warmup`` batches."""
+    """images/s over ``batches`` batches after ``warmup`` batches (a warm-up of one epoch or more
+    fills the resized-input cache, ``config.INPUT_CACHE_MB``)."""
     ds = build_dataset(dataset, config, augmentation=augmentation, seed=0, num_parallel_calls=num_parallel_calls)
     it = iter(ds)
     for _ in range(warmup):
@@ -107,6 +112,53 @@ def stage_breakdown(dataset, config, samples: int) -> dict[str, float]:
     return {k: 1000 * v / len(ids) for k, v in totals.items()}
 
 
+def real_photos(args, facts) -> str:
+    """Cache off vs warm on a real VIA dataset, with the CPU profile's config; the section text."""
+    import facemask
+    from facemask.data import load_dataset
+
+    dataset = load_dataset(args.dataset, "train", "single", verbose=False)
+    name = Path(args.dataset).resolve().name
+    counts = [dataset.load_mask(i)[0].shape[-1] for i in dataset.image_ids]
+    heights = sorted({dataset.image_info[i]["height"] for i in dataset.image_ids})
+    widths = sorted({dataset.image_info[i]["width"] for i in dataset.image_ids})
+    base = facemask.make_config("cpu", NUM_CLASSES=2)
+    epoch = -(-len(dataset.image_ids) // base.BATCH_SIZE)
+    rows = []
+    for cache_mb in (0, base.INPUT_CACHE_MB):
+        config = facemask.make_config("cpu", NUM_CLASSES=2, INPUT_CACHE_MB=cache_mb)
+        warmup = args.warmup + (epoch if cache_mb else 0)
+        runs = [time_build_dataset(dataset, config, "default", tf.data.AUTOTUNE, args.batches, warmup)
+                for _ in range(args.repeats)]
+        rows.append((f"{cache_mb} MB" + (" (off)" if not cache_mb else ", warm"), float(np.median(runs)),
+                     min(runs), max(runs)))
+        print(f"INPUT_CACHE_MB={cache_mb:5d}: {rows[-1][1]:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in runs)})")
+    stages = stage_breakdown(dataset, base, min(args.breakdown_samples, len(dataset.image_ids)))
+    lines = [
+        "## Input pipeline on real photos",
+        "",
+        f"`python bench/pipeline.py --dataset {name}` ({time.strftime('%Y-%m-%d')}): `build_dataset` on the "
+        f"{name} train split ({len(dataset.image_ids)} photos, {heights[0]}-{heights[-1]} x {widths[0]}-{widths[-1]} px, "
+        f"{np.mean(counts):.0f} instances per image on average), the CPU profile's config "
+        f"({base.IMAGE_MAX_DIM} px square, batch {base.BATCH_SIZE}), default augmentation, AUTOTUNE. Each row: median of "
+        f"{args.repeats} runs of {args.batches} timed batches after a warm-up ({args.warmup} batches, plus one epoch "
+        f"({epoch} batches) with the cache, so it is full); min-max in brackets.",
+        "",
+        f"Machine: {facts['nproc']} CPU cores available ({facts['cpu']}), TensorFlow {facts['tensorflow']}, numpy "
+        f"{facts['numpy']}, albumentations {facts['albumentations']}; load average at start {facts['load']}.",
+        "",
+        "| INPUT_CACHE_MB | images/s | ms/image |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {label} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |" for label, ips, lo, hi in rows]
+    lines += ["", f"Per-stage cost without the cache, one thread (mean over {min(args.breakdown_samples, len(dataset.image_ids))} "
+              "images; the cache skips the first four rows from the second epoch on):", "",
+              "| stage | ms/image |", "|---|---:|"]
+    lines += [f"| {stage} | {ms:.2f} |" for stage, ms in stages.items()]
+    lines += [f"| **total** | **{sum(stages.values()):.2f}** |"]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="timed batches per repeat")
@@ -116,10 +168,19 @@ def main(argv=None) -> int:
     parser.add_argument("--n-val", type=int, default=8)
     parser.add_argument("--breakdown-samples", type=int, default=16)
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    parser.add_argument("--dataset", help="a VIA dataset folder (train/ inside): time it with the CPU profile")
     args = parser.parse_args(argv)
 
     config = BenchConfig().validate()
     facts = machine_facts()
+    if args.dataset:
+        table = real_photos(args, facts)
+        print()
+        print(table)
+        if not args.no_write:
+            write_section("## Input pipeline on real photos", table)
+            print(f"\nwrote the '## Input pipeline on real photos' section of {RESULTS}")
+        return 0
     dataset = load_data(args.n_train, args.n_val)
     anchors = len(get_anchors(config))
 
