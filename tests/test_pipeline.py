@@ -290,6 +290,19 @@ def test_resized_input_cache_keeps_to_its_budget_and_never_caches_random_crops(d
     assert input_cache(TinyConfig(INPUT_CACHE_MB=0)) is None
 
 
+@pytest.mark.timeout(120)
+def test_images_that_all_break_after_the_precheck_stop_the_stream_instead_of_hanging(tmp_path):
+    # The files pass the pre-check in build_dataset, then all disappear before the first sample is
+    # loaded (nothing cached yet): every sample is skipped, so the filtered, repeated stream would
+    # wait forever for a readable one. It must end with an error naming the problem.
+    broken = load_dataset(write_via(tmp_path / "data"))
+    ds = build_dataset(broken, TinyConfig(), seed=0)
+    for image in (tmp_path / "data").glob("*.*g"):
+        image.unlink()
+    with pytest.raises(tf.errors.OpError, match="none of the 4 images can be read any more"):
+        take(ds, 1)
+
+
 def test_build_dataset_without_shuffle_covers_dataset(dataset, config):
     ds = build_dataset(dataset, config, shuffle=False, repeat=False, drop_remainder=False, seed=0)
     ids = np.concatenate([b["input_image_meta"][:, 0] for b in take(ds, 10)]).astype(int)
