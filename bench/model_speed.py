@@ -62,7 +62,8 @@ step is timed); torchvision: train-mode forward with targets (boxes/labels/masks
 `extract_bboxes` of the same images), sum of losses, backward, clip, SGD step. Inputs are already \
 tensors in both cases.
 - Inference: ours `model.detect([images])` (inference-mode graph, IMAGES_PER_GPU=batch, includes \
-molding and numpy mask pasting); torchvision `model.eval()` forward under `torch.no_grad()` on the same \
+molding and numpy mask pasting; the class logits' biases favour the foreground class, so every image \
+returns 100 detections as torchvision's do, since ours runs the mask head on real detections only); torchvision `model.eval()` forward under `torch.no_grad()` on the same \
 uint8 images converted to float tensors (conversion included).
 - Threads: torch.set_num_threads(2); TF intra-op threads 2.
 - What still differs (Matterport's design in ours): ROIAlign samples each bin once \
@@ -144,6 +145,13 @@ class Ours:
         keras.backend.clear_session()
         self.model = MaskRCNN("inference", our_config(batch, inference=True, rpn_channels=self.rpn_channels),
                               self.model_dir)
+        # Random weights leave some ROIs' argmax on background, and the mask head and the pasting run
+        # on real detections only: bias the logits to foreground so every image returns 100, as
+        # torchvision's (which scores every class of every box).
+        logits = self.model.keras_model.get_layer("mrcnn_class_logits")
+        kernel, bias = logits.get_weights()
+        bias[1:] += 20.0
+        logits.set_weights([kernel, bias])
 
     def infer(self, images) -> int:
         results = self.model.detect(images)
