@@ -109,7 +109,8 @@ class Config:
     MIXED_PRECISION: bool = False  # train with keras "mixed_float16"
     # RAM for training images and masks already resized to the input size, so later epochs skip
     # decoding, rasterising and resizing (IMAGE_RESIZE_MODE "crop" draws a new crop each time and
-    # is never cached). 0 turns it off, e.g. for a Dataset whose load_image/load_mask vary per call.
+    # is never cached). Per input pipeline: training and validation each have their own. 0 turns it
+    # off, e.g. for a Dataset whose load_image/load_mask vary per call.
     INPUT_CACHE_MB: int = 1024
     SEED: int | None = 42  # data order / augmentation seed; None = nondeterministic
 
