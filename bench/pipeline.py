@@ -133,7 +133,8 @@ def real_photos(args, facts) -> str:
         rows.append((f"{cache_mb} MB" + (" (off)" if not cache_mb else ", warm"), float(np.median(runs)),
                      min(runs), max(runs)))
         print(f"INPUT_CACHE_MB={cache_mb:5d}: {rows[-1][1]:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in runs)})")
-    stages = stage_breakdown(dataset, base, min(args.breakdown_samples, len(dataset.image_ids)))
+    samples = min(args.breakdown_samples, len(dataset.image_ids))
+    stages = stage_breakdown(dataset, base, samples)
     lines = [
         "## Input pipeline on real photos",
         "",
@@ -151,7 +152,7 @@ def real_photos(args, facts) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {label} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |" for label, ips, lo, hi in rows]
-    lines += ["", f"Per-stage cost without the cache, one thread (mean over {min(args.breakdown_samples, len(dataset.image_ids))} "
+    lines += ["", f"Per-stage cost without the cache, one thread (mean over {samples} "
               "images; the cache skips the first four rows from the second epoch on):", "",
               "| stage | ms/image |", "|---|---:|"]
     lines += [f"| {stage} | {ms:.2f} |" for stage, ms in stages.items()]

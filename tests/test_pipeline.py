@@ -285,7 +285,8 @@ def test_resized_input_cache_keeps_to_its_budget_and_never_caches_random_crops(d
         np.testing.assert_array_equal(gt.masks, again.masks)
     assert 1 <= len(cache) <= 2 and cache.used <= cache.budget
     cached = cache.get(next(iter(cache._items)))
-    assert not cached[0].flags.writeable  # a transform writing into it would corrupt later epochs
+    # a transform writing into a cached array would corrupt later epochs
+    assert not cached.image.flags.writeable and not cached.masks.flags.writeable
     assert input_cache(TinyConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=96)) is None
     assert input_cache(TinyConfig(INPUT_CACHE_MB=0)) is None
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from mrcnn.ops.anchors import get_anchors
 from mrcnn.ops.boxes import extract_bboxes
-from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config, resize_mask
+from mrcnn.ops.images import ResizeInfo, compose_image_meta, mold_image, resize_image_for_config, resize_mask
 from mrcnn.ops.masks import minimize_mask
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
@@ -50,6 +50,17 @@ def active_class_ids(dataset, config, image_id: int) -> np.ndarray:
     return active
 
 
+@dataclass(frozen=True)
+class ResizedEntry:
+    """One image and its ground truth at input size, before augmentation (read-only arrays)."""
+
+    image: np.ndarray  # [H, W, 3] uint8
+    masks: np.ndarray  # [H, W, N] bool
+    class_ids: np.ndarray  # [N] int32
+    original_shape: tuple
+    info: ResizeInfo
+
+
 class ResizedCache:
     """Images and masks already at input size, by image id, up to ``budget_mb`` of RAM.
 
@@ -62,31 +73,36 @@ class ResizedCache:
     def __init__(self, budget_mb: float):
         self.budget = int(budget_mb * 2**20)
         self.used = 0
-        self._items: dict[int, tuple] = {}
+        self._items: dict[int, ResizedEntry] = {}
         self._lock = threading.Lock()
 
-    def get(self, image_id: int):
+    def get(self, image_id: int) -> ResizedEntry | None:
         with self._lock:
             return self._items.get(image_id)
 
-    def put(self, image_id: int, *arrays_and_values) -> None:
-        arrays = [a for a in arrays_and_values if isinstance(a, np.ndarray)]
+    def put(self, image_id: int, entry: ResizedEntry) -> None:
+        arrays = (entry.image, entry.masks, entry.class_ids)
         size = sum(a.nbytes for a in arrays)
         with self._lock:
             if image_id in self._items or self.used + size > self.budget:
                 return
             for a in arrays:
                 a.flags.writeable = False
-            self._items[image_id] = arrays_and_values
+            self._items[image_id] = entry
             self.used += size
 
     def __len__(self) -> int:
         return len(self._items)
 
 
+def resize_is_deterministic(config) -> bool:
+    """Whether an image's resize is the same every time (all modes but "crop"), so it can be cached."""
+    return config.IMAGE_RESIZE_MODE != "crop"
+
+
 def input_cache(config) -> ResizedCache | None:
     """The config's :class:`ResizedCache`, or None (no budget, or random crops)."""
-    if config.INPUT_CACHE_MB <= 0 or config.IMAGE_RESIZE_MODE == "crop":
+    if config.INPUT_CACHE_MB <= 0 or not resize_is_deterministic(config):
         return None
     return ResizedCache(config.INPUT_CACHE_MB)
 
@@ -97,18 +113,16 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
     ``cache`` keeps the resized image and masks for the next call with this id (see
     :class:`ResizedCache`; never with IMAGE_RESIZE_MODE "crop", whose resize is random)."""
     rng = rng or np.random.default_rng()
-    cached = cache.get(image_id) if cache is not None else None
-    if cached is not None:
-        image, masks, class_ids, original_shape, info = cached
-    else:
+    entry = cache.get(image_id) if cache is not None else None
+    if entry is None:
         image = dataset.load_image(image_id)
         masks, class_ids = dataset.load_mask(image_id)
-        original_shape = image.shape
-        image, info = resize_image_for_config(image, config, rng=rng)
-        masks = resize_mask(masks, info)
-        class_ids = np.asarray(class_ids, dtype=np.int32)
-        if cache is not None and config.IMAGE_RESIZE_MODE != "crop":
-            cache.put(image_id, image, masks, class_ids, original_shape, info)
+        resized, info = resize_image_for_config(image, config, rng=rng)
+        entry = ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32),
+                             image.shape, info)
+        if cache is not None and resize_is_deterministic(config):
+            cache.put(image_id, entry)
+    image, masks, class_ids = entry.image, entry.masks, entry.class_ids
 
     augmenter = as_augmenter(augmentation)
     if augmenter is not None:
@@ -120,12 +134,12 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
         masks = np.transpose(masks_nhw, (1, 2, 0))
 
     keep = masks.any(axis=(0, 1))  # instances cropped away by resize/augment (works for N == 0 too)
-    masks, class_ids = masks[:, :, keep], np.asarray(class_ids, dtype=np.int32)[keep]
+    masks, class_ids = masks[:, :, keep], class_ids[keep]
     boxes = extract_bboxes(masks)
     mini = config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask
     if mini:
         masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
-    meta = compose_image_meta(image_id, original_shape, image.shape, info.window, info.scale,
+    meta = compose_image_meta(image_id, entry.original_shape, image.shape, entry.info.window, entry.info.scale,
                               active_class_ids(dataset, config, image_id))
     return ImageGT(image, meta, class_ids, boxes, masks)
 
