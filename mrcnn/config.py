@@ -26,6 +26,7 @@ DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
 #: Resize modes understood by :func:`mrcnn.ops.images.resize_image`.
 RESIZE_MODES = ("none", "square", "pad64", "crop")
+MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")  # True means the first
 
 #: Backbones built into :mod:`mrcnn.model.backbone` with their feature strides (C2..C5 -> P2..P6).
 KNOWN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2")
@@ -106,7 +107,9 @@ class Config:
 
     # Additions of ours (not in Matterport), all optional.
     MASK_HEAD_CHANNELS: int = 256  # width of the mask head's convs (Matterport: 256)
-    MIXED_PRECISION: bool = False  # train with keras "mixed_float16"
+    # Keras dtype policy while the model is built (mrcnn.model.precision): False = float32, True or
+    # "mixed_float16" (GPUs, with loss scaling), "mixed_bfloat16" (TPUs, Ampere+ GPUs, bf16 CPUs).
+    MIXED_PRECISION: bool | str = False
     # RAM for training images and masks already resized to the input size, so later epochs skip
     # decoding, rasterising and resizing (IMAGE_RESIZE_MODE "crop" draws a new crop each time and
     # is never cached). Per input pipeline: training and validation each have their own. 0 turns it
@@ -159,6 +162,8 @@ class Config:
         if not isinstance(self.INPUT_CACHE_MB, (int, float)) or isinstance(self.INPUT_CACHE_MB, bool) \
                 or self.INPUT_CACHE_MB < 0:
             problems.append(f"INPUT_CACHE_MB={self.INPUT_CACHE_MB!r} must be a number of MB >= 0 (0 = no cache)")
+        if not (isinstance(self.MIXED_PRECISION, bool) or self.MIXED_PRECISION in MIXED_PRECISION_POLICIES):
+            problems.append(f"MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True or one of {MIXED_PRECISION_POLICIES}")
         if int(self.RPN_CONV_CHANNELS) < 1:
             problems.append(f"RPN_CONV_CHANNELS={self.RPN_CONV_CHANNELS} must be >= 1 (Matterport's is 512)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:

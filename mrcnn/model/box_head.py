@@ -17,6 +17,7 @@ from mrcnn.ops.images import parse_image_meta_tf
 from .backbone import BN_MOMENTUM, BatchNorm
 from .losses import mean_or_zero, smooth_l1
 from .mask_head import mask_targets
+from .precision import Float32Layer
 from .roi_align import PerROI, PyramidROIAlign
 
 
@@ -135,7 +136,7 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
     return rois, class_ids, deltas, masks
 
 
-class DetectionTargetLayer(layers.Layer):
+class DetectionTargetLayer(Float32Layer):
     """Batched :func:`detection_targets`. Inputs: proposals [B, P, 4], gt_class_ids [B, G],
     gt_boxes [B, G, 4] (normalised), gt_masks [B, h, w, G]."""
 
@@ -237,7 +238,7 @@ def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confiden
     return tf.pad(detections, [(0, pad), (0, 0)])
 
 
-class DetectionLayer(layers.Layer):
+class DetectionLayer(Float32Layer):
     """Batched :func:`refine_detections`: [rois [B, N, 4], probs [B, N, C], deltas [B, N, C, 4],
     image_meta [B, META]] -> detections [B, D, 6]."""
 
@@ -270,7 +271,7 @@ class DetectionLayer(layers.Layer):
                 "nms_threshold": self.nms_threshold, "max_instances": self.max_instances}
 
 
-class DetectionBoxes(layers.Layer):
+class DetectionBoxes(Float32Layer):
     """The box columns of the detections, for the mask head: [B, D, 6] -> [B, D, 4]."""
 
     def call(self, detections):

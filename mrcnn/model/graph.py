@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras import layers
 
 from mrcnn.ops.anchors import compute_backbone_shapes
 from mrcnn.ops.boxes import norm_boxes_tf
@@ -16,10 +15,11 @@ from .backbone import build_backbone
 from .box_head import DetectionBoxes, DetectionLayer, DetectionTargetLayer, classifier_head
 from .fpn import fpn_graph
 from .mask_head import PositiveROIs, mask_head
+from .precision import Float32Layer
 from .rpn import ProposalLayer, PyramidAnchors, RPNHead
 
 
-class NormalizeBoxes(layers.Layer):
+class NormalizeBoxes(Float32Layer):
     """Pixel boxes [B, N, 4] -> normalised, using the size of the image input."""
 
     def call(self, inputs):

@@ -20,6 +20,7 @@ from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
 from .loop import chief_value, distributed_inputs, is_chief, on_every_worker, run_epochs
 from .mask_head import select_class_masks
+from .precision import build_policy, needs_loss_scaling
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -74,12 +75,10 @@ class MaskRCNN:
         config.validate()
         self.mode, self.config, self.model_dir = mode, config, model_dir
         self.strategy = strategy or tf.distribute.get_strategy()
-        if config.MIXED_PRECISION:
-            keras.mixed_precision.set_global_policy("mixed_float16")
         self.epoch = 0
         self.log_dir = None
         self.set_log_dir()
-        with self.strategy.scope():
+        with self.strategy.scope(), build_policy(config.MIXED_PRECISION):
             if mode == "training":
                 self.keras_model = build_training_graph(config, model_class=MaskRCNNTrainingModel)
                 self.keras_model.configure(config.LOSS_WEIGHTS, config.WEIGHT_DECAY)
@@ -179,7 +178,7 @@ class MaskRCNN:
         with self.strategy.scope():
             optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
                                              global_clipnorm=self.config.GRADIENT_CLIP_NORM)
-            if self.config.MIXED_PRECISION:
+            if needs_loss_scaling(self.config.MIXED_PRECISION):
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
             # Built here, in the strategy's scope: its slots must be mirrored like the weights.

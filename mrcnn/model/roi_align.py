@@ -26,6 +26,9 @@ class PyramidROIAlign(layers.Layer):
     """
 
     def __init__(self, pool_shape, packed: bool = False, **kwargs):
+        # Boxes stay float32 under a mixed policy (no autocast of the inputs); the pooled features
+        # come out in the compute dtype, for the head convs.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
         self.packed = bool(packed)

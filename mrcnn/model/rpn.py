@@ -13,6 +13,7 @@ from mrcnn.ops.anchors import generate_pyramid_anchors_tf
 from mrcnn.ops.boxes import apply_box_deltas_tf, clip_boxes_tf, norm_boxes_tf
 
 from .losses import mean_or_zero, smooth_l1
+from .precision import Float32Layer
 
 
 # ---------------------------------------------------------------------------------------- layers
@@ -40,7 +41,7 @@ class RPNHead:
         return logits, probs, deltas
 
 
-class PyramidAnchors(layers.Layer):
+class PyramidAnchors(Float32Layer):
     """[image [B, H, W, C], P2..P6] -> normalised anchor pyramid [A, 4].
 
     The level shapes are read from the feature maps the RPN actually sees, so the anchors line up
@@ -87,7 +88,7 @@ def propose(scores, deltas, anchors, *, proposal_count, nms_threshold, pre_nms_l
     return tf.pad(boxes, [(0, pad), (0, 0)])
 
 
-class ProposalLayer(layers.Layer):
+class ProposalLayer(Float32Layer):
     """Batched :func:`propose`: [probs [B, A, 2], deltas [B, A, 4], anchors [A, 4]]
     -> [B, proposal_count, 4] normalised ROIs (zero padded)."""
 
