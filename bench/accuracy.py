@@ -13,7 +13,8 @@ scratch, same wall-clock minutes, on one VIA dataset folder (``DIR/train``, ``DI
 
 Both read the VIA json through ``facemask.load_dataset`` (the same masks, the same val images).
 Writes ``## Accuracy vs torchvision (from scratch, same CPU minutes)`` in bench/RESULTS.md with a row
-per dataset and method found under ``--out`` (so ``--only ours`` and ``--only torchvision`` runs add up).
+per dataset and method found under ``--out`` (so ``--only ours`` and ``--only torchvision`` runs add up;
+``--only none`` rewrites the section from them without training).
 
 Needs torch + torchvision (bench/requirements.txt) for ``--only torchvision|both``::
 
@@ -67,11 +68,14 @@ is pycocotools' AP@[.5:.95]. Masks pasted at full image size, binarised > 0.5.""
 
 
 # ------------------------------------------------------------------------------------- shared data
-def load_split(dataset_dir: str, subset: str, classes: str):
-    """The prepared ``FaceMaskDataset`` both methods read (our VIA reader)."""
+def load_splits(dataset_dir: str, classes: str):
+    """The prepared train and val ``FaceMaskDataset`` both methods read (our VIA reader). Val takes
+    train's class list, as train.py does, so ``--classes auto`` numbers the classes alike in both."""
     import facemask
 
-    return facemask.load_dataset(dataset_dir, subset, classes, verbose=False)
+    train = facemask.load_dataset(dataset_dir, "train", classes, verbose=False)
+    spec = train.class_spec(facemask.ClassSpec.parse(classes))
+    return train, facemask.load_dataset(dataset_dir, "val", spec, verbose=False)
 
 
 def dataset_label(dataset_dir: str) -> str:
@@ -301,7 +305,7 @@ def torchvision_worker(args) -> int:
     torch.set_num_threads(THREADS)
     torch.manual_seed(args.seed)
     out = Path(args.worker_out)
-    train_set, val_set = load_split(args.dataset, "train", args.classes), load_split(args.dataset, "val", args.classes)
+    train_set, val_set = load_splits(args.dataset, args.classes)
     samples = torch_samples(train_set)
     anchor_scales = make_config("cpu").RPN_ANCHOR_SCALES
     model = build_torchvision_model(len(train_set.class_names), anchor_scales)
@@ -328,7 +332,7 @@ def run_torchvision(args, budget_s: float, out: Path) -> dict:
     if done.returncode:
         raise SystemExit(f"torchvision: the training child failed (exit {done.returncode}): {' '.join(cmd)}")
     trained = json.loads((out / "torchvision_train.json").read_text())
-    val_set = load_split(args.dataset, "val", args.classes)
+    _, val_set = load_splits(args.dataset, args.classes)
     evaluator, _ = evaluate_model(ReplayDetector(load_predictions(out / "torchvision_val.npz")), val_set,
                                   progress=False, keep_examples=0, class_names=trained["class_names"],
                                   reference_confidence=REFERENCE_CONFIDENCE, reference_max=100)
@@ -391,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=15.0,
                    help="training budget; torchvision gets ours' measured minutes when both run")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--only", choices=("ours", "torchvision", "both"), default="both")
+    p.add_argument("--only", choices=("ours", "torchvision", "both", "none"), default="both",
+                   help="which to train; none: rewrite the table from the results already under --out")
     p.add_argument("--out", default="bench/.cache/acc", help="logs and per-method results (default %(default)s)")
     p.add_argument("--classes", default="single", help="--classes for both (default single)")
     p.add_argument("--config", help="config overrides file for ours (train.py --config)")
@@ -416,7 +421,7 @@ def main(argv=None) -> int:
     name = Path(args.dataset).name
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
-    split = ", ".join(f"{s} {describe_split(load_split(args.dataset, s, args.classes))}" for s in ("train", "val"))
+    split = ", ".join(f"{s} {describe_split(d)}" for s, d in zip(("train", "val"), load_splits(args.dataset, args.classes)))
     extra = {"dataset": name, "dataset_label": dataset_label(args.dataset), "split": split, "seed": args.seed}
 
     budget_s = args.minutes * 60
