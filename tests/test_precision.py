@@ -54,6 +54,14 @@ def test_mixed_precision_trains_in_16_bits_without_leaking_its_policy(tmp_path, 
         pytest.fail("12 steps left conv1 unchanged")
     assert all(np.isfinite(w.numpy()).all() for w in model.keras_model.trainable_weights)
 
+    inference = MaskRCNN("inference", facemask.make_config("tiny", inference=True, MIXED_PRECISION=policy),
+                         str(tmp_path))
+    layers = {layer.name: layer for layer in iter_layers(inference.keras_model)}
+    assert layers["conv1"].compute_dtype == compute
+    for name in ("anchors", "ROI", "mrcnn_detection", "detection_boxes"):
+        assert layers[name].compute_dtype == "float32", name
+    assert not layers["roi_align_mask"].autocast  # its boxes are not cast down to 16 bits
+
     # The weights are float32 variables: a float32 model loads them bit for bit.
     path = str(tmp_path / "mixed.h5")
     save_weights_by_name(model.keras_model, path)
