@@ -12,6 +12,8 @@ from mrcnn.data.image_io import ImageReadError, read_image_rgb, read_image_size
 def _check_rgb(array: np.ndarray, shape: tuple[int, int]) -> None:
     assert array.dtype == np.uint8
     assert array.shape == (*shape, 3)
+    # Writable and contiguous, as Matterport's skimage-based load_image: user code draws on it in place.
+    assert array.flags.writeable and array.flags.c_contiguous
 
 
 def test_rgb_png_round_trip(tmp_path: Path) -> None:

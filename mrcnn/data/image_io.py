@@ -112,7 +112,9 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
                 f"{exc}") from exc
     if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
         raise ImageReadError(f"Cannot read image {path}: decoded to shape {array.shape}")
-    return np.ascontiguousarray(array)
+    # Writable, as Matterport's (skimage) load_image was: np.asarray of a PIL image is a read-only view,
+    # and user code that draws on the image in place would fail.
+    return np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order="C")
 
 
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
