@@ -221,3 +221,26 @@ def test_rpn_conv_width_follows_the_config(training_model):
     kernel = layers["rpn_conv_shared"].weights[0]
     assert tuple(kernel.shape) == (3, 3, config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
     assert facemask.make_config("gpu").RPN_CONV_CHANNELS == 512  # Matterport's, as mask_rcnn_coco.h5 holds
+
+
+def test_validation_scores_every_epoch_on_the_same_val_images(tmp_path, datasets):
+    """val_loss picks best.h5, so each epoch must be scored on the same val batches (it used to be the
+    next slice of the val set). With learning rate 0 and frozen BatchNorm the weights cannot change,
+    so the RPN's val losses (no random sampling in them) must repeat exactly."""
+    config = tiny_config(TRAIN_BN=False, STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, IMAGES_PER_GPU=1)
+    model = MaskRCNN("training", config, str(tmp_path))
+    history = model.train(datasets[0], datasets[1], learning_rate=0.0, epochs=3, layers="all", verbose=0)
+    for name in ("val_rpn_class_loss", "val_rpn_bbox_loss"):
+        values = history.history[name]
+        assert len(values) == 3 and values[0] > 0
+        np.testing.assert_allclose(values, values[0], rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("images, steps, expected", [(3, 50, 2), (20, 5, 5), (20, 10, 10), (21, 50, 11), (1, 50, 1)])
+def test_validation_steps_stop_once_every_val_image_is_seen(images, steps, expected):
+    from mrcnn.model.maskrcnn import validation_steps
+
+    class Val:
+        image_ids = np.arange(images)
+
+    assert validation_steps(tiny_config(VALIDATION_STEPS=steps, IMAGES_PER_GPU=2), Val) == expected

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import math
 import os
 import re
 import traceback
@@ -51,6 +52,13 @@ _OOM_HELP = """out of memory while training ({error}).
 Lower, in this order: IMAGES_PER_GPU (batch size), IMAGE_MAX_DIM/IMAGE_MIN_DIM, TRAIN_ROIS_PER_IMAGE,
 POST_NMS_ROIS_TRAINING, MAX_GT_INSTANCES; or pick a smaller BACKBONE (resnet50, resnet18), or set
 MIXED_PRECISION = True on a GPU."""
+
+
+def validation_steps(config, val_dataset) -> int:
+    """VALIDATION_STEPS, but no more batches than it takes to see every val image once: the val
+    batches are the same each epoch, so more steps would only repeat images (Matterport's default
+    of 50 steps on its 13-image balloon val set)."""
+    return max(1, min(int(config.VALIDATION_STEPS), math.ceil(len(val_dataset.image_ids) / config.BATCH_SIZE)))
 
 
 def _last_epoch(log_dir: str, default: int) -> int:
@@ -232,7 +240,7 @@ class MaskRCNN:
         try:
             history = run_epochs(
                 self.keras_model, strategy, train_ds, val_ds, initial_epoch=self.epoch, epochs=epochs,
-                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=cfg.VALIDATION_STEPS,
+                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=validation_steps(cfg, val_dataset),
                 callbacks=callbacks, verbose=verbose if chief else 0)
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
