@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import facemask
+from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from mrcnn.model.backbone import BatchNorm
 from mrcnn.model.box_head import WholeInputConv2D, box_losses, detection_targets, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
@@ -127,6 +128,22 @@ def test_refine_detections_applies_deltas_clips_and_runs_per_class_nms():
                             min_confidence=0.5, nms_threshold=0.3, max_instances=4).numpy()
     np.testing.assert_allclose(got, [[0.12, 0.1, 0.32, 0.3, 1, 0.9], [0.5, 0.5, 0.8, 0.8, 2, 0.7],
                                      [0.1, 0.1, 0.3, 0.3, 2, 0.6], [0, 0, 0, 0, 0, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu", "tiny"])
+def test_face_mask_profiles_keep_an_object_nested_in_another(profile):
+    """A plate (0.05..0.95) around a slice of bread (0.1..0.6): box IoU 0.31. The face-mask profiles'
+    NMS (0.5, torchvision's) keeps both; Matterport's 0.3 keeps only the more confident one."""
+    rois = f32([[0.1, 0.1, 0.6, 0.6], [0.05, 0.05, 0.95, 0.95]])
+    probs = f32([[0.05, 0.95], [0.1, 0.9]])
+    deltas = np.zeros((2, 2, 4), np.float32)
+
+    def detect(config):
+        return refine_detections(rois, probs, f32(deltas), f32([0, 0, 1, 1]), bbox_std_dev=STD, min_confidence=0.5,
+                                 nms_threshold=config.DETECTION_NMS_THRESHOLD, max_instances=4).numpy()
+
+    assert (detect(facemask.make_config(profile))[:, 4] > 0).sum() == 2
+    assert (detect(Config())[:, 4] > 0).sum() == 1
 
 
 # ------------------------------------------------------------------------------------ mask head
