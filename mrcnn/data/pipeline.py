@@ -221,7 +221,8 @@ def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.nda
 
 def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
                   repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
-                  num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+                  num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0),
+                  pass_samples: int | None = None) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
@@ -231,6 +232,8 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     skipped when met, with a warning. ``ValueError`` when no image can be read.
     ``shard=(count, index)``: keep every count-th sample of the seeded stream from ``index`` (one
     input pipeline of a multi-worker run; the shards of one seed are disjoint and share its order).
+    ``pass_samples=N`` (validation): the first N samples (images cycled if fewer), with the same random
+    draws, over and over, so each pass of N yields the same batches (needs ``shuffle=False``).
     """
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     if len(image_ids) == 0:
@@ -269,12 +272,19 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
                                       stateful=False)
         return ok, {k: tf.ensure_shape(t, spec[k].shape) for k, t in zip(names, outs)}
 
-    ds = tf.data.Dataset.from_tensor_slices(image_ids)
-    if shuffle:
-        ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
+    if pass_samples is not None:
+        if shuffle:
+            raise ValueError("pass_samples repeats the same samples: use it with shuffle=False")
+        # Numbered before repeating: each pass draws the same random numbers (seed, position).
+        ds = tf.data.Dataset.from_tensor_slices(np.resize(image_ids, int(pass_samples))).enumerate()
+        ds = ds.repeat() if repeat else ds
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(image_ids)
+        if shuffle:
+            ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.enumerate()
     if shard[0] > 1:
         ds = ds.shard(*shard)  # before loading: each worker reads only its own images
     ds = ds.map(tf_load, num_parallel_calls=num_parallel_calls, deterministic=True)

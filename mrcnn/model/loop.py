@@ -161,8 +161,8 @@ def run_epochs(model: keras.Model, strategy: tf.distribute.Strategy, train_data,
                initial_epoch: int, epochs: int, steps_per_epoch: int, validation_steps: int,
                callbacks: list, verbose: int = 1) -> keras.callbacks.History:
     """Train from ``initial_epoch`` to ``epochs`` on distributed datasets, as ``fit`` does:
-    per epoch ``steps_per_epoch`` train steps, then ``validation_steps`` val steps (logs ``val_*``),
-    on the first ``validation_steps`` batches of ``val_data`` each epoch.
+    per epoch ``steps_per_epoch`` train steps, then ``validation_steps`` val steps (logs ``val_*``;
+    build ``val_data`` with ``pass_samples`` so every epoch sees the same val batches).
 
     Every worker runs every step (the collectives need all of them); ``callbacks`` are this worker's.
     """
@@ -172,6 +172,7 @@ def run_epochs(model: keras.Model, strategy: tf.distribute.Strategy, train_data,
         verbose=verbose, epochs=epochs, steps=steps_per_epoch)
     train_fn, test_fn = step_functions(model, strategy)
     train_iter = iter(train_data)
+    val_iter = iter(val_data) if val_data is not None else None
     model.stop_training = False
     callback_list.on_train_begin()
     for epoch in range(initial_epoch, epochs):
@@ -183,13 +184,10 @@ def run_epochs(model: keras.Model, strategy: tf.distribute.Strategy, train_data,
             callback_list.on_train_batch_begin(step)
             logs = _floats(train_fn(train_iter))
             callback_list.on_train_batch_end(step, logs)
-        if val_data is not None:
+        if val_iter is not None:
             for metric in model.metrics:
                 metric.reset_state()
             val_logs = {}
-            # A fresh iterator each epoch: the same val batches every time, so val_loss (which picks
-            # best.h5) compares epochs on the same images, not on the next slice of a small val set.
-            val_iter = iter(val_data)
             for _ in range(validation_steps):
                 val_logs = test_fn(val_iter)
             logs.update({f"val_{k}": v for k, v in _floats(val_logs).items()})

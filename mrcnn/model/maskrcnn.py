@@ -223,9 +223,12 @@ class MaskRCNN:
         train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
             train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
             shard=shard))
+        # The same val batches every epoch, so val_loss (which picks best.h5) compares epochs on the
+        # same images, not on the next slice of a small val set.
+        val_steps = validation_steps(cfg, val_dataset) if val_dataset is not None else 0
         val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
-            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard))
-            if val_dataset is not None else None)
+            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard,
+            pass_samples=val_steps * cfg.BATCH_SIZE)) if val_dataset is not None else None)
         self.set_trainable(layers, verbose=verbose and chief)
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         callbacks = [
@@ -240,7 +243,7 @@ class MaskRCNN:
         try:
             history = run_epochs(
                 self.keras_model, strategy, train_ds, val_ds, initial_epoch=self.epoch, epochs=epochs,
-                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=validation_steps(cfg, val_dataset),
+                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=val_steps,
                 callbacks=callbacks, verbose=verbose if chief else 0)
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
