@@ -310,6 +310,23 @@ def test_build_dataset_without_shuffle_covers_dataset(dataset, config):
     assert ids.tolist() == [0, 1, 2, 3]
 
 
+def test_pass_samples_repeats_the_same_augmented_batches_every_pass(dataset, config):
+    # Validation: 6 samples per pass over 4 images (ids cycle: 0 1 2 3 0 1), batches of 2, with
+    # augmentation. Every pass must give the same batches, augmented the same way, while an image
+    # met twice in one pass gets different draws (the pass is not one sample repeated).
+    ds = build_dataset(dataset, config, shuffle=False, augmentation="default", seed=0, pass_samples=6)
+    batches = take(ds, 9)  # 3 passes of 3 batches
+    ids = [b["input_image_meta"][:, 0].astype(int).tolist() for b in batches]
+    assert ids == [[0, 1], [2, 3], [0, 1]] * 3
+    for later in (batches[3:6], batches[6:9]):
+        for a, b in zip(batches[:3], later):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not np.array_equal(batches[0]["input_image"], batches[2]["input_image"])
+    with pytest.raises(ValueError, match="shuffle=False"):
+        build_dataset(dataset, config, shuffle=True, pass_samples=6)
+
+
 def test_empty_dataset_raises_clear_error(tmp_path, config):
     empty = ViaDataset()
     with pytest.raises(ValueError, match="no images.*prepare"):

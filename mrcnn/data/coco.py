@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from .dataset import Dataset, missing_images_error
@@ -126,20 +127,22 @@ class CocoDataset(Dataset):
         if coco is None or "annotations" not in info:
             return super().load_mask(image_id)
         height, width = info["height"], info["width"]
-        masks, class_ids = [], []
+        rles, class_ids = [], []
         for ann in info["annotations"]:
-            with warnings.catch_warnings():  # numpy-2 notice inside pycocotools
-                warnings.simplefilter("ignore", DeprecationWarning)
-                mask = coco.annToMask(ann).astype(bool)
-            if mask.shape != (height, width):
+            rle = coco.annToRLE(ann)
+            if tuple(rle["size"]) != (height, width):
                 raise ValueError(f"{info['path']}: annotation {ann.get('id')} mask is "
-                                 f"{mask.shape}, image is {(height, width)}")
-            if not mask.any():
+                                 f"{tuple(rle['size'])}, image is {(height, width)}")
+            if mask_utils.area(rle) == 0:
                 warnings.warn(f"{info['path']}: annotation {ann.get('id')} has an empty "
                               "mask; dropped", stacklevel=2)
                 continue
-            masks.append(mask)
+            rles.append(rle)
             class_ids.append(self._signed_class_id(info["source"], ann))
-        if not masks:
+        if not rles:
             return np.zeros((height, width, 0), dtype=bool), np.zeros(0, dtype=np.int32)
-        return np.stack(masks, axis=-1), np.asarray(class_ids, dtype=np.int32)
+        # One decode into one HxWxN array of 0/1 bytes, viewed as bool: no per-instance copies.
+        with warnings.catch_warnings():  # numpy-2 notice inside pycocotools
+            warnings.simplefilter("ignore", DeprecationWarning)
+            masks = mask_utils.decode(rles)
+        return masks.view(bool), np.asarray(class_ids, dtype=np.int32)
