@@ -65,7 +65,7 @@ class FaceMaskCPUConfig(FaceMaskConfig):
     DETECTION_MAX_INSTANCES = 20
     DETECTION_MIN_CONFIDENCE = 0.7
     STEPS_PER_EPOCH = 50
-    VALIDATION_STEPS = 10  # the same 20 val images each epoch (all of a smaller set): val_loss picks best.h5
+    VALIDATION_STEPS = 10  # the same 20 val images each epoch (all of a smaller set)
     LEARNING_RATE = 0.01
     MASK_HEAD_CHANNELS = 128  # a quarter of the mask-head FLOPs of 256 (0.72 s vs 1.1 s per step)
     TRAIN_BN = None  # from scratch: BatchNorm must learn its statistics

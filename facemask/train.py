@@ -13,8 +13,10 @@ Examples::
     python train.py --dataset my_data --classes auto --class-key label   # any classes from any attribute
 
 Stages: ``LAYERS:LR:EPOCH`` items; each trains LAYERS (heads, 3+, 4+, 5+, all or a regex) at LR
-until the global epoch EPOCH, continuing the epoch count. A stage after the first restarts from the
-best-by-val-loss weights so far, as the original face-mask project did.
+until the global epoch EPOCH, continuing the epoch count from the weights the previous stage ended
+with (a step schedule, as torchvision and Detectron2 run it). The run is evaluated on its last
+checkpoint; ``best.h5`` (lowest val loss) is kept beside it but not used: on small real sets the val
+loss bottoms out long before the mAP does (see bench/RESULTS.md).
 
 A run records how it was launched (``run.json``: stages, dataset, anchors, augmentation) beside its
 ``config.json`` (profile, classes, sizes, anchors); ``--weights last`` (or a run folder) continues
@@ -54,7 +56,7 @@ def parse_stages(text: str) -> list[tuple[str, float, int]]:
 
 def default_stages(pretrained: bool, lr: float, profile: str) -> list[tuple[str, float, int]]:
     """Pretrained: heads then all at lr/100 (the original project). From scratch: all layers,
-    then all at lr/10 restarted from the best weights (a step schedule)."""
+    then all at lr/10 for the last quarter (a step schedule)."""
     if profile == "tiny":
         return [("heads" if pretrained else "all", lr, 1), ("all", lr / 10, 2)]
     if pretrained:
@@ -237,9 +239,6 @@ def run(argv=None) -> dict:
     started = time.time()
     stages = plan.stages
     for i, (layers, lr, epoch) in enumerate(stages):
-        # A new stage (not one resumed half-way) restarts from the best weights so far.
-        if i > 0 and model.epoch == stages[i - 1][2] and model.restore_best(verbose=0):
-            print(f"\nStage {i + 1}: restarting from the best weights so far ({model.log_dir}/best.h5)")
         print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
         model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers, augmentation=augmentation,
                     custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1)
@@ -253,8 +252,7 @@ def run(argv=None) -> dict:
         return record
     from .evaluate import evaluate_checkpoint
 
-    best = os.path.join(model.log_dir, "best.h5")
-    checkpoint = best if os.path.isfile(best) else model.find_last()
+    checkpoint = runs.last_checkpoint_in(model.log_dir)
     summary = evaluate_checkpoint(checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit,
                                   unknown=args.unknown)
     record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),

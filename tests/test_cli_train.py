@@ -38,6 +38,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     assert state["epoch"] == 2
     summary = json.loads((run / "train_summary.json").read_text())
     assert 0.0 <= summary["mask_mAP50"] <= 1.0
+    assert summary["checkpoint"] == str(run / "mask_rcnn_facemask_0002.h5")  # the last epoch, not best.h5
     report = json.loads((run / "eval_val" / "report.json").read_text())
     assert "mask_mAP50" in report and "coco_segm" in report
 

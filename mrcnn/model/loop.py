@@ -77,13 +77,6 @@ def chief_value(strategy: tf.distribute.Strategy, value: float) -> float:
                               tf.distribute.ReduceOp.SUM)
 
 
-def on_every_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
-    """True when ``flag`` is true on every worker (a collective: every worker must call it)."""
-    if strategy.num_replicas_in_sync == 1:
-        return flag
-    return _all_reduce_scalar(strategy, lambda replica: float(flag), tf.distribute.ReduceOp.MEAN) == 1.0
-
-
 # ------------------------------------------------------------------------------------ the steps
 def distributed_inputs(strategy: tf.distribute.Strategy, make_dataset):
     """``make_dataset(shard=(count, index))`` -> a per-replica batched ``tf.data.Dataset``, built once

@@ -19,7 +19,7 @@ from mrcnn.ops.masks import unmold_mask
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
-from .loop import chief_value, distributed_inputs, is_chief, on_every_worker, run_epochs
+from .loop import chief_value, distributed_inputs, is_chief, run_epochs
 from .mask_head import select_class_masks
 from .precision import build_policy, needs_loss_scaling
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel
@@ -128,18 +128,6 @@ class MaskRCNN:
             print("Warning: the class-specific heads were excluded and are untrained: train before detecting.")
         self.set_log_dir(filepath)
         return report
-
-    def restore_best(self, verbose: int = 1) -> bool:
-        """Reload this run's ``best.h5`` (lowest val loss so far), keeping run folder and epoch.
-        Returns False when the run has no best weights yet."""
-        path = os.path.join(self.log_dir, "best.h5")
-        if not on_every_worker(self.strategy, os.path.isfile(path)):
-            if os.path.isfile(path):  # the chief alone: the workers would train on from different weights
-                raise ValueError(f"{path} is not readable on every worker: share the logs folder "
-                                 "(--logs) between the workers, e.g. on a network file system")
-            return False
-        load_weights_by_name(self.keras_model, path, verbose=verbose)
-        return True
 
     def save_weights(self, filepath: str) -> None:
         save_weights_by_name(self.keras_model, filepath)
