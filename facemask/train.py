@@ -253,6 +253,8 @@ def run(argv=None) -> dict:
     from .evaluate import evaluate_checkpoint
 
     checkpoint = runs.last_checkpoint_in(model.log_dir)
+    if checkpoint is None:
+        raise CLIError(f"{model.log_dir}: no checkpoint was written, so there is nothing to evaluate")
     summary = evaluate_checkpoint(checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit,
                                   unknown=args.unknown)
     record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
