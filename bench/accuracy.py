@@ -4,7 +4,7 @@ scratch, same wall-clock minutes, on one VIA dataset folder (``DIR/train``, ``DI
 
 * ours: ``train.py --profile cpu --weights none`` with stages and steps per epoch sized to the budget
   (from ``--ours-step-s``, the seconds one batch-2 step takes), in a child process; its own evaluation
-  (``eval_val/report.json`` of the best checkpoint) gives the figures.
+  (``eval_val/report.json`` of the last checkpoint) gives the figures.
 * torchvision: ``torchvision.models.detection.MaskRCNN`` shaped like our CPU profile (see SETTINGS),
   trained for the same minutes (ours' measured training time when both run, else ``--minutes``) in a
   child process that never imports TensorFlow (torch and TensorFlow in one process segfaulted); it saves
@@ -51,9 +51,9 @@ TV_CLIP_NORM = 5.0
 SETTINGS = """\
 - ours: `train.py --profile cpu --weights none --classes {classes} --seed {seed}` (ResNet-18 FPN-128, 256 px \
 square, batch 2, its default augmentation and anchors: `auto` from scratch), stages `all:LR:E1,all:LR/10:E` \
-with E1 = 3/4 of the epochs (the second stage restarts from the best-by-val-loss weights, as the defaults do), \
+with E1 = 3/4 of the epochs (the second stage runs on from the weights the first ended with, as the defaults do), \
 sized to the budget from `--ours-step-s`; minutes are its measured training time (validation included, \
-model build and anchor fit excluded). Figures from its `eval_val/report.json` (best checkpoint).
+model build and anchor fit excluded). Figures from its `eval_val/report.json` (last checkpoint).
 - torchvision {tv_version}: `MaskRCNN(resnet_fpn_backbone("resnet18", weights=None, trainable_layers=5, \
 norm_layer=torch.nn.BatchNorm2d))` (FPN 256 channels; BatchNorm trained, batch statistics, as ours), min_size = max_size = 256, anchors \
 {anchors} x (0.5, 1, 2), 128 RPN anchors and 64 ROIs sampled per image, 300 post-NMS proposals in training and \

@@ -115,3 +115,35 @@ def test_convergence_verdict_on_the_losses_plot():
     assert convergence([3, 2, 1.5, 1.2, 1.19, 1.195, 1.19]).startswith("converged")
     assert "too few" in convergence([1.0, 0.9])
     assert "too few" in convergence([float("nan")] * 5)
+
+
+def test_each_stage_starts_from_the_weights_the_previous_stage_ended_with(tiny_facemask_dir, tmp_path,
+                                                                          monkeypatch):
+    """A schedule runs on, as torchvision's and Detectron2's step schedules do: stage 2 starts from the
+    weights stage 1 ended with, even when best.h5 (lowest val loss) holds an earlier epoch's."""
+    import shutil
+
+    import numpy as np
+
+    from facemask.train import run
+    from mrcnn.model import MaskRCNN
+
+    real_train = MaskRCNN.train
+    starts, ends = [], []
+
+    def train_and_record(self, *args, **kwargs):
+        starts.append(self.keras_model.get_weights())
+        result = real_train(self, *args, **kwargs)
+        ends.append(self.keras_model.get_weights())
+        # As on real data, where the val loss was lowest early: best.h5 is not the last epoch.
+        shutil.copyfile(Path(self.log_dir) / "mask_rcnn_facemask_0001.h5", Path(self.log_dir) / "best.h5")
+        return result
+
+    monkeypatch.setattr(MaskRCNN, "train", train_and_record)
+    record = run(["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(tmp_path / "logs"),
+                  "--augment", "none", "--stages", "all:0.01:2,all:0.001:3", "--steps-per-epoch", "2",
+                  "--no-eval"])
+    assert len(starts) == 2 and record["stages"] == [("all", 0.01, 2), ("all", 0.001, 3)]
+    assert any(not np.array_equal(a, b) for a, b in zip(starts[0], ends[0])), "stage 1 did not train"
+    for ended, started in zip(ends[0], starts[1]):
+        np.testing.assert_array_equal(started, ended)
