@@ -326,14 +326,19 @@ def _plot_history(log_dir: str) -> None:
 
 def convergence(losses, window: int = 3, tolerance: float = 0.02, name: str = "val_loss") -> str:
     """Whether a loss curve has flattened: the best of its last ``window`` epochs improves on the best
-    before them by less than ``tolerance`` (relative)."""
+    before them by less than ``tolerance`` (relative). A curve whose last epochs stay above its minimum by
+    more than that has turned up (on a val loss: overfitting), which the verdict says apart."""
     values = [v for v in losses if v == v]
     if len(values) <= window:
         return f"{len(values)} epochs: too few to judge convergence"
     before, last = min(values[:-window]), min(values[-window:])
     gain = (before - last) / abs(before) if before else 0.0
+    if gain <= -tolerance:
+        lowest = next(i for i, v in enumerate(losses) if v == before) + 1
+        return (f"converged, then rising: {name} was lowest at epoch {lowest} and the last {window} epochs "
+                f"stayed {-gain:.1%} above it (overfitting: the mAP can still rise, see --eval-every)")
     if gain < tolerance:
-        return f"converged (the last {window} epochs improved {name} by {gain:.1%})"
+        return f"converged (the last {window} epochs changed {name} by {-gain:+.1%})"
     return f"NOT converged: the last {window} epochs still improved {name} by {gain:.1%}; train longer"
 
 

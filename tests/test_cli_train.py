@@ -112,7 +112,10 @@ def test_convergence_verdict_on_the_losses_plot():
     from facemask.train import convergence
 
     assert convergence([3, 2, 1.5, 1.2, 1.0, 0.9]).startswith("NOT converged")
-    assert convergence([3, 2, 1.5, 1.2, 1.19, 1.195, 1.19]).startswith("converged")
+    assert convergence([3, 2, 1.5, 1.2, 1.19, 1.195, 1.19]).startswith("converged (")
+    # ppe's val loss: lowest at epoch 4, then above it while the train loss fell (overfitting).
+    rising = convergence([4.4, 2.2, 1.9, 1.65, 1.9, 2.1, 1.95, 1.98])
+    assert rising.startswith("converged, then rising") and "lowest at epoch 4" in rising and "18.2%" in rising
     assert "too few" in convergence([1.0, 0.9])
     assert "too few" in convergence([float("nan")] * 5)
 
