@@ -1,7 +1,7 @@
 """Two worker processes on 127.0.0.1 train one model with MultiWorkerMirroredStrategy (CPU, tiny config):
 they end with identical weights (also under float16 mixed precision), the loss falls, only the chief
-writes the run folder; then both
-restart through train.py's --worker-hosts/--task-index from the chief's last checkpoint and go on."""
+writes the run folder; then both restart through train.py's --worker-hosts/--task-index from the chief's
+last checkpoint and go on."""
 from __future__ import annotations
 
 import json
