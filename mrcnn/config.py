@@ -94,6 +94,10 @@ class Config:
 
     LEARNING_RATE: float = 0.001
     LEARNING_MOMENTUM: float = 0.9
+    # Linear learning-rate warm-up over the run's first N optimizer steps, from LEARNING_RATE / 1000
+    # (torchvision's and Detectron2's recipe; Matterport has none: 0). Counted from the run's start, so a
+    # later stage or a resume goes on with the ramp instead of starting it again.
+    LEARNING_RATE_WARMUP_STEPS: int = 0
     WEIGHT_DECAY: float = 0.0001
     LOSS_WEIGHTS: dict[str, float] = {
         "rpn_class_loss": 1.0,
@@ -164,6 +168,10 @@ class Config:
             problems.append(f"INPUT_CACHE_MB={self.INPUT_CACHE_MB!r} must be a number of MB >= 0 (0 = no cache)")
         if not (isinstance(self.MIXED_PRECISION, bool) or self.MIXED_PRECISION in MIXED_PRECISION_POLICIES):
             problems.append(f"MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True or one of {MIXED_PRECISION_POLICIES}")
+        if not isinstance(self.LEARNING_RATE_WARMUP_STEPS, int) or isinstance(self.LEARNING_RATE_WARMUP_STEPS, bool) \
+                or self.LEARNING_RATE_WARMUP_STEPS < 0:
+            problems.append(f"LEARNING_RATE_WARMUP_STEPS={self.LEARNING_RATE_WARMUP_STEPS!r} must be a whole number "
+                            f"of steps >= 0 (0 = no warm-up)")
         if int(self.RPN_CONV_CHANNELS) < 1:
             problems.append(f"RPN_CONV_CHANNELS={self.RPN_CONV_CHANNELS} must be >= 1 (Matterport's is 512)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:

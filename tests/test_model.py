@@ -5,7 +5,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import facemask
 from mrcnn.data.pipeline import build_dataset
@@ -234,6 +233,33 @@ def test_validation_scores_every_epoch_on_the_same_val_images(tmp_path, datasets
         values = history.history[name]
         assert len(values) == 3 and values[0] > 0
         np.testing.assert_allclose(values, values[0], rtol=1e-6, err_msg=name)
+
+
+def test_linear_warmup_ramps_from_a_thousandth_and_holds_the_learning_rate_after():
+    from mrcnn.model.trainer import LinearWarmup, learning_rate_schedule
+
+    ramp = LinearWarmup(0.02, warmup_steps=100)
+    assert [round(float(ramp(s)), 8) for s in (0, 50, 100, 1000)] == [0.00002, round(0.02 * (0.001 + 0.999 / 2), 8),
+                                                                      0.02, 0.02]
+    assert float(LinearWarmup(0.02, 100, first_step=50)(0)) == pytest.approx(float(ramp(50)))
+    assert learning_rate_schedule(0.02, 100, first_step=100) == 0.02  # past the ramp: a plain rate
+    assert learning_rate_schedule(0.02, 0, first_step=0) == 0.02  # no warm-up (Matterport's default)
+    with pytest.raises(Exception, match="LEARNING_RATE_WARMUP_STEPS"):
+        tiny_config(LEARNING_RATE_WARMUP_STEPS=-5)
+
+
+def test_warmup_runs_on_across_stages_instead_of_restarting(tmp_path, datasets):
+    """The ramp counts the run's steps: stage 2 goes on where stage 1 stopped, so after 4 of 3 warm-up
+    steps it trains at its own rate (a ramp restarted per stage would still be at 2/3 of it)."""
+    config = tiny_config(LEARNING_RATE_WARMUP_STEPS=3, STEPS_PER_EPOCH=2, IMAGES_PER_GPU=1)
+    model = MaskRCNN("training", config, str(tmp_path))
+    model.train(datasets[0], None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+    optimizer = model.keras_model.optimizer
+    assert int(optimizer.iterations) == 2
+    assert float(optimizer.learning_rate) == pytest.approx(0.01 * (0.001 + 0.999 * 2 / 3), rel=1e-5)
+    model.train(datasets[0], None, learning_rate=0.001, epochs=2, layers="all", verbose=0)
+    optimizer = model.keras_model.optimizer
+    assert int(optimizer.iterations) == 2 and float(optimizer.learning_rate) == pytest.approx(0.001, rel=1e-6)
 
 
 @pytest.mark.parametrize("images, steps, expected", [(3, 50, 2), (20, 5, 5), (20, 10, 10), (21, 50, 11), (1, 50, 1)])

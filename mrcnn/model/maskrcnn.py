@@ -22,7 +22,7 @@ from .graph import build_inference_graph, build_training_graph
 from .loop import chief_value, distributed_inputs, is_chief, run_epochs
 from .mask_head import select_class_masks
 from .precision import build_policy, needs_loss_scaling
-from .trainer import CheckpointCallback, MaskRCNNTrainingModel
+from .trainer import CheckpointCallback, MaskRCNNTrainingModel, learning_rate_schedule
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
@@ -171,8 +171,11 @@ class MaskRCNN:
         return trained
 
     def compile(self, learning_rate: float, momentum: float) -> None:
+        """Clipped SGD at ``learning_rate``, ramped up over the run's first LEARNING_RATE_WARMUP_STEPS."""
+        schedule = learning_rate_schedule(learning_rate, self.config.LEARNING_RATE_WARMUP_STEPS,
+                                          first_step=self.epoch * self.config.STEPS_PER_EPOCH)
         with self.strategy.scope():
-            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+            optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum,
                                              global_clipnorm=self.config.GRADIENT_CLIP_NORM)
             if needs_loss_scaling(self.config.MIXED_PRECISION):
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -226,7 +229,9 @@ class MaskRCNN:
         ] if chief else []
         callbacks += list(custom_callbacks or [])  # on every worker, as fit runs them
         if verbose and chief:
-            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}, layers={layers}\n"
+            warmup = cfg.LEARNING_RATE_WARMUP_STEPS - self.epoch * cfg.STEPS_PER_EPOCH
+            ramp = f" (warm-up: linear ramp over the next {warmup} steps)" if warmup > 0 else ""
+            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}, layers={layers}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
         try:
             history = run_epochs(

@@ -1,5 +1,6 @@
 """The training model: custom ``train_step``/``test_step`` with the five losses, weight decay,
-clipped SGD, per-head diagnostics; plus the checkpoint callback (atomic, best-by-val-loss)."""
+clipped SGD, per-head diagnostics; the learning-rate warm-up; the checkpoint callback (atomic,
+best-by-val-loss)."""
 from __future__ import annotations
 
 import os
@@ -102,6 +103,34 @@ class MaskRCNNTrainingModel(keras.Model):
         out = self(x, training=False)
         parts = self.compute_losses(x, out)
         return self._record(self._total(parts), parts, self.diagnostics(x, out))
+
+
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """``learning_rate`` after a linear ramp from ``learning_rate * start_factor`` over the run's first
+    ``warmup_steps`` steps (torchvision's and Detectron2's warm-up). ``first_step``: the run's step count
+    when this optimizer starts, so a later stage or a resume goes on with the ramp."""
+
+    def __init__(self, learning_rate: float, warmup_steps: int, first_step: int = 0, start_factor: float = 0.001):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.first_step = int(first_step)
+        self.start_factor = float(start_factor)
+
+    def __call__(self, step):
+        run_step = tf.cast(step, tf.float32) + float(self.first_step)
+        progress = tf.minimum(run_step / float(max(self.warmup_steps, 1)), 1.0)
+        return self.learning_rate * (self.start_factor + (1.0 - self.start_factor) * progress)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
+                "first_step": self.first_step, "start_factor": self.start_factor}
+
+
+def learning_rate_schedule(learning_rate: float, warmup_steps: int, first_step: int):
+    """The plain ``learning_rate`` once the run is past its warm-up, else a :class:`LinearWarmup`."""
+    if first_step >= warmup_steps:
+        return float(learning_rate)
+    return LinearWarmup(learning_rate, warmup_steps, first_step)
 
 
 class CheckpointCallback(keras.callbacks.Callback):
