@@ -170,10 +170,14 @@ class MaskRCNN:
             print(f"Training {len(trained)} layers matching {layers!r}")
         return trained
 
+    def _run_steps(self) -> int:
+        """Optimizer steps the run has taken in its completed epochs (where a stage or a resume starts)."""
+        return self.epoch * self.config.STEPS_PER_EPOCH
+
     def compile(self, learning_rate: float, momentum: float) -> None:
         """Clipped SGD at ``learning_rate``, ramped up over the run's first LEARNING_RATE_WARMUP_STEPS."""
         schedule = learning_rate_schedule(learning_rate, self.config.LEARNING_RATE_WARMUP_STEPS,
-                                          first_step=self.epoch * self.config.STEPS_PER_EPOCH)
+                                          first_step=self._run_steps())
         with self.strategy.scope():
             optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum,
                                              global_clipnorm=self.config.GRADIENT_CLIP_NORM)
@@ -229,7 +233,7 @@ class MaskRCNN:
         ] if chief else []
         callbacks += list(custom_callbacks or [])  # on every worker, as fit runs them
         if verbose and chief:
-            warmup = cfg.LEARNING_RATE_WARMUP_STEPS - self.epoch * cfg.STEPS_PER_EPOCH
+            warmup = cfg.LEARNING_RATE_WARMUP_STEPS - self._run_steps()
             ramp = f" (warm-up: linear ramp over the next {warmup} steps)" if warmup > 0 else ""
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}, layers={layers}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
