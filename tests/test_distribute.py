@@ -52,3 +52,48 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_facemask_dir, tmp_pat
     assert result["bn_copies"] == 2 and result["bn_moved"] and result["bn_copies_equal"]
     assert result["loss"] == result["loss"] and result["val_loss"] == result["val_loss"]  # not NaN
     assert Path(result["checkpoint"]).is_file()
+
+
+LOSS_SCALE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from mrcnn.model.precision import LossScaleOptimizer
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = []
+    for overflowed in (0, 1):
+        with strategy.scope():
+            w = keras.Variable(np.ones(3, np.float32))
+            optimizer = LossScaleOptimizer(keras.optimizers.SGD(0.1))
+            optimizer.build([w])
+        scale = float(optimizer.dynamic_scale.numpy())
+
+        @tf.function
+        def step():
+            def replica():
+                replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+                grads = tf.where(tf.equal(replica_id, overflowed), tf.constant([np.inf, 1.0, 1.0]), tf.ones(3))
+                optimizer.apply([grads], [w])
+            strategy.run(replica)
+
+        step()
+        results.append({"weights": [c.numpy().tolist() for c in strategy.experimental_local_results(w.value)],
+                        "scale_before": scale, "scale_after": float(optimizer.dynamic_scale.numpy())})
+    print(json.dumps(results))
+""")
+
+
+def test_loss_scaling_skips_the_step_on_every_replica_when_one_overflows(tmp_path):
+    """One replica's float16 gradients overflow: every replica must skip the step and halve the scale.
+    Keras' own LossScaleOptimizer looks at the first replica only: with replica 1 overflowing it applied
+    the inf gradients (weights -inf); across workers, one skipping while the other all-reduced hung."""
+    proc = subprocess.run([sys.executable, "-c", LOSS_SCALE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for overflowed, result in enumerate(json.loads(proc.stdout.strip().splitlines()[-1])):
+        assert result["weights"] == [[1.0, 1.0, 1.0]] * 2, f"replica {overflowed} overflowed: {result}"
+        assert result["scale_after"] == result["scale_before"] / 2, result

@@ -1,5 +1,6 @@
 """Two worker processes on 127.0.0.1 train one model with MultiWorkerMirroredStrategy (CPU, tiny config):
-they end with identical weights, the loss falls, only the chief writes the run folder; then both
+they end with identical weights (also under float16 and bfloat16 mixed precision), the loss falls, only the chief
+writes the run folder; then both
 restart through train.py's --worker-hosts/--task-index from the chief's last checkpoint and go on."""
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ WORKER = textwrap.dedent("""
     import json, sys
     from mrcnn.model.loop import make_strategy
     data, logs, out, hosts, index = sys.argv[1:6]
+    options = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     strategy = make_strategy(worker_hosts=hosts.split(","), task_index=int(index))
     import facemask
     from mrcnn.model import MaskRCNN
-    config = facemask.make_config("tiny", GPU_COUNT=strategy.num_replicas_in_sync, IMAGES_PER_GPU=1,
-                                  STEPS_PER_EPOCH=5, VALIDATION_STEPS=1)
+    config = facemask.make_config("tiny", **{"GPU_COUNT": strategy.num_replicas_in_sync, "IMAGES_PER_GPU": 1,
+                                             "STEPS_PER_EPOCH": 5, "VALIDATION_STEPS": 1, **options.get("config", {})})
     train = facemask.load_dataset(data, "train", verbose=False)
     val = facemask.load_dataset(data, "val", verbose=False)
     model = MaskRCNN("training", config, logs, strategy=strategy)
-    history = model.train(train, val, learning_rate=0.02, epochs=3, layers="all", verbose=0)
+    history = model.train(train, val, learning_rate=0.02, epochs=options.get("epochs", 3), layers="all", verbose=0)
     model.save_weights(f"{out}/worker{index}.h5")
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
                       "val_loss": history.history["val_loss"], "epoch": model.epoch}))
@@ -102,6 +104,26 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(first_run):
     assert checkpoints == [f"mask_rcnn_facemask_{e:04d}.h5" for e in (1, 2, 3)]
     assert (run / "best.h5").is_file() and (run / "config.json").is_file()
     assert json.loads((run / "state.json").read_text())["epoch"] == 3
+
+
+@pytest.mark.parametrize("policy", [True, "mixed_bfloat16"])
+def test_two_workers_with_mixed_precision_keep_one_model(tiny_facemask_dir, tmp_path, policy):
+    """float16 compute with loss scaling: each worker scales its loss, the strategy all-reduces the scaled
+    gradients and both unscale and skip (or apply) the same step, so the weights stay identical. (With
+    Keras' own LossScaleOptimizer a worker whose gradients overflowed skipped while the other waited in
+    the all-reduce: this test hung.) bfloat16, the CPU profile's "auto" on bfloat16 CPUs, has no scaling."""
+    options = json.dumps({"config": {"MIXED_PRECISION": policy, "STEPS_PER_EPOCH": 4}, "epochs": 2})
+    hosts = _free_hosts(2)
+    outs = _run_workers([[sys.executable, "-c", WORKER, str(tiny_facemask_dir), str(tmp_path / f"logs{i}"),
+                          str(tmp_path), hosts, str(i), options] for i in range(2)], timeout=300)
+    results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    assert [r["replicas"] for r in results] == [2, 2] and [r["epoch"] for r in results] == [2, 2]
+    assert results[0]["loss"] == results[1]["loss"] and all(math.isfinite(v) for v in results[0]["loss"])
+    chief, worker = _weights(tmp_path / "worker0.h5"), _weights(tmp_path / "worker1.h5")
+    assert chief.keys() == worker.keys() and len(chief) > 100
+    assert all(v.dtype == np.float32 for v in chief.values() if v.dtype.kind == "f"), "checkpoints stay float32"
+    different = [name for name in chief if not np.array_equal(chief[name], worker[name])]
+    assert not different, f"the workers' weights differ: {different[:5]}"
 
 
 def test_both_workers_resume_from_the_chiefs_checkpoint_with_train_py(first_run, tiny_facemask_dir):

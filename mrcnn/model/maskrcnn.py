@@ -21,7 +21,7 @@ from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
 from .loop import chief_value, distributed_inputs, is_chief, run_epochs
 from .mask_head import select_class_masks
-from .precision import build_policy, needs_loss_scaling
+from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel, learning_rate_schedule
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -182,7 +182,7 @@ class MaskRCNN:
             optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum,
                                              global_clipnorm=self.config.GRADIENT_CLIP_NORM)
             if needs_loss_scaling(self.config.MIXED_PRECISION):
-                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+                optimizer = LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
             # Built here, in the strategy's scope: its slots must be mirrored like the weights.
             optimizer.build(self.keras_model.trainable_variables)

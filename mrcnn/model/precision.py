@@ -31,6 +31,25 @@ def needs_loss_scaling(mixed_precision) -> bool:
     return policy_name(mixed_precision) == "mixed_float16"
 
 
+class LossScaleOptimizer(keras.mixed_precision.LossScaleOptimizer):
+    """Keras' dynamic loss scaling, with every replica agreeing whether to apply a step.
+
+    Keras checks the gradients for inf/NaN per replica, before the inner optimizer all-reduces them,
+    then branches: apply (an all-reduce) or skip (none). Under MultiWorkerMirroredStrategy one worker
+    whose float16 gradients overflowed skipped while the other waited in the all-reduce: training
+    hung. Here the replicas all-reduce the flag first, so all skip when any overflowed."""
+
+    def check_finite(self, grads):
+        import tensorflow as tf
+
+        finite = super().check_finite(grads)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return finite
+        overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+        return tf.equal(overflowed, 0.0)
+
+
 @contextlib.contextmanager
 def build_policy(mixed_precision):
     """Build layers under the policy of ``mixed_precision``; the global policy is restored after."""
