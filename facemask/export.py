@@ -7,7 +7,8 @@
 The SavedModel's ``serve`` (also ``serving_default``) takes one uint8 RGB image [H, W, 3] of any
 size and returns ``boxes`` int32 [N, 4] (y1, x1, y2, x2 in original pixels, y2/x2 exclusive),
 ``class_ids`` int32 [N], ``scores`` float32 [N] and ``masks`` uint8 [N, H, W] (0/1). Resizing,
-padding, mean subtraction, box un-scaling and mask pasting all run in the graph:
+padding, mean subtraction, box un-scaling and mask pasting all run in the graph, in float32 whatever
+the run's MIXED_PRECISION (a SavedModel runs on machines the export cannot see):
 
     import tensorflow as tf
     served = tf.saved_model.load("exported/facemask")
@@ -40,7 +41,7 @@ def run(argv: Sequence[str] | None = None) -> str:
 
     a = build_parser().parse_args(argv)
     model, ckpt = load_checkpoint(a, DETECTION_MIN_CONFIDENCE=a.min_confidence,
-                                  DETECTION_MAX_INSTANCES=a.max_detections)
+                                  DETECTION_MAX_INSTANCES=a.max_detections, MIXED_PRECISION=False)
     export_saved_model(model.keras_model, ckpt.config, a.out, class_names=ckpt.class_names)
     print(f"SavedModel written to {a.out} (classes: {', '.join(ckpt.class_names[1:])})")
     return a.out

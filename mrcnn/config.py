@@ -112,7 +112,8 @@ class Config:
     # Additions of ours (not in Matterport), all optional.
     MASK_HEAD_CHANNELS: int = 256  # width of the mask head's convs (Matterport: 256)
     # Keras dtype policy while the model is built (mrcnn.model.precision): False = float32, True or
-    # "mixed_float16" (GPUs, with loss scaling), "mixed_bfloat16" (TPUs, Ampere+ GPUs, bf16 CPUs).
+    # "mixed_float16" (GPUs, with loss scaling), "mixed_bfloat16" (TPUs, Ampere+ GPUs, bf16 CPUs),
+    # "auto" (bfloat16 on a CPU with bfloat16 instructions and no GPU, float32 elsewhere).
     MIXED_PRECISION: bool | str = False
     # RAM for training images and masks already resized to the input size, so later epochs skip
     # decoding, rasterising and resizing (IMAGE_RESIZE_MODE "crop" draws a new crop each time and
@@ -166,8 +167,9 @@ class Config:
         if not isinstance(self.INPUT_CACHE_MB, (int, float)) or isinstance(self.INPUT_CACHE_MB, bool) \
                 or self.INPUT_CACHE_MB < 0:
             problems.append(f"INPUT_CACHE_MB={self.INPUT_CACHE_MB!r} must be a number of MB >= 0 (0 = no cache)")
-        if not (isinstance(self.MIXED_PRECISION, bool) or self.MIXED_PRECISION in MIXED_PRECISION_POLICIES):
-            problems.append(f"MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True or one of {MIXED_PRECISION_POLICIES}")
+        if not (isinstance(self.MIXED_PRECISION, bool) or self.MIXED_PRECISION in (*MIXED_PRECISION_POLICIES, "auto")):
+            problems.append(f"MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True, \"auto\" or one of "
+                            f"{MIXED_PRECISION_POLICIES}")
         if not isinstance(self.LEARNING_RATE_WARMUP_STEPS, int) or isinstance(self.LEARNING_RATE_WARMUP_STEPS, bool) \
                 or self.LEARNING_RATE_WARMUP_STEPS < 0:
             problems.append(f"LEARNING_RATE_WARMUP_STEPS={self.LEARNING_RATE_WARMUP_STEPS!r} must be a whole number "

@@ -10,7 +10,7 @@ import pytest
 import facemask
 from mrcnn.config import ConfigError
 from mrcnn.data.pipeline import build_dataset
-from mrcnn.model import MaskRCNN
+from mrcnn.model import MaskRCNN, precision
 from mrcnn.model.weights import iter_layers, load_weights_by_name, save_weights_by_name
 
 GEOMETRY_LAYERS = ("anchors", "ROI", "gt_boxes_normalized", "proposal_targets")
@@ -76,3 +76,44 @@ def test_mixed_precision_trains_in_16_bits_without_leaking_its_policy(tmp_path, 
 def test_unknown_mixed_precision_value_is_a_config_error(value):
     with pytest.raises(ConfigError, match="MIXED_PRECISION"):
         facemask.make_config("tiny", MIXED_PRECISION=value).validate()
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni
+bogomips\t: 5192.00
+"""
+
+
+@pytest.mark.parametrize("flags, gpus, machine, expected", [
+    ({"avx2", "avx512f", "avx512_bf16"}, 0, "x86_64", "mixed_bfloat16"),  # AMD Zen 4, Intel Cooper Lake
+    ({"avx2", "amx_bf16", "amx_tile"}, 0, "x86_64", "mixed_bfloat16"),  # Intel Sapphire Rapids
+    ({"avx2", "avx512f", "avx512_vnni"}, 0, "x86_64", "float32"),  # Cascade Lake: bfloat16 only emulated
+    ({"avx2", "avx512f", "avx512_bf16"}, 1, "x86_64", "float32"),  # a GPU: the user picks its policy
+    ({"bf16"}, 0, "aarch64", "float32"),  # ARM's bf16 flag: oneDNN's x86 kernels do not apply
+    (set(), 0, "x86_64", "float32"),  # no /proc/cpuinfo (macOS, Windows)
+])
+def test_auto_precision_is_bfloat16_only_on_an_x86_cpu_with_bfloat16_and_no_gpu(flags, gpus, machine, expected):
+    assert precision.auto_policy(frozenset(flags), gpus=gpus, machine=machine) == expected
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    assert precision.cpu_flags(str(path)) == {"fpu", "sse2", "avx2", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert precision.cpu_flags(str(tmp_path / "absent")) == frozenset()
+
+
+@pytest.mark.parametrize("here, compute, scaled", [("mixed_bfloat16", "bfloat16", False), ("float32", "float32", False)])
+def test_auto_precision_builds_with_the_policy_the_machine_supports(tmp_path, monkeypatch, train_set, here, compute,
+                                                                    scaled, capsys):
+    monkeypatch.setattr(precision, "_auto_policy_here", lambda: here)
+    config = facemask.make_config("tiny", MIXED_PRECISION="auto", STEPS_PER_EPOCH=1, VALIDATION_STEPS=1)
+    model = MaskRCNN("training", config, str(tmp_path))
+    by_name = {layer.name: layer for layer in iter_layers(model.keras_model)}
+    assert by_name["conv1"].compute_dtype == compute and by_name["conv1"].variable_dtype == "float32"
+    model.train(train_set, None, 0.01, epochs=1, layers="all")
+    assert isinstance(model.keras_model.optimizer, keras.mixed_precision.LossScaleOptimizer) == scaled
+    said = capsys.readouterr().out
+    assert ("compute mixed_bfloat16 (MIXED_PRECISION='auto')" in said) == (here == "mixed_bfloat16")
+    assert all(np.isfinite(w.numpy()).all() for w in model.keras_model.trainable_weights)

@@ -21,7 +21,7 @@ from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
 from .loop import chief_value, distributed_inputs, is_chief, run_epochs
 from .mask_head import select_class_masks
-from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling
+from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling, policy_name
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel, learning_rate_schedule
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
@@ -235,7 +235,9 @@ class MaskRCNN:
         if verbose and chief:
             warmup = cfg.LEARNING_RATE_WARMUP_STEPS - self._run_steps()
             ramp = f" (warm-up: linear ramp over the next {warmup} steps)" if warmup > 0 else ""
-            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}, layers={layers}\n"
+            compute = policy_name(cfg.MIXED_PRECISION)
+            dtype = f", compute {compute} (MIXED_PRECISION={cfg.MIXED_PRECISION!r})" if compute != "float32" else ""
+            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}, layers={layers}{dtype}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
         try:
             history = run_epochs(

@@ -2,7 +2,9 @@
 
 ``Config.MIXED_PRECISION`` picks the policy: False -> "float32", True or "mixed_float16" -> float16
 compute with float32 weights (GPUs; the optimizer then scales the loss), "mixed_bfloat16" -> bfloat16
-compute (TPUs, Ampere+ GPUs, CPUs with AVX512-BF16/AMX; no loss scaling needed). The policy is set only
+compute (TPUs, Ampere+ GPUs, CPUs with AVX512-BF16/AMX; no loss scaling needed), "auto" ->
+"mixed_bfloat16" where no GPU is visible and the CPU has bfloat16 instructions (oneDNN then runs the
+convolutions about 1.5x faster than in float32), "float32" everywhere else. The policy is set only
 while a model is built, so building one model never changes the dtype of the next.
 
 Under a mixed policy the convolutions and dense layers compute in 16 bits; box geometry (anchors,
@@ -12,6 +14,8 @@ autocast: float16 steps by 1/2048 between 0.5 and 1, half a pixel of a 1024 px i
 from __future__ import annotations
 
 import contextlib
+import functools
+import platform
 
 import keras
 from keras import layers
@@ -19,10 +23,47 @@ from keras import layers
 from mrcnn.config import MIXED_PRECISION_POLICIES
 
 
+#: /proc/cpuinfo flags of x86 CPUs with bfloat16 dot products (AMD Zen 4+, Intel Cooper Lake and
+#: Sapphire Rapids+), which oneDNN uses for bfloat16 convolutions and matmuls. Elsewhere bfloat16 is
+#: emulated and slower than float32.
+CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo is absent (macOS, Windows)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def auto_policy(flags, gpus: int, machine: str | None = None) -> str:
+    """What ``MIXED_PRECISION="auto"`` means on a machine: bfloat16 compute on an x86 CPU with
+    bfloat16 instructions when no GPU is visible, float32 otherwise (on a GPU, pick True or
+    "mixed_bfloat16" yourself)."""
+    machine = (machine or platform.machine()).lower()
+    if gpus == 0 and machine in ("x86_64", "amd64") and any(flag in flags for flag in CPU_BFLOAT16_FLAGS):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@functools.cache
+def _auto_policy_here() -> str:
+    import tensorflow as tf
+
+    return auto_policy(cpu_flags(), gpus=len(tf.config.list_physical_devices("GPU")))
+
+
 def policy_name(mixed_precision) -> str:
     """The Keras dtype policy for a ``Config.MIXED_PRECISION`` value (``Config.validate`` rejects others)."""
     if isinstance(mixed_precision, bool):
         return MIXED_PRECISION_POLICIES[0] if mixed_precision else "float32"
+    if mixed_precision == "auto":
+        return _auto_policy_here()
     return mixed_precision
 
 
