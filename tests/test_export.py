@@ -82,3 +82,25 @@ def test_export_serves_like_detect(tiny_model, tmp_path):
     out_sq = served.serve(tf.constant(square))
     assert out_sq["masks"].shape[1:] == (128, 128)
     np.testing.assert_array_equal(out_sq["class_ids"].numpy(), tiny_model.detect([square])[0]["class_ids"])
+
+
+def test_facemask_export_writes_a_float32_graph_for_a_mixed_precision_run(tmp_path):
+    """A run trained under bfloat16 (or "auto", which the exporting machine resolves) exports float32:
+    the SavedModel will serve on machines the export cannot see."""
+    import json
+
+    import facemask
+    from facemask import export
+    from mrcnn.model.maskrcnn import MaskRCNN
+
+    run = tmp_path / "logs" / "facemask20260101T000000"
+    run.mkdir(parents=True)
+    config = facemask.make_config("tiny", inference=True, MIXED_PRECISION="mixed_bfloat16")
+    MaskRCNN("inference", config, str(tmp_path / "logs")).save_weights(str(run / "mask_rcnn_facemask_0001.h5"))
+    config.save(str(run / "config.json"))
+    export.run(["--weights", str(run / "mask_rcnn_facemask_0001.h5"), "--out", str(tmp_path / "saved")])
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    assert json.loads(served.config_json.numpy())["MIXED_PRECISION"] is False
+    ops = {op.type + ":" + str(op.get_attr("T")) for f in served.serve.concrete_functions
+           for g in [f.graph] for op in g.get_operations() if op.type == "Conv2D"}
+    assert ops and all("float32" in o for o in ops), ops
