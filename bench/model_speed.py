@@ -14,11 +14,14 @@ Needs the bench virtualenv (torch + torchvision next to the project's requiremen
     bench/.venv-bench/bin/python bench/model_speed.py            # writes bench/RESULTS.md "## Model speed"
 
 Options: ``--reps N`` timed reps per model and phase (default 5), ``--batches 1 2``, ``--no-memory``
-(skip the child processes), ``--no-write`` (print only).
+(skip the child processes), ``--no-write`` (print only), ``--bfloat16`` (both in bfloat16: ours with
+``MIXED_PRECISION="mixed_bfloat16"``, torchvision under ``torch.autocast("cpu", torch.bfloat16)``;
+writes ``## Model speed, bfloat16``; worth it only on CPUs with bfloat16 instructions).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -38,7 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA_DIR = os.path.join(ROOT, "bench", ".cache", "facemask_512")  # bench/pipeline.py caches 384x512 images in "facemask"
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
-SECTION = "## Model speed"
+SECTIONS = {"float32": "## Model speed", "bfloat16": "## Model speed, bfloat16"}
+PRECISION = "float32"  # or "bfloat16" (--bfloat16): the precision both frameworks compute in
 SIZE = 512
 THREADS = 2
 
@@ -108,7 +112,7 @@ def our_config(batch: int, inference: bool, rpn_channels: int = 512):
         POST_NMS_ROIS_TRAINING=2000, POST_NMS_ROIS_INFERENCE=1000, PRE_NMS_LIMIT=2000,
         RPN_TRAIN_ANCHORS_PER_IMAGE=256, DETECTION_MAX_INSTANCES=100, TRAIN_BN=False,
         DETECTION_MIN_CONFIDENCE=0.0 if inference else 0.9, DETECTION_NMS_THRESHOLD=0.5,
-        MIXED_PRECISION=False, RPN_CONV_CHANNELS=rpn_channels)
+        MIXED_PRECISION="mixed_bfloat16" if PRECISION == "bfloat16" else False, RPN_CONV_CHANNELS=rpn_channels)
 
 
 # ---------------------------------------------------------------------------------------- ours
@@ -173,6 +177,9 @@ class Theirs:
         torch.manual_seed(0)
         self.dataset = dataset
         self.targets = {}
+        # torchvision's mixed precision: autocast runs convs/matmuls in bfloat16, weights stay float32
+        self.autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if PRECISION == "bfloat16"
+                         else contextlib.nullcontext)
 
     def build(self):
         import torch
@@ -221,8 +228,9 @@ class Theirs:
         import torch
 
         batch = self.batches[k % len(self.batches)]
-        losses = self.model([b[0] for b in batch], [b[1] for b in batch])
-        loss = sum(losses.values())
+        with self.autocast():
+            losses = self.model([b[0] for b in batch], [b[1] for b in batch])
+            loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -235,7 +243,7 @@ class Theirs:
     def infer(self, images) -> int:
         import torch
 
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             tensors = [torch.from_numpy(im.copy()).permute(2, 0, 1).float().div_(255.0) for im in images]
             out = self.model(tensors)
         return sum(len(o["scores"]) for o in out)
@@ -319,6 +327,7 @@ def run_memory_only(which: str, batches):
 
 def child_memory(which: str, batches):
     cmd = [sys.executable, os.path.abspath(__file__), "--only", which, "--batches", *map(str, batches)]
+    cmd += ["--bfloat16"] if PRECISION == "bfloat16" else []
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("MEMORY_JSON "):
@@ -350,14 +359,20 @@ def machine_facts(load_start, load_end) -> str:
 def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     date = _dt.date.today().isoformat()
     ours = list(VARIANTS)
-    lines = [SECTION, "",
-             f"`bench/.venv-bench/bin/python bench/model_speed.py` ({date}): our Mask R-CNN vs torchvision "
+    flag = " --bfloat16" if PRECISION == "bfloat16" else ""
+    in_bf16 = (" Both compute in bfloat16 with float32 weights: ours with `MIXED_PRECISION=\"mixed_bfloat16\"` "
+               "(box geometry and ROIAlign's boxes in float32), torchvision under "
+               "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` (convs and matmuls in bfloat16, by autocast's op lists). "
+               "Run on a CPU with bfloat16 instructions (avx512_bf16), where oneDNN computes them natively."
+               if PRECISION == "bfloat16" else "")
+    lines = [SECTIONS[PRECISION], "",
+             f"`bench/.venv-bench/bin/python bench/model_speed.py{flag}` ({date}): our Mask R-CNN vs torchvision "
              f"`MaskRCNN` with a ResNet-50 FPN backbone, on CPU, in one process. Per phase and batch size: "
              f"{warmup} (train) / {warmup + 1} (inference) untimed warm-up calls each (the first one traces/compiles), then {reps} timed calls "
              f"each, interleaved ({', '.join(ours)}, torchvision, {ours[0]}, ...); medians, min-max in brackets. "
              f"Ratios are ours / torchvision (below 1 = ours faster). \"{ours[0]}\" is Matterport's layout "
              f"(512-wide RPN conv); \"{ours[1]}\" has torchvision's own RPN width, so it computes what torchvision "
-             f"computes (see Settings for what still differs).", "",
+             f"computes (see Settings for what still differs).{in_bf16}", "",
              machine_facts(load_start, load_end), "",
              "| phase | batch | " + " | ".join(f"{n} s/iter" for n in ours) + " | torchvision s/iter | "
              + " | ".join(f"ratio {n} / tv" for n in ours) + " | first call " + " / ".join(ours + ["tv"]) + " (s) |",
@@ -392,8 +407,11 @@ def main(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--bfloat16", action="store_true", help="both frameworks in bfloat16 (CPUs with avx512_bf16)")
     p.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global PRECISION
+    PRECISION = "bfloat16" if args.bfloat16 else "float32"
     # torch before TensorFlow: the other order segfaulted in torch's libtriton.so (clashing bundled LLVM)
     import torch  # noqa: F401
     import torchvision  # noqa: F401
@@ -408,7 +426,7 @@ def main(argv=None):
     text = render(rows, memory, args.reps, max(1, args.warmup), load_start, os.getloadavg())
     print("\n" + text)
     if not args.no_write:
-        write_section(SECTION, text)
+        write_section(SECTIONS[PRECISION], text)
         print(f"wrote {RESULTS}")
 
 
