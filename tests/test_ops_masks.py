@@ -6,7 +6,7 @@ import tensorflow as tf
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import resize_image, resize_mask
 from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, encode_rle, expand_mask,
-                             minimize_mask, paste_masks_tf, unmold_mask)
+                             minimize_mask, paste_masks, paste_masks_tf, unmold_mask)
 
 
 def brute_force_mask_iou(m1, m2):
@@ -214,6 +214,55 @@ def test_resize_mask_several_instances_follow_content():
     for i in range(3):
         bright = out[..., i] > 127
         assert bright[m[..., i]].mean() > 0.95 and m[..., i][bright].mean() > 0.95
+
+
+def skimage_unmold_mask(mask, box, image_shape, threshold=0.5):
+    """Matterport's unmold_mask: scikit-image resize into the box, clipped to the image, >= threshold."""
+    from skimage.transform import resize
+
+    y1, x1, y2, x2 = (int(v) for v in box)
+    full = np.zeros(tuple(image_shape[:2]), bool)
+    if y2 <= y1 or x2 <= x1:
+        return full
+    soft = resize(mask, (y2 - y1, x2 - x1), order=1, mode="constant", cval=0, clip=True,
+                  preserve_range=True, anti_aliasing=False)
+    pad = 256  # paste into a canvas with room around the image, then crop the image out
+    canvas = np.zeros((image_shape[0] + 2 * pad, image_shape[1] + 2 * pad), bool)
+    canvas[pad + y1:pad + y2, pad + x1:pad + x2] = soft >= threshold
+    return canvas[pad:pad + image_shape[0], pad:pad + image_shape[1]]
+
+
+def test_paste_masks_equals_scikit_image_resize():
+    """The matrix paste reproduces Matterport's scikit-image resize pixel for pixel: up- and
+    down-scaling, boxes crossing or outside the border, degenerate boxes, masks whose minimum is
+    above 0 (scikit-image's clip undoes the edge fade), 0-valued minimum, constant masks."""
+    rng = np.random.default_rng(3)
+    h, w = 70, 90
+    masks, boxes = [], []
+    for t in range(300):
+        mh, mw = [(28, 28), (14, 14), (28, 21)][t % 3]
+        kind = t % 5
+        soft = rng.random((mh, mw)).astype(np.float32)
+        if kind == 1:
+            soft = (soft * 0.6 + 0.3).astype(np.float32)  # min > 0
+        elif kind == 2:
+            soft[soft < 0.3] = 0  # min == 0
+        elif kind == 3:
+            soft = np.full((mh, mw), rng.choice([0.2, 0.5, 0.9]), np.float32)
+        elif kind == 4:
+            soft = (1 / (1 + np.exp(-rng.normal(0, 4, (mh, mw))))).astype(np.float32)  # sigmoid-like
+        y1, x1 = int(rng.integers(-30, h + 5)), int(rng.integers(-30, w + 5))
+        box = np.array([y1, x1, y1 + int(rng.integers(-2, 80)), x1 + int(rng.integers(-2, 80))])
+        want = skimage_unmold_mask(soft, box, (h, w))
+        np.testing.assert_array_equal(unmold_mask(soft, box, (h, w)), want, err_msg=f"case {t}, box {box}")
+        if mh == 28 and mw == 28:
+            masks.append(soft)
+            boxes.append(box)
+    full = paste_masks(np.stack(masks), np.stack(boxes), (h, w))
+    assert full.shape == (h, w, len(masks)) and full.dtype == bool
+    for i in range(len(masks)):
+        np.testing.assert_array_equal(full[..., i], skimage_unmold_mask(masks[i], boxes[i], (h, w)))
+    assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4), int), (h, w)).shape == (h, w, 0)
 
 
 def test_paste_masks_matches_numpy_unmold_mask():

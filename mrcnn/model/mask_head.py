@@ -1,5 +1,5 @@
 """Mask head as one unit: its layers, its training targets, its loss and accuracy, and choosing
-each detection's class mask at inference (pasting into the image is :func:`mrcnn.ops.masks.unmold_mask`
+each detection's class mask at inference (pasting into the image is :func:`mrcnn.ops.masks.paste_masks`
 and its TF twin :func:`mrcnn.ops.masks.paste_masks_tf`).
 
 Shapes: B images, N ROIs per image, P positive ROIs, C classes, (mh, mw) = MASK_SHAPE

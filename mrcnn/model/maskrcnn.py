@@ -15,7 +15,7 @@ import tensorflow as tf
 from mrcnn import runs
 from mrcnn.ops.boxes import unmold_boxes
 from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
-from mrcnn.ops.masks import unmold_mask
+from mrcnn.ops.masks import paste_masks
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
@@ -281,9 +281,7 @@ class MaskRCNN:
         boxes = unmold_boxes(boxes, window, image_shape, original_shape)
         keep = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-        full = np.stack([unmold_mask(masks[i], boxes[i], original_shape) for i in range(len(keep))], axis=-1) \
-            if len(keep) else np.zeros(tuple(original_shape[:2]) + (0,), dtype=bool)
-        return boxes, class_ids, scores, full
+        return boxes, class_ids, scores, paste_masks(masks, boxes, original_shape)
 
     def _predict(self, molded, metas):
         if self._predict_fn is None:
