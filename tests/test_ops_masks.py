@@ -233,7 +233,7 @@ def skimage_unmold_mask(mask, box, image_shape, threshold=0.5):
 
 
 def test_paste_masks_equals_scikit_image_resize():
-    """The matrix paste reproduces Matterport's scikit-image resize pixel for pixel: up- and
+    """The two-tap paste reproduces Matterport's scikit-image resize pixel for pixel: up- and
     down-scaling, boxes crossing or outside the border, degenerate boxes, masks whose minimum is
     above 0 (scikit-image's clip undoes the edge fade), 0-valued minimum, constant masks."""
     rng = np.random.default_rng(3)
