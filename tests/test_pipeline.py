@@ -1,5 +1,8 @@
 """Input pipeline on a tiny VIA dataset: load_image_gt, training_sample and build_dataset."""
+import concurrent.futures
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +12,8 @@ from PIL import Image
 
 from mrcnn.config import Config
 from mrcnn.data import ViaDataset
-from mrcnn.data.pipeline import (ResizedCache, build_dataset, input_cache, input_signature, load_image_gt,
-                                  training_sample)
+from mrcnn.data.pipeline import (ResizedCache, ResizedEntry, build_dataset, input_cache, input_signature,
+                                  load_image_gt, training_sample)
 from mrcnn.data.shapes import region_to_mask
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import parse_image_meta, resize_image_for_config, resize_mask
@@ -289,6 +292,35 @@ def test_resized_input_cache_keeps_to_its_budget_and_never_caches_random_crops(d
     assert not cached.image.flags.writeable and not cached.masks.flags.writeable
     assert input_cache(TinyConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=96)) is None
     assert input_cache(TinyConfig(INPUT_CACHE_MB=0)) is None
+
+
+def test_resized_input_cache_loads_an_image_once_when_threads_ask_for_it_together():
+    # An epoch's last samples and the next epoch's first ones are in flight at once on the input
+    # threads: asking for one id from 4 threads together must decode it once and share the entry.
+    cache = ResizedCache(budget_mb=1)
+    calls, start = [], threading.Barrier(4)
+
+    def slow_load():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other threads to arrive while it loads
+        return ResizedEntry(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 1), bool), np.ones(1, np.int32),
+                            (64, 64, 3), None)
+
+    def ask():
+        start.wait()
+        return cache.get_or_load(7, slow_load)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: ask(), range(4)))
+    assert len(calls) == 1
+    assert all(g is got[0] for g in got) and cache.get(7) is got[0]
+
+    # a load that fails leaves nothing pending: the next call loads again (and may succeed)
+    def broken():
+        raise OSError("gone")
+    with pytest.raises(OSError):
+        cache.get_or_load(8, broken)
+    assert cache.get_or_load(8, slow_load) is cache.get(8) and len(calls) == 2
 
 
 @pytest.mark.timeout(120)

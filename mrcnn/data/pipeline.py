@@ -67,18 +67,44 @@ class ResizedCache:
     The first epoch decodes, rasterises and resizes as before; later ones start from here. On
     large photos with many instances that is most of a sample's time, and the input threads
     share the CPU with the train step. Entries are read-only (augmentation returns new arrays);
-    once the budget is spent, the rest of the images are loaded every time. Thread-safe.
+    once the budget is spent, the rest of the images are loaded every time. Thread-safe: when
+    input threads ask for the same id at once (an epoch's end overlaps the next one's start), one
+    loads it and the others wait for its entry instead of decoding the file again.
     """
 
     def __init__(self, budget_mb: float):
         self.budget = int(budget_mb * 2**20)
         self.used = 0
         self._items: dict[int, ResizedEntry] = {}
+        self._loading: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, image_id: int) -> ResizedEntry | None:
         with self._lock:
             return self._items.get(image_id)
+
+    def get_or_load(self, image_id: int, load) -> ResizedEntry:
+        """The cached entry, else ``load()``'s, kept if it fits. Concurrent calls for one id load once;
+        the others wait for it (and load for themselves only if it failed or did not fit)."""
+        with self._lock:
+            entry = self._items.get(image_id)
+            if entry is not None:
+                return entry
+            done = self._loading.get(image_id)
+            loads_it = done is None
+            if loads_it:
+                done = self._loading[image_id] = threading.Event()
+        if not loads_it:
+            done.wait()
+            return self.get(image_id) or load()
+        try:
+            entry = load()
+            self.put(image_id, entry)
+            return entry
+        finally:
+            with self._lock:
+                del self._loading[image_id]
+            done.set()
 
     def put(self, image_id: int, entry: ResizedEntry) -> None:
         arrays = (entry.image, entry.masks, entry.class_ids)
@@ -113,15 +139,18 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
     ``cache`` keeps the resized image and masks for the next call with this id (see
     :class:`ResizedCache`; never with IMAGE_RESIZE_MODE "crop", whose resize is random)."""
     rng = rng or np.random.default_rng()
-    entry = cache.get(image_id) if cache is not None else None
-    if entry is None:
+
+    def load_resized() -> ResizedEntry:
         image = dataset.load_image(image_id)
         masks, class_ids = dataset.load_mask(image_id)
         resized, info = resize_image_for_config(image, config, rng=rng)
-        entry = ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32),
-                             image.shape, info)
-        if cache is not None and resize_is_deterministic(config):
-            cache.put(image_id, entry)
+        return ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32),
+                            image.shape, info)
+
+    if cache is not None and resize_is_deterministic(config):
+        entry = cache.get_or_load(image_id, load_resized)
+    else:
+        entry = load_resized()
     image, masks, class_ids = entry.image, entry.masks, entry.class_ids
 
     augmenter = as_augmenter(augmentation)
