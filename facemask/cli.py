@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .data import ClassSpec
+from .profiles import PROFILES
 
 DEFAULT_DATASET = os.path.join("datasets", "facemask")
 DEFAULT_LOGS = "logs"
@@ -78,34 +79,89 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs)")
     add_class_args(p, "Default: the run's (config.json beside the checkpoint), else single.")
     p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
-    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default=None,
+    p.add_argument("--profile", choices=tuple(PROFILES), default=None,
                    help="config profile when the checkpoint has no config.json beside it (default cpu)")
     p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def resolve_weights(spec: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = False) -> str:
-    """``--weights`` -> a checkpoint path. ``last``: the newest checkpoint under ``logs``; a run folder:
-    its newest checkpoint; a file: itself. ``coco``/``imagenet``/``none`` are returned as the key when
-    ``pretrained`` (training), else refused."""
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What ``--weights`` named, parsed once (:func:`parse_weights`).
+
+    ``kind``: ``"pretrained"`` (``key`` is coco or imagenet: fetched on use, see :meth:`local_path`),
+    ``"none"`` (from scratch), ``"resume"`` (``last`` or a run folder: ``path`` is its newest
+    checkpoint) or ``"file"`` (``path`` is a weights file).
+    """
+
+    kind: str
+    text: str
+    key: str | None = None
+    path: str | None = None
+
+    @property
+    def pretrained(self) -> bool:
+        """Starts from trained weights (anything but ``none``)."""
+        return self.kind != "none"
+
+    @property
+    def resuming(self) -> bool:
+        return self.kind == "resume"
+
+    def local_path(self, progress: bool = True) -> str | None:
+        """The weights file: a pretrained key is downloaded once into Keras' cache (or taken from its
+        ``MRCNN_*_WEIGHTS`` override); None for ``none``. A failed download is a one-line :class:`CLIError`."""
+        if self.kind != "pretrained":
+            return self.path
+        from mrcnn.model.pretrained import WeightsDownloadError, fetch_pretrained
+
+        try:
+            return fetch_pretrained(self.key, progress=progress)
+        except WeightsDownloadError as e:
+            raise CLIError(f"{e}: pass it as --weights PATH (or set {pretrained_spec(self.key).env}="
+                           "PATH_OR_URL)") from None
+
+    def describe(self) -> str:
+        """What the run record keeps: the key, or the file it started from."""
+        return self.key if self.kind == "pretrained" else (self.path or "none")
+
+
+def pretrained_spec(key: str):
+    from mrcnn.model.pretrained import PRETRAINED
+
+    return PRETRAINED[key]
+
+
+def parse_weights(text: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = False) -> WeightsChoice:
+    """``--weights`` -> a :class:`WeightsChoice`. Keys: ``coco``, ``imagenet``, ``none`` (only where
+    ``pretrained``, i.e. for training), ``last`` (the newest checkpoint under ``logs``); otherwise a run
+    folder (its newest checkpoint) or a weights file."""
     from mrcnn.runs import find_last_checkpoint, last_checkpoint_in
 
-    key = spec.lower()
+    key = text.strip().lower()
     if key in PRETRAINED:
-        if pretrained:
-            return key
-        raise CLIError(f"--weights {spec}: give a trained checkpoint (PATH, a run folder or 'last'); "
-                       f"{spec} weights have no face-mask heads")
+        if not pretrained:
+            raise CLIError(f"--weights {text}: give a trained checkpoint (PATH, a run folder or 'last'); "
+                           f"{text} weights have no face-mask heads")
+        return WeightsChoice("none" if key == "none" else "pretrained", text, key=None if key == "none" else key)
     if key == "last":
-        return find_last_checkpoint(logs, RUN_NAME)
-    if os.path.isdir(spec):
-        checkpoint = last_checkpoint_in(spec)
+        return WeightsChoice("resume", text, path=find_last_checkpoint(logs, RUN_NAME))
+    if os.path.isdir(text):
+        checkpoint = last_checkpoint_in(text)
         if checkpoint is None:
-            raise CLIError(f"--weights {spec}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint")
-        return checkpoint
-    if not os.path.isfile(spec):
-        raise FileNotFoundError(f"weights file not found: {spec}")
-    return spec
+            raise CLIError(f"--weights {text}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint")
+        return WeightsChoice("resume", text, path=checkpoint)
+    if not os.path.isfile(text):
+        keys = "coco, imagenet, none, last" if pretrained else "last"
+        raise CLIError(f"--weights {text}: no such file or folder (or give one of the keys {keys})")
+    return WeightsChoice("file", text, path=text)
+
+
+def resolve_weights(spec: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = False) -> str:
+    """``--weights`` -> a checkpoint path (:func:`parse_weights`); a pretrained key (training only) is
+    returned as the key, unfetched."""
+    choice = parse_weights(spec, logs, pretrained=pretrained)
+    return choice.key or ("none" if choice.kind == "none" else choice.path)
 
 
 @dataclass

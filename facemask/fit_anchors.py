@@ -25,6 +25,7 @@ from mrcnn.config import Config
 
 from .cli import add_class_args, cli_main
 from .data import ClassSpec, load_dataset
+from .profiles import PROFILES
 
 
 def build_config(args) -> Config:
@@ -50,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dataset", required=True, help="dataset root holding SUBSET/via_region_data.json")
     ap.add_argument("--subset", default="train")
     add_class_args(ap, "Default: single.")
-    ap.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default="gpu",
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="gpu",
                     help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)")
     ap.add_argument("--config", help="JSON/YAML overrides applied to the base config (e.g. a run's config.json)")
     ap.add_argument("--image-size", type=int, help="IMAGE_MAX_DIM (IMAGE_MIN_DIM is capped to it)")

@@ -1,6 +1,7 @@
 """Face-mask config profiles: :class:`FaceMaskConfig` (Matterport-sized, for a GPU: ResNet-101,
-1024 px), :class:`FaceMaskCPUConfig` (the 2-core demo: ResNet-18, 256 px) and
-:class:`FaceMaskTinyConfig` (tests and CI smoke runs: 128 px, a handful of ROIs).
+1024 px), :class:`FaceMaskR50Config` (ResNet-50 at 512 px with Matterport's heads: a pretrained start
+from ImageNet or COCO, on a CPU too), :class:`FaceMaskCPUConfig` (the 2-core demo: ResNet-18, 256 px)
+and :class:`FaceMaskTinyConfig` (tests and CI smoke runs: 128 px, a handful of ROIs).
 
 Each records its profile (``PROFILE``) and classes (``CLASSES``, ``CLASS_NAMES``, ``CLASS_KEY``),
 so a run's ``config.json`` says everything evaluate/inference/export need.
@@ -41,6 +42,26 @@ class FaceMaskConfig(Config):
     @property
     def class_spec(self) -> ClassSpec:
         return ClassSpec(self.CLASSES, tuple(self.CLASS_NAMES), self.CLASS_KEY)
+
+
+class FaceMaskR50Config(FaceMaskConfig):
+    """ResNet-50 FPN at 512 px with Matterport's layer sizes, so ``--weights imagenet`` (the ResNet-50
+    ImageNet file) and ``--weights coco`` (by name: ResNet-101's blocks that a ResNet-50 has) both load:
+    a pretrained start for users with internet, on a GPU or a CPU."""
+
+    PROFILE = "r50"
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = 512
+    IMAGE_MAX_DIM = 512
+    IMAGES_PER_GPU = 1
+    RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)  # Matterport's 32-512 at half its 1024-px input
+    POST_NMS_ROIS_TRAINING = 1000
+    POST_NMS_ROIS_INFERENCE = 500
+    TRAIN_ROIS_PER_IMAGE = 128
+    MAX_GT_INSTANCES = 100
+    DETECTION_MIN_CONFIDENCE = 0.7
+    STEPS_PER_EPOCH = 50
+    MIXED_PRECISION = "auto"  # bfloat16 on CPUs with bfloat16 instructions, float32 elsewhere
 
 
 class FaceMaskCPUConfig(FaceMaskConfig):
@@ -94,7 +115,7 @@ class FaceMaskTinyConfig(FaceMaskCPUConfig):
     MIXED_PRECISION = False  # the same float32 numbers on every machine the tests run on
 
 
-PROFILES = {"gpu": FaceMaskConfig, "cpu": FaceMaskCPUConfig, "tiny": FaceMaskTinyConfig}
+PROFILES = {"gpu": FaceMaskConfig, "r50": FaceMaskR50Config, "cpu": FaceMaskCPUConfig, "tiny": FaceMaskTinyConfig}
 
 
 def make_config(profile: str = "cpu", classes: "str | ClassSpec" = "single", config_file: str | None = None,

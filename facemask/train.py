@@ -29,8 +29,9 @@ import os
 import sys
 import time
 
-from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, positive_int,
-                  read_run_config, resolve_weights)
+from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, parse_weights,
+                  positive_int, pretrained_spec, read_run_config)
+from .profiles import PROFILES
 
 def parse_stages(text: str) -> list[tuple[str, float, int]]:
     """``LAYERS:LR:EPOCH,...`` -> [(layers, lr, epoch)]: LR > 0, EPOCH >= 1 and increasing."""
@@ -73,10 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with train/ and val/ (VIA json + images); the synthetic demo set is "
                         f"generated there when it is the default ({DEFAULT_DATASET}) and absent")
     p.add_argument("--weights", default="none",
-                   help="coco (download Matterport's COCO weights), imagenet, last (resume the newest run), "
+                   help="coco (Matterport's COCO weights, downloaded once into ~/.keras/models; "
+                        "MRCNN_COCO_WEIGHTS=PATH_OR_URL replaces the source), imagenet (ResNet-50 ImageNet "
+                        "weights: --profile r50; MRCNN_IMAGENET_WEIGHTS likewise), last (resume the newest run), "
                         "a run folder (resume it), none (from scratch, the CPU demo default) or a .h5 path")
-    p.add_argument("--profile", choices=("cpu", "gpu", "tiny"), default=None,
-                   help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px), "
+    p.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                   help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px; "
+                        "for --weights coco), r50 (ResNet-50, 512 px; for --weights imagenet or coco), "
                         "tiny (tests); a resumed run keeps its own")
     add_class_args(p, "Default: single (a resumed run keeps its own).")
     p.add_argument("--unknown", choices=("error", "skip"), default="error",
@@ -88,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "no pretrained RPN to keep consistent), else default")
     p.add_argument("--stages", type=parse_stages, metavar="LAYERS:LR:EPOCH,...",
                    help="training stages (default depends on --weights, see above; a resumed run keeps its own)")
+    p.add_argument("--next-stage-from", choices=("last", "best"), default=None,
+                   help="where each stage after the first starts: last (the weights the stage before ended "
+                        "with; default) or best (its lowest-val-loss checkpoint, best.h5, as the original "
+                        "face-mask project restarted its all-layers stage; bench/RESULTS.md compares them)")
     p.add_argument("--steps-per-epoch", type=positive_int, metavar="N", help="override STEPS_PER_EPOCH")
     p.add_argument("--augment", choices=("default", "none"), default=None, help="augmentation policy (default: default)")
     p.add_argument("--logs", default="logs", help="where run folders (checkpoints, TensorBoard) go")
@@ -145,18 +153,19 @@ class Plan:
 
         from .data import ClassSpec
 
-        self.weights = resolve_weights(args.weights, args.logs, pretrained=True)
-        key = args.weights.lower()
-        self.resuming = key == "last" or os.path.isdir(args.weights)
-        run_path, run_values = read_run_config(self.weights) if self.resuming else (None, {})
-        self.run = runs.read_run_record(os.path.dirname(self.weights)) if self.resuming else {}
+        self.choice = parse_weights(args.weights, args.logs, pretrained=True)
+        self.resuming = self.choice.resuming
+        run_path, run_values = read_run_config(self.choice.path) if self.resuming else (None, {})
+        self.run = runs.read_run_record(os.path.dirname(self.choice.path)) if self.resuming else {}
         if run_path:
             check_consistent(run_values, run_path, args.classes, args.class_key, args.profile)
         self.profile = run_values.get("PROFILE") or args.profile or "cpu"
         self.dataset = args.dataset or self.run.get("dataset") or DEFAULT_DATASET
         self.augment = args.augment or self.run.get("augment") or "default"
-        self.pretrained = (self.run.get("weights", key) if self.resuming else key) != "none"
-        self.anchors = "run" if self.resuming else (args.anchors or ("auto" if key == "none" else "default"))
+        self.next_stage_from = args.next_stage_from or self.run.get("next_stage_from") or "last"
+        self.pretrained = self.run.get("weights", "?") != "none" if self.resuming else self.choice.pretrained
+        self.anchors = "run" if self.resuming else (args.anchors or ("auto" if not self.pretrained else "default"))
+        self.weights_path = None  # the file to start from: fetched by weights_file()
         self.spec = ClassSpec.from_saved(run_values) or ClassSpec.parse(args.classes, args.class_key)
         self.overrides = {"SEED": args.seed}
         if args.steps_per_epoch:
@@ -177,10 +186,27 @@ class Plan:
             config.apply(self.run_values, source=self.run_path)
         return config.apply(overrides).validate()
 
+    def weights_file(self, config) -> str | None:
+        """The file to start from (None from scratch): a pretrained key is checked against the
+        config's backbone, then downloaded once (or taken from Keras' cache or its override)."""
+        if self.choice.kind == "pretrained":
+            spec = pretrained_spec(self.choice.key)
+            if config.BACKBONE not in spec.backbones:
+                fits = {"coco": "--profile gpu (ResNet-101) or r50 (ResNet-50)", "imagenet": "--profile r50"}
+                raise CLIError(f"--weights {self.choice.key} is {spec.description}: it does not fit profile "
+                               f"'{self.profile}' (BACKBONE={config.BACKBONE}); use {fits[self.choice.key]}, "
+                               f"or --weights none to train profile '{self.profile}' from scratch")
+        if self.weights_path is None:
+            self.weights_path = self.choice.local_path()
+        return self.weights_path
+
     def record(self) -> dict:
+        started = self.choice.describe() if self.choice.kind != "resume" else None
         return {"stages": [list(s) for s in self.stages], "dataset": os.path.abspath(self.dataset),
-                "weights": self.run.get("weights") or ("none" if not self.pretrained else self.weights),
-                "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment}
+                "weights": self.run.get("weights") or started, "weights_file": self.run.get("weights_file")
+                or (self.weights_path if self.choice.kind == "pretrained" else None),
+                "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment,
+                "next_stage_from": self.next_stage_from}
 
 
 def save_anchor_fit(fit, config, run_dir: str) -> None:
@@ -206,6 +232,7 @@ def run(argv=None) -> dict:
     spec = train_set.class_spec(plan.spec)  # auto: the classes found, with counts above
     val_set = load_dataset(plan.dataset, "val", spec, unknown=args.unknown)
     config = plan.config(spec, args.config, strategy)
+    plan.weights_file(config)  # a pretrained key: checked against the backbone and fetched before the work
     fit = None
     if plan.anchors == "auto":
         from mrcnn.anchor_fit import fit_anchors_to_dataset
@@ -221,10 +248,11 @@ def run(argv=None) -> dict:
     config.display()
 
     model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
-    load_initial_weights(model, plan, config)
+    untrained = load_initial_weights(model, plan, config)
     if fit is not None and chief:
         save_anchor_fit(fit, config, model.log_dir)
     plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
+    check_stages(model, plan.stages, untrained)
     if plan.resuming and not args.stages and not plan.run.get("stages"):
         print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
               f"{plan.stages}; pass --stages to choose", file=sys.stderr)
@@ -240,6 +268,8 @@ def run(argv=None) -> dict:
     stages = plan.stages
     for i, (layers, lr, epoch) in enumerate(stages):
         print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
+        if i and plan.next_stage_from == "best" and model.epoch == stages[i - 1][2]:
+            restart_from_best(model)
         model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers, augmentation=augmentation,
                     custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1)
     train_seconds = time.time() - started
@@ -271,27 +301,61 @@ def run(argv=None) -> dict:
     return record
 
 
-def load_initial_weights(model, plan: Plan, config) -> None:
-    """COCO/ImageNet/a file (class heads excluded when the class count differs) or the resumed run's."""
+def load_initial_weights(model, plan: Plan, config) -> list[str]:
+    """COCO/ImageNet/a file (class heads excluded when the class count differs) or the resumed run's.
+    Returns the layers left at their random initialisation (excluded, or not in the file): the first
+    stage must train them."""
     from mrcnn.model.weights import WeightsMismatchError
 
     from .cli import check_class_count, explain_mismatch
 
-    weights = plan.weights
-    if weights == "none":
-        return
-    if weights == "imagenet":
-        model.load_weights(model.get_imagenet_weights(), exclude=[])
-        return
+    weights = plan.weights_file(config)
+    if weights is None:
+        return []
     if plan.resuming:
         check_class_count(weights, config, plan.run_path)
         exclude = []
     else:
         exclude = list(_class_heads_if_needed(weights, config))
     try:
-        model.load_weights(weights, exclude=exclude)
+        report = model.load_weights(weights, exclude=exclude)
     except WeightsMismatchError as e:
         raise explain_mismatch(e, weights, plan.run_path or f"profile '{plan.profile}'") from None
+    if not report.loaded:
+        raise CLIError(f"{weights}: none of its layers has a name of this model's layers (profile "
+                       f"'{plan.profile}'); it is not a Mask R-CNN / ResNet weights file in Matterport's naming")
+    return report.excluded + report.missing_in_file
+
+
+def check_stages(model, stages, untrained: list[str]) -> None:
+    """Before anything trains: every stage must select layers, and the first must train the layers
+    that start from random weights (without them a backbone stage fits random class heads)."""
+    for i, (layers, lr, epoch) in enumerate(stages):
+        try:
+            selected = set(model.layers_matching(layers))
+        except ValueError as e:
+            raise CLIError(f"--stages: stage {i + 1} ({layers}:{lr:g}:{epoch}): {e}") from None
+        left = [name for name in untrained if name not in selected] if i == 0 else []
+        if left:
+            raise CLIError(f"--stages: stage 1 ({layers}) leaves {len(left)} layer(s) untrained that start from "
+                           f"random weights, not from the weights file ({', '.join(left[:4])}"
+                           f"{', ...' if len(left) > 4 else ''}): train them first, e.g. --stages "
+                           "heads:0.001:10,all:0.00001:20")
+
+
+def restart_from_best(model) -> None:
+    """Load the run's ``best.h5`` (lowest val loss so far) into the model, keeping its run folder
+    and epoch count: the original face-mask project's rule for its all-layers stage."""
+    from mrcnn import runs
+    from mrcnn.model.weights import load_weights_by_name
+
+    best = runs.best_checkpoint(model.log_dir)
+    if best is None:
+        print("--next-stage-from best: no best.h5 yet; going on from the last weights")
+        return
+    epoch = runs.read_state(model.log_dir).get("best_epoch")
+    load_weights_by_name(model.keras_model, best, verbose=0)
+    print(f"Starting this stage from {best} (lowest val loss so far{f', epoch {epoch}' if epoch else ''})")
 
 
 def _class_heads_if_needed(weights_path: str, config):

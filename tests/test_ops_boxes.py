@@ -89,6 +89,21 @@ def test_apply_box_deltas_numpy_vs_tf(seed):
     np.testing.assert_allclose(apply_box_deltas(boxes, np.zeros_like(deltas)), boxes, atol=1e-4)
 
 
+def test_huge_size_deltas_are_capped_so_boxes_stay_finite():
+    """An untrained head (a stand-in COCO file, a diverging run) can predict dh = 200: exp() would
+    give inf, then NaN boxes that crashed detect() in ROIAlign. Both twins cap dh/dw at log(1000/16)."""
+    from mrcnn.ops.boxes import MAX_DELTA_LOG_SCALE
+
+    boxes = np.array([[10, 10, 20, 30], [0, 0, 4, 4]], np.float32)
+    deltas = np.array([[0, 0, 200.0, 90.0], [0.1, 0.0, 1.0, -2.0]], np.float32)
+    for got in (apply_box_deltas(boxes, deltas), apply_box_deltas_tf(tf.constant(boxes), tf.constant(deltas)).numpy()):
+        assert np.isfinite(got).all()
+        h, w = got[0, 2] - got[0, 0], got[0, 3] - got[0, 1]
+        np.testing.assert_allclose([h, w], [10 * np.exp(MAX_DELTA_LOG_SCALE), 20 * np.exp(MAX_DELTA_LOG_SCALE)],
+                                   rtol=1e-4)
+        np.testing.assert_allclose(got[1, 2] - got[1, 0], 4 * np.e, rtol=1e-5)  # small deltas: uncapped
+
+
 def test_clip_boxes_numpy_vs_tf():
     rng = np.random.default_rng(3)
     boxes = rng.uniform(-50, 250, (40, 4)).astype(np.float32)

@@ -133,31 +133,40 @@ class MaskRCNN:
         save_weights_by_name(self.keras_model, filepath)
 
     def get_imagenet_weights(self) -> str:
-        """ImageNet ResNet-50 weights (downloaded on the user's machine, MD5-checked).
+        """ImageNet ResNet-50 weights, downloaded once into Keras' cache, MD5-checked.
 
         This is the keras-applications v0.2 release file, whose layer names (``conv1``,
         ``res2a_branch2a``, ``bn2a_branch2a`` ...) are the ones our ResNet uses, so it loads by name
-        (Matterport used the same file). Newer keras.applications files use other names.
+        (Matterport used the same file). ``MRCNN_IMAGENET_WEIGHTS`` replaces the source
+        (:mod:`mrcnn.model.pretrained`).
         """
-        if self.config.BACKBONE != "resnet50":
-            raise ValueError("ImageNet weights are available for BACKBONE='resnet50'; use COCO weights "
-                             "for resnet101, or train small backbones from scratch")
-        return keras.utils.get_file(
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            cache_subdir="models", file_hash="a268eb855778b3df3c7506639542a6af", hash_algorithm="md5")
+        from .pretrained import PRETRAINED, fetch_pretrained
+
+        if self.config.BACKBONE not in PRETRAINED["imagenet"].backbones:
+            raise ValueError(f"the ImageNet weights are a ResNet-50; BACKBONE is {self.config.BACKBONE!r}: use "
+                             "BACKBONE='resnet50', COCO weights for resnet101, or train small backbones from scratch")
+        return fetch_pretrained("imagenet")
 
     # -------------------------------------------------------------------------------- training
-    def set_trainable(self, layers: str, verbose: int = 0) -> list[str]:
-        """Make layers whose name fully matches the regex (or named group) trainable, freeze the rest.
-        Returns the names of trainable layers."""
+    def layers_matching(self, layers: str) -> list[str]:
+        """Names of the weighted layers that ``layers`` (a named group or a regex) selects for training.
+        A selection that matches no layer is an error: it would train nothing, silently."""
         regex = re.compile(layer_regex(layers, self.config.BACKBONE))
+        names = [layer.name for layer in iter_layers(self.keras_model) if layer.weights and regex.fullmatch(layer.name)]
+        if not names:
+            raise ValueError(f"layers={layers!r} matches no layer of the model; use heads, 3+, 4+, 5+, all or a "
+                             "regex on layer names (e.g. 'mrcnn_.*' or '(res5.*)|(mrcnn_.*)')")
+        return names
+
+    def set_trainable(self, layers: str, verbose: int = 0) -> list[str]:
+        """Make the layers ``layers`` selects (see :meth:`layers_matching`) trainable, freeze the rest.
+        Returns the names of trainable layers."""
+        selected = set(self.layers_matching(layers))
         trained = []
         for layer in iter_layers(self.keras_model):
             if not layer.weights:
                 continue
-            trainable = bool(regex.fullmatch(layer.name))
+            trainable = layer.name in selected
             # Plain Keras BN (e.g. in MobileNetV2) would switch to batch statistics when trainable.
             inner = getattr(layer, "layer", layer)
             if isinstance(inner, keras.layers.BatchNormalization) and not isinstance(inner, BatchNorm) \

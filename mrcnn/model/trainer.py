@@ -135,14 +135,16 @@ def learning_rate_schedule(learning_rate: float, warmup_steps: int, first_step: 
 
 class CheckpointCallback(keras.callbacks.Callback):
     """Each epoch: write ``mask_rcnn_<name>_<epoch>.h5`` atomically, keep ``best.h5`` by ``monitor``,
-    and ``history.jsonl`` + ``state.json`` (last epoch, best value) through :mod:`mrcnn.runs`."""
+    and ``history.jsonl`` + ``state.json`` (last epoch, best value and epoch) through :mod:`mrcnn.runs`."""
 
     def __init__(self, checkpoint_path_fn, log_dir, monitor="val_loss"):
         super().__init__()
         self.checkpoint_path_fn = checkpoint_path_fn
         self.log_dir = log_dir
         self.monitor = monitor
-        self.best = float(runs.read_state(log_dir).get("best", float("inf")))
+        state = runs.read_state(log_dir)
+        self.best = float(state.get("best", float("inf")))
+        self.best_epoch = state.get("best_epoch")
         runs.remove_stale_temp_files(log_dir)  # left by a killed run: the run starts or resumes here
 
     def on_epoch_end(self, epoch, logs=None):
@@ -151,7 +153,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         save_weights_by_name(self.model, path)
         value = logs.get(self.monitor, logs.get("loss"))
         if value is not None and float(value) < self.best:
-            self.best = float(value)
+            self.best, self.best_epoch = float(value), epoch + 1
             with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
                 shutil.copyfile(path, tmp)  # the checkpoint just written: no second serialisation
-        runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, monitor=self.monitor, last_checkpoint=path)
+        runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, best_epoch=self.best_epoch,
+                          monitor=self.monitor, last_checkpoint=path)

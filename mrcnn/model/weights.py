@@ -17,8 +17,6 @@ import numpy as np
 
 from mrcnn.runs import atomic_write
 
-COCO_WEIGHTS_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
-COCO_WEIGHTS_MD5 = "e98aaff6f99e307b5e2a8a3ff741a518"
 #: Class-specific heads to exclude when the number of classes differs from COCO's 81.
 CLASS_SPECIFIC_HEADS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
@@ -177,8 +175,8 @@ def save_weights_by_name(model, path: str) -> None:
 
 
 def get_coco_weights(cache_dir: str | None = None) -> str:
-    """Download Matterport's COCO-trained ``mask_rcnn_coco.h5`` (246 MB) once, checked by MD5."""
-    import keras
+    """Matterport's COCO-trained ``mask_rcnn_coco.h5`` (246 MB): downloaded once into Keras' cache,
+    MD5-checked (``MRCNN_COCO_WEIGHTS`` replaces the source; see :mod:`mrcnn.model.pretrained`)."""
+    from .pretrained import fetch_pretrained
 
-    return keras.utils.get_file("mask_rcnn_coco.h5", COCO_WEIGHTS_URL, file_hash=COCO_WEIGHTS_MD5,
-                                hash_algorithm="md5", cache_subdir="models", cache_dir=cache_dir)
+    return fetch_pretrained("coco", cache_dir=cache_dir)

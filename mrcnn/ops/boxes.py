@@ -65,10 +65,17 @@ def box_refinement_tf(boxes: tf.Tensor, gt_boxes: tf.Tensor) -> tf.Tensor:
         anchor_format="yxyx", box_format="yxyx", encoding_format="center_yxhw", variance=[1.0, 1.0, 1.0, 1.0])
 
 
+#: Largest log-scale a delta may apply (torchvision's and Detectron2's ``log(1000 / 16)``): an
+#: untrained or diverging head's dh/dw would otherwise overflow exp() into inf/NaN boxes.
+MAX_DELTA_LOG_SCALE = float(np.log(1000.0 / 16))
+
+
 def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`box_refinement`: move/scale ``boxes`` by ``deltas``."""
+    """Inverse of :func:`box_refinement`: move/scale ``boxes`` by ``deltas`` (dh, dw capped at
+    :data:`MAX_DELTA_LOG_SCALE`)."""
     boxes = np.asarray(boxes, dtype=np.float32)
-    deltas = np.asarray(deltas, dtype=np.float32)
+    deltas = np.asarray(deltas, dtype=np.float32).copy()
+    deltas[:, 2:] = np.minimum(deltas[:, 2:], MAX_DELTA_LOG_SCALE)
     h = boxes[:, 2] - boxes[:, 0]
     w = boxes[:, 3] - boxes[:, 1]
     cy = boxes[:, 0] + 0.5 * h + deltas[:, 0] * h
@@ -80,8 +87,10 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 
 def apply_box_deltas_tf(boxes: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
     """TF twin of :func:`apply_box_deltas` ([..., 4] boxes and deltas)."""
+    deltas = tf.cast(deltas, tf.float32)
+    deltas = tf.concat([deltas[..., :2], tf.minimum(deltas[..., 2:], MAX_DELTA_LOG_SCALE)], axis=-1)
     return kbb.decode_deltas_to_boxes(
-        anchors=tf.cast(boxes, tf.float32), boxes_delta=tf.cast(deltas, tf.float32),
+        anchors=tf.cast(boxes, tf.float32), boxes_delta=deltas,
         anchor_format="yxyx", box_format="yxyx", encoded_format="center_yxhw", variance=[1.0, 1.0, 1.0, 1.0])
 
 
