@@ -64,3 +64,30 @@ def tiny_facemask_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("facemask")
     make_dataset(out, n_train=8, n_val=3, seed=0, image_size=(128, 160))
     return out
+
+
+@pytest.fixture(scope="session")
+def coco_standin(tmp_path_factory) -> Path:
+    """A stand-in for Matterport's ``mask_rcnn_coco.h5`` (ResNet-101, 81 classes, nested rpn_model,
+    the head names of its TimeDistributed wrappers; 257 MB of random weights), written once."""
+    from tools.coco_standin import write_coco_standin
+
+    path = tmp_path_factory.mktemp("coco") / "mask_rcnn_coco.h5"
+    info = write_coco_standin(str(path))
+    assert info["parameters"] == 64_158_584  # Matterport's model summary for the COCO model
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpu_profile_small(tmp_path_factory) -> Path:
+    """``--config`` overrides that shrink the gpu profile (ResNet-101, Matterport's heads) to 128 px
+    and a few ROIs, so its recipe runs on CPU in seconds a step; the weights' shapes stay the same."""
+    import json
+
+    path = tmp_path_factory.mktemp("gpu_small") / "gpu_small.json"
+    path.write_text(json.dumps({
+        "IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128, "IMAGES_PER_GPU": 1, "STEPS_PER_EPOCH": 2,
+        "VALIDATION_STEPS": 1, "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128], "PRE_NMS_LIMIT": 500,
+        "POST_NMS_ROIS_TRAINING": 100, "POST_NMS_ROIS_INFERENCE": 50, "TRAIN_ROIS_PER_IMAGE": 32,
+        "MAX_GT_INSTANCES": 20, "DETECTION_MAX_INSTANCES": 20}))
+    return path

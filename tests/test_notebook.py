@@ -8,6 +8,7 @@ and run folders out of the repo. Any failing cell raises CellExecutionError, fai
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ def test_notebook_is_valid_and_stripped():
         assert cell.execution_count is None, f"cell {cell.get('id')} has an execution_count"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
     source = "\n".join(c.source for c in nb.cells)
-    for needle in ('os.environ.get("FACEMASK_TINY", "0") == "1"', "FACEMASK_WORKDIR", "REPO_URL",
+    for needle in ('os.environ.get("FACEMASK_TINY", "0") == "1"', "FACEMASK_WORKDIR", "REPO_URL", "REPO_ZIP",
+                   "FACEMASK_FORCE_GPU_RECIPE", "Restart needed", "unfinished_run", "SAVE_TO_DRIVE",
                    "Runtime > Change runtime type > GPU", "drive.mount", "fit_anchors.run",
                    "evaluate.evaluate_checkpoint", "read_history", "CalledProcessError"):
         assert needle in source, needle
@@ -67,10 +69,15 @@ def test_strip_tool_roundtrip(tmp_path):
     assert main(["--check", str(path)]) == 0
 
 
-def test_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
+def test_notebook_runs_its_gpu_branch_in_tiny_mode(tmp_path, monkeypatch, coco_standin):
+    """Top to bottom through the branch a Colab GPU takes (the gpu profile from COCO weights, heads then
+    all), forced on this CPU by FACEMASK_FORCE_GPU_RECIPE=1, shrunk to 128 px, from the stand-in file."""
     import nbclient
 
     monkeypatch.setenv("FACEMASK_TINY", "1")
+    monkeypatch.setenv("FACEMASK_FORCE_GPU_RECIPE", "1")
+    monkeypatch.setenv("MRCNN_COCO_WEIGHTS", str(coco_standin))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("FACEMASK_WORKDIR", str(tmp_path))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
@@ -91,7 +98,11 @@ def test_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     kernel_exe = exe_line.split(":", 1)[1].strip()
     assert os.path.realpath(kernel_exe) == os.path.realpath(sys.executable), (kernel_exe, sys.executable)
     assert "on Colab: False" in setup
-    assert "profile=tiny" in cell_text(cells["runtime"])
+    assert "profile=gpu weights=coco stages=heads:0.001:1,all:0.0001:2" in cell_text(cells["runtime"])
+    trained = cell_text(cells["train"])
+    assert "--profile gpu --weights coco" in trained and "--config" in trained
+    assert "excluding mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_bbox, mrcnn_mask (trained anew)" in trained
+    assert "=== Stage 2/2: layers=all" in trained
 
     # Data and runs went under the workdir, not the repo.
     assert (tmp_path / "datasets" / "facemask_tiny" / "train" / "via_region_data.json").is_file()
@@ -102,6 +113,7 @@ def test_notebook_runs_in_tiny_mode(tmp_path, monkeypatch):
     assert (run / "predictions_val" / "predictions.json").is_file()
     assert (run / "eval_val" / "report.json").is_file()
     assert "val mask mAP@0.5 =" in cell_text(cells["eval"])
+    assert json.loads((run / "config.json").read_text())["BACKBONE"] == "resnet101"
 
     # Figures were shown inline: GT samples, anchors, losses, predictions.
     for cid in ("data-show", "anchors", "losses", "infer"):

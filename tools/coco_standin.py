@@ -37,9 +37,9 @@ WEIGHTLESS = ("input_image", "zero_padding2d_1", "activation_1", "max_pooling2d_
               "mrcnn_detection", "roi_align_mask")
 
 
-def coco_layer_shapes() -> list[tuple[str, list[tuple]]]:
+def coco_layer_shapes(backbone: str = "resnet101") -> list[tuple[str, list[tuple]]]:
     """[(layer, [weight shapes in Keras-2 order])] of Matterport's COCO model, read off this project's
-    ResNet-101 model built with Matterport's sizes (the layer names and shapes are Matterport's; a test
+    ResNet model built with Matterport's sizes (the layer names and shapes are Matterport's; a test
     checks the count against Matterport's 64,158,584 parameters)."""
     import os
 
@@ -50,6 +50,7 @@ def coco_layer_shapes() -> list[tuple[str, list[tuple]]]:
 
     class CocoConfig(Config):
         NAME = "coco"
+        BACKBONE = backbone
         NUM_CLASSES = COCO_CLASSES
         IMAGE_MIN_DIM = IMAGE_MAX_DIM = 128  # the weights' shapes do not depend on the image size
         IMAGES_PER_GPU = 1
@@ -58,6 +59,12 @@ def coco_layer_shapes() -> list[tuple[str, list[tuple]]]:
     model = MaskRCNN("inference", CocoConfig(), model_dir="/tmp")
     return [(layer.name, [tuple(w.shape) for w in layer.weights])
             for layer in iter_layers(model.keras_model) if layer.weights]
+
+
+def imagenet_layer_shapes() -> list[tuple[str, list[tuple]]]:
+    """The layers of keras-applications' ResNet-50 ImageNet file (no top): the backbone only."""
+    return [(name, shapes) for name, shapes in coco_layer_shapes("resnet50")
+            if name in ("conv1", "bn_conv1") or name.startswith(("res", "bn"))]
 
 
 def _weight_names(layer: str, shapes: list[tuple]) -> list[str]:
@@ -96,7 +103,7 @@ def write_coco_standin(path: str, seed: int = 0, layer_shapes=None) -> dict:
     layer_shapes = layer_shapes or coco_layer_shapes()
     parameters = 0
     with h5py.File(path, "w") as f:
-        layer_names = list(WEIGHTLESS[:5])
+        layer_names = list(WEIGHTLESS[:5])  # the stem's weightless layers, as the first entries
         rpn = [(name, shapes) for name, shapes in layer_shapes if name in RPN_LAYERS]
         for name, shapes in layer_shapes:
             if name in RPN_LAYERS:
@@ -108,7 +115,7 @@ def write_coco_standin(path: str, seed: int = 0, layer_shapes=None) -> dict:
             _write_group(f, name, [(name, shapes)], rng)
             parameters += sum(int(np.prod(s)) for s in shapes)
             layer_names.append(name)
-        for name in WEIGHTLESS:
+        for name in layer_names:
             if name not in f:
                 g = f.create_group(name)
                 g.attrs["weight_names"] = np.array([], dtype="S1")
@@ -133,9 +140,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="the .h5 file to write")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--imagenet", action="store_true",
+                   help="the ResNet-50 ImageNet file's layout (backbone only) instead of the COCO model's")
     a = p.parse_args(argv)
-    info = write_coco_standin(a.out, seed=a.seed)
-    print(f"{a.out}: {info['layers']} layers, {info['parameters']:,} parameters in Matterport's COCO layout")
+    shapes = imagenet_layer_shapes() if a.imagenet else None
+    info = write_coco_standin(a.out, seed=a.seed, layer_shapes=shapes)
+    what = "keras-applications' ResNet-50 ImageNet" if a.imagenet else "Matterport's COCO"
+    print(f"{a.out}: {info['layers']} layers, {info['parameters']:,} parameters in {what} layout")
     return 0
 
 

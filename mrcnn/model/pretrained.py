@@ -3,7 +3,7 @@
     path = fetch_pretrained("coco")    # ~/.keras/models/mask_rcnn_coco.h5 (or $KERAS_HOME/models/...)
 
 The official file is downloaded once with a progress bar, MD5-checked, and reused afterwards; a
-copy put at :func:`cache_path` by hand is used as it is (after the same check). A download that
+copy put at :func:`cache_path` by hand is used as it is (with a note when it is not the official file). A download that
 fails, stalls (no byte for ``MRCNN_DOWNLOAD_TIMEOUT`` seconds, default 60) or arrives corrupt leaves
 nothing in the cache and raises :class:`WeightsDownloadError`, which names the URL and that path.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -97,12 +98,12 @@ def fetch_pretrained(key: str, cache_dir: str | None = None, progress: bool = Tr
             download(override, target, md5=None, key=key, progress=progress)
         return target
     target = cache_path(key, cache_dir)
-    if os.path.isfile(target):
-        if file_md5(target) == spec.md5:
-            return target
-        print(f"{target} is not the official {spec.filename} (MD5 differs): downloading it again")
-    download(spec.url, target, md5=spec.md5, key=key, progress=progress)
-    return target
+    if os.path.isfile(target):  # downloaded before (checked then), or put there by hand: used as it is
+        if file_md5(target) != spec.md5:
+            print(f"note: {target} is not the official {spec.filename} (its MD5 differs); using it as it is",
+                  file=sys.stderr)
+        return target
+    return download(spec.url, target, md5=spec.md5, key=key, progress=progress)
 
 
 def download(url: str, target: str, md5: str | None, key: str = "", progress: bool = True,
