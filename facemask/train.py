@@ -30,7 +30,7 @@ import sys
 import time
 
 from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, parse_weights,
-                  positive_int, pretrained_spec, read_run_config)
+                  positive_float, positive_int, pretrained_spec, read_run_config)
 from .profiles import PROFILES
 
 def parse_stages(text: str) -> list[tuple[str, float, int]]:
@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "with; default) or best (its lowest-val-loss checkpoint, best.h5, as the original "
                         "face-mask project restarted its all-layers stage; bench/RESULTS.md compares them)")
     p.add_argument("--steps-per-epoch", type=positive_int, metavar="N", help="override STEPS_PER_EPOCH")
+    p.add_argument("--minutes", type=positive_float, metavar="N",
+                   help="finish training and the final evaluation within N minutes: the first steps are timed, "
+                        "then the steps per epoch are scaled (the stages, their epochs and learning-rate steps "
+                        "keep their shape); planned vs actual are printed and kept in run.json. With --weights "
+                        "last, N is the time for what remains (unset: what remains of the run's own budget)")
     p.add_argument("--augment", choices=("default", "none"), default=None, help="augmentation policy (default: default)")
     p.add_argument("--logs", default="logs", help="where run folders (checkpoints, TensorBoard) go")
     p.add_argument("--synthetic-size", default="256x320", metavar="HxW",
@@ -166,6 +171,14 @@ class Plan:
         self.pretrained = self.run.get("weights", "?") != "none" if self.resuming else self.choice.pretrained
         self.anchors = "run" if self.resuming else (args.anchors or ("auto" if not self.pretrained else "default"))
         self.weights_path = None  # the file to start from: fetched by weights_file()
+        self.budget = None  # a BudgetPlan when --minutes (or the resumed run's budget) applies
+        self.minutes = args.minutes
+        if self.minutes is None and self.resuming and self.run.get("budget"):
+            left = remaining_budget_minutes(self.run["budget"], os.path.dirname(self.choice.path))
+            if left <= 0:
+                raise CLIError(f"{os.path.dirname(self.choice.path)}: the run's {self.run['budget']['minutes']:g}-minute "
+                               "budget is spent; pass --minutes N for more time")
+            self.minutes = left
         self.spec = ClassSpec.from_saved(run_values) or ClassSpec.parse(args.classes, args.class_key)
         self.overrides = {"SEED": args.seed}
         if args.steps_per_epoch:
@@ -206,7 +219,8 @@ class Plan:
                 "weights": self.run.get("weights") or started, "weights_file": self.run.get("weights_file")
                 or (self.weights_path if self.choice.kind == "pretrained" else None),
                 "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment,
-                "next_stage_from": self.next_stage_from}
+                "next_stage_from": self.next_stage_from,
+                "budget": self.budget.to_record() if self.budget else self.run.get("budget")}
 
 
 def save_anchor_fit(fit, config, run_dir: str) -> None:
@@ -219,6 +233,7 @@ def save_anchor_fit(fit, config, run_dir: str) -> None:
 
 
 def run(argv=None) -> dict:
+    started_at = time.time()
     args = build_parser().parse_args(argv)
     from mrcnn import runs
     from mrcnn.model import MaskRCNN
@@ -247,18 +262,25 @@ def run(argv=None) -> dict:
         config.apply_file(plan.anchors).validate()
     config.display()
 
+    build_started = time.time()
     model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
+    build_seconds = time.time() - build_started
     untrained = load_initial_weights(model, plan, config)
     if fit is not None and chief:
         save_anchor_fit(fit, config, model.log_dir)
     plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
     check_stages(model, plan.stages, untrained)
+    augmentation = None if plan.augment == "none" else "default"
+    if plan.minutes:
+        plan.budget = plan_time_budget(model, plan, args, train_set, val_set, augmentation,
+                                       spent_s=time.time() - started_at, build_s=build_seconds)
+        config.apply({"STEPS_PER_EPOCH": plan.budget.steps_per_epoch}).validate()
+        print(plan.budget.describe())
     if plan.resuming and not args.stages and not plan.run.get("stages"):
         print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
               f"{plan.stages}; pass --stages to choose", file=sys.stderr)
     if chief:  # only the chief writes into the run folder
         runs.write_run_record(model.log_dir, plan.record())
-    augmentation = None if plan.augment == "none" else "default"
     callbacks = []
     if args.eval_every:
         from mrcnn.model.periodic_eval import PeriodicEvaluation
@@ -279,6 +301,7 @@ def run(argv=None) -> dict:
     _plot_history(model.log_dir)
     print(f"\nTraining took {train_seconds / 60:.1f} min; run folder: {model.log_dir}")
     if args.no_eval:
+        report_budget(plan, record, started_at, model.log_dir)
         return record
     from .evaluate import evaluate_checkpoint
 
@@ -290,7 +313,7 @@ def run(argv=None) -> dict:
     record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
                    "box_mAP50": summary.get("box_mAP50"),
                    "mask_mAP50_at_min_confidence": summary.get("mask_mAP50_at_min_confidence")})
-    runs.write_json(os.path.join(model.log_dir, "train_summary.json"), record)
+    report_budget(plan, record, started_at, model.log_dir)
     def fmt(value):
         return "n/a" if value is None else f"{value:.3f}"
 
@@ -325,6 +348,57 @@ def load_initial_weights(model, plan: Plan, config) -> list[str]:
         raise CLIError(f"{weights}: none of its layers has a name of this model's layers (profile "
                        f"'{plan.profile}'); it is not a Mask R-CNN / ResNet weights file in Matterport's naming")
     return report.excluded + report.missing_in_file
+
+
+def plan_time_budget(model, plan: Plan, args, train_set, val_set, augmentation, spent_s: float, build_s: float):
+    """Time a few train steps of each stage's layers (and a val step, a checkpoint), then plan the steps
+    per epoch that fit ``plan.minutes`` (:func:`facemask.budget.plan_budget`)."""
+    from mrcnn.model.maskrcnn import validation_steps
+
+    from .budget import BudgetTooSmall, StepTimes, evaluation_seconds, plan_budget
+
+    probe_started = time.time()
+    times = {}
+    for layers in dict.fromkeys(layers for layers, _, end in plan.stages if end > model.epoch):
+        print(f"Timing train steps of layers={layers} for the {plan.minutes:g}-minute budget...")
+        t = model.time_steps(train_set, val_set, layers, augmentation=augmentation)
+        times[layers] = StepTimes(t["train_step"], t["val_step"], t["checkpoint"], t["trace"])
+    spent = spent_s + (time.time() - probe_started)
+    val_steps = validation_steps(model.config, val_set)
+    last = times[next(reversed(times))] if times else StepTimes(0.0)
+    images = 0 if args.no_eval else min(len(val_set.image_ids), args.eval_limit or len(val_set.image_ids))
+    periodic = (plan.stages[-1][2] - model.epoch) // args.eval_every if args.eval_every else 0
+    eval_s = evaluation_seconds(last.val_step, model.config.BATCH_SIZE, images, build_s, periodic) if images else 0.0
+    try:
+        budget = plan_budget(plan.minutes, plan.stages, model.epoch, times, val_steps, eval_s, spent)
+    except BudgetTooSmall as e:
+        raise CLIError(f"--minutes {plan.minutes:g}: {e}") from None
+    from mrcnn import runs
+
+    budget.train_seconds_before = float(runs.read_state(model.log_dir).get("train_seconds", 0.0))
+    return budget
+
+
+def remaining_budget_minutes(budget: dict, run_dir: str) -> float:
+    """What is left of a run's budget: its minutes less what its last session spent before training
+    and in the epochs it finished since (``state.json`` counts the epochs' seconds)."""
+    from mrcnn import runs
+
+    epochs_s = float(runs.read_state(run_dir).get("train_seconds", 0.0)) - budget.get("train_seconds_before", 0.0)
+    return budget["minutes"] - (budget.get("spent_s", 0.0) + epochs_s) / 60.0
+
+
+def report_budget(plan: Plan, record: dict, started_at: float, run_dir: str) -> None:
+    """Planned vs actual minutes, printed and kept in ``train_summary.json``."""
+    from mrcnn import runs
+
+    if plan.budget is not None:
+        actual = time.time() - started_at
+        record["budget"] = {"minutes": plan.budget.minutes, "planned_s": round(plan.budget.planned_total_s, 1),
+                            "actual_s": round(actual, 1), "steps_per_epoch": plan.budget.steps_per_epoch}
+        print(f"Time budget {plan.budget.minutes:g} min: planned {plan.budget.planned_total_s / 60:.1f} min, "
+              f"took {actual / 60:.1f} min ({actual / 60 / plan.budget.minutes:.0%} of the budget)")
+    runs.write_json(os.path.join(run_dir, "train_summary.json"), record)
 
 
 def check_stages(model, stages, untrained: list[str]) -> None:

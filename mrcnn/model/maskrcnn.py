@@ -19,7 +19,7 @@ from mrcnn.ops.masks import paste_masks
 
 from .backbone import BatchNorm
 from .graph import build_inference_graph, build_training_graph
-from .loop import chief_value, distributed_inputs, is_chief, run_epochs
+from .loop import chief_value, distributed_inputs, is_chief, run_epochs, step_functions
 from .mask_head import select_class_masks
 from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling, policy_name
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel, learning_rate_schedule
@@ -209,8 +209,6 @@ class MaskRCNN:
             raise ValueError("create the model with mode='training' to train")
         if no_augmentation_sources:
             raise ValueError("no_augmentation_sources is not supported; pass augmentation=None instead")
-        from mrcnn.data.pipeline import build_dataset
-
         cfg = self.config
         if epochs <= self.epoch:
             print(f"Already at epoch {self.epoch} >= {epochs}: nothing to train for this stage.")
@@ -223,16 +221,7 @@ class MaskRCNN:
         if chief:  # the other workers of a cluster never write into the run folder
             os.makedirs(self.log_dir, exist_ok=True)
             cfg.save(os.path.join(self.log_dir, "config.json"))
-        per_replica = cfg.BATCH_SIZE // replicas
-        train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
-            train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
-            shard=shard))
-        # The same val batches every epoch, so val_loss (which picks best.h5) compares epochs on the
-        # same images, not on the next slice of a small val set.
-        val_steps = validation_steps(cfg, val_dataset) if val_dataset is not None else 0
-        val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
-            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard,
-            pass_samples=val_steps * cfg.BATCH_SIZE)) if val_dataset is not None else None)
+        train_ds, val_ds, val_steps = self._input_datasets(train_dataset, val_dataset, augmentation)
         self.set_trainable(layers, verbose=verbose and chief)
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         callbacks = [
@@ -266,6 +255,65 @@ class MaskRCNN:
             raise
         self.epoch = max(self.epoch, epochs)
         return history
+
+    def _input_datasets(self, train_dataset, val_dataset, augmentation):
+        """(train, val, val_steps): the distributed input pipelines of :meth:`train`."""
+        from mrcnn.data.pipeline import build_dataset
+
+        cfg, strategy = self.config, self.strategy
+        per_replica = cfg.BATCH_SIZE // strategy.num_replicas_in_sync
+        train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
+            train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
+            shard=shard))
+        # The same val batches every epoch, so val_loss (which picks best.h5) compares epochs on the
+        # same images, not on the next slice of a small val set.
+        val_steps = validation_steps(cfg, val_dataset) if val_dataset is not None else 0
+        val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
+            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard,
+            pass_samples=val_steps * cfg.BATCH_SIZE)) if val_dataset is not None else None)
+        return train_ds, val_ds, val_steps
+
+    def time_steps(self, train_dataset, val_dataset, layers: str, steps: int = 5, augmentation=None) -> dict:
+        """Seconds a train step of ``layers`` takes (median of ``steps`` after 2 untimed ones, which
+        trace), a val step, and a checkpoint write, on the real input pipelines; every weight (BatchNorm
+        statistics included) is put back afterwards, so training starts as if this never ran.
+        Returns ``{"train_step", "val_step", "checkpoint", "trace"}`` in seconds."""
+        import statistics
+        import tempfile
+        import time
+
+        saved = self.keras_model.get_weights()
+        train_ds, val_ds, _ = self._input_datasets(train_dataset, val_dataset, augmentation)
+        self.set_trainable(layers)
+        self.compile(self.config.LEARNING_RATE, self.config.LEARNING_MOMENTUM)
+        train_fn, test_fn = step_functions(self.keras_model, self.strategy)
+
+        def timed(fn, iterator, n):
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                fn(iterator)
+                times.append(time.perf_counter() - start)
+            return times
+
+        started = time.perf_counter()
+        train_iter = iter(train_ds)
+        trace = sum(timed(train_fn, train_iter, 2))
+        result = {"train_step": statistics.median(timed(train_fn, train_iter, steps)), "val_step": 0.0,
+                  "trace": trace}
+        if val_ds is not None:
+            val_iter = iter(val_ds)
+            result["trace"] += timed(test_fn, val_iter, 1)[0]
+            result["val_step"] = statistics.median(timed(test_fn, val_iter, 2))
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            save_weights_by_name(self.keras_model, os.path.join(tmp, "probe.h5"))
+            result["checkpoint"] = time.perf_counter() - start
+        result["total"] = time.perf_counter() - started
+        self.keras_model.set_weights(saved)
+        del train_iter, train_ds, val_ds
+        gc.collect()
+        return result
 
     # -------------------------------------------------------------------------------- inference
     def mold_inputs(self, images):

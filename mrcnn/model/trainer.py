@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import keras
 import tensorflow as tf
@@ -135,7 +136,7 @@ def learning_rate_schedule(learning_rate: float, warmup_steps: int, first_step: 
 
 class CheckpointCallback(keras.callbacks.Callback):
     """Each epoch: write ``mask_rcnn_<name>_<epoch>.h5`` atomically, keep ``best.h5`` by ``monitor``,
-    and ``history.jsonl`` + ``state.json`` (last epoch, best value and epoch) through :mod:`mrcnn.runs`."""
+    and ``history.jsonl`` + ``state.json`` (last epoch, best value and epoch, seconds spent in epochs) through :mod:`mrcnn.runs`."""
 
     def __init__(self, checkpoint_path_fn, log_dir, monitor="val_loss"):
         super().__init__()
@@ -145,10 +146,17 @@ class CheckpointCallback(keras.callbacks.Callback):
         state = runs.read_state(log_dir)
         self.best = float(state.get("best", float("inf")))
         self.best_epoch = state.get("best_epoch")
+        self.train_seconds = float(state.get("train_seconds", 0.0))  # the run's epochs so far, resumes included
+        self._epoch_started = None
         runs.remove_stale_temp_files(log_dir)  # left by a killed run: the run starts or resumes here
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self._epoch_started is not None:
+            self.train_seconds += time.perf_counter() - self._epoch_started
         path = self.checkpoint_path_fn(epoch + 1)
         save_weights_by_name(self.model, path)
         value = logs.get(self.monitor, logs.get("loss"))
@@ -157,4 +165,4 @@ class CheckpointCallback(keras.callbacks.Callback):
             with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
                 shutil.copyfile(path, tmp)  # the checkpoint just written: no second serialisation
         runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, best_epoch=self.best_epoch,
-                          monitor=self.monitor, last_checkpoint=path)
+                          monitor=self.monitor, last_checkpoint=path, train_seconds=round(self.train_seconds, 2))
