@@ -37,10 +37,10 @@ TITLE = "## GPU profile from COCO weights"
 T4 = {"memory_gib": 15.0, "fp32_tflops": 8.1, "fp16_tflops": 65.0, "efficiency": 0.35, "fp16_efficiency": 0.15}
 
 
-def config(batch: int, size: int):
+def config(batch: int, size: int, profile: str = "gpu"):
     import facemask
 
-    return facemask.make_config("gpu", IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=batch,
+    return facemask.make_config(profile, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=batch,
                                 MIXED_PRECISION=False)
 
 
@@ -72,15 +72,16 @@ def conv_macs(keras_model) -> dict[str, float]:
 
 def head_macs(cfg, rois: int, positive: int) -> dict[str, float]:
     """The box head (7x7x256 -> 1024 -> 1024, the class and box layers) on ``rois`` ROIs and the mask
-    head (4 3x3 convs at 14x14, a 2x2 deconv to 28x28, the class masks) on ``positive`` ROIs."""
+    head (4 3x3 convs at 14x14, a 2x2 stride-2 deconv to 28x28, the class masks) on ``positive`` ROIs."""
     fc = cfg.FPN_CLASSIF_FC_LAYERS_SIZE
     box = rois * (7 * 7 * 256 * fc + fc * fc + fc * cfg.NUM_CLASSES * 5)
     ch = cfg.MASK_HEAD_CHANNELS
-    mask = positive * (4 * 14 * 14 * 9 * 256 * ch + 28 * 28 * 4 * ch * ch + 28 * 28 * ch * cfg.NUM_CLASSES)
+    # A stride-2 2x2 transposed conv touches each output pixel with one kernel tap per channel pair.
+    mask = positive * (4 * 14 * 14 * 9 * 256 * ch + 28 * 28 * ch * ch + 28 * 28 * ch * cfg.NUM_CLASSES)
     return {"box_head": box, "mask_head": mask}
 
 
-def child(layers: str, batch: int, size: int, steps: int) -> dict:
+def child(layers: str, batch: int, size: int, steps: int, profile: str = "gpu") -> dict:
     import tensorflow as tf
 
     import facemask
@@ -89,7 +90,7 @@ def child(layers: str, batch: int, size: int, steps: int) -> dict:
     from mrcnn.model.weights import CLASS_SPECIFIC_HEADS
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
-    cfg = config(batch, size)
+    cfg = config(batch, size, profile)
     dataset = facemask.load_dataset(DATA_DIR, "train", verbose=False)
     t0 = time.perf_counter()
     model = MaskRCNN("training", cfg, os.path.join(CACHE, "logs"))
@@ -114,8 +115,9 @@ def child(layers: str, batch: int, size: int, steps: int) -> dict:
             "forward_gmacs_per_image": {k: v / 1e9 for k, v in macs.items()}, "parameters": params}
 
 
-def run_child(layers: str, batch: int, size: int, steps: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", layers, str(batch), str(size), "--steps", str(steps)]
+def run_child(layers: str, batch: int, size: int, steps: int, profile: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", layers, str(batch), str(size), "--steps", str(steps),
+           "--profile", profile]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
@@ -140,12 +142,16 @@ def estimate_t4(row: dict) -> dict:
     return {"step_gflops": step_gflops, "t4_fp32_s": fp32, "t4_fp16_s": fp16, "state_gib": state_gib}
 
 
-def render(rows: list[dict], facts: dict, steps: int, started: str, load_end: str) -> str:
-    lines = [TITLE, "",
-             f"`python bench/gpu_profile.py` ({started}; {facts['cpu']}, {facts['nproc']} cores, load "
+def render(rows: list[dict], facts: dict, steps: int, started: str, load_end: str, title: str = TITLE,
+           profile: str = "gpu") -> str:
+    model = ("The gpu profile (ResNet-101 FPN, Matterport's sizes: 512-wide RPN conv, 200 ROIs a image, "
+             "1024-wide box head, 256-channel mask head, frozen BatchNorm)" if profile == "gpu" else
+             "The r50 profile (ResNet-50 FPN at 512 px with Matterport's head sizes, 128 ROIs a image, frozen "
+             "BatchNorm; COCO's ResNet-101 file loads into it by name)")
+    lines = [title, "",
+             f"`python bench/gpu_profile.py{'' if profile == 'gpu' else ' --profile r50 --sizes 512'}` ({started}; {facts['cpu']}, {facts['nproc']} cores, load "
              f"{facts['load']} at the start and {load_end} at the end; TensorFlow {facts.get('tensorflow', '?')}). "
-             "The gpu profile (ResNet-101 FPN, Matterport's sizes: 512-wide RPN conv, 200 ROIs a image, "
-             "1024-wide box head, 256-channel mask head, frozen BatchNorm), float32, from the COCO stand-in "
+             f"{model}, float32, from the COCO stand-in "
              "(tools/coco_standin.py: Matterport's layout, so the same load and the same model), "
              f"class heads excluded; `train_on_batch` steps, median of {steps} after 2 tracing steps; "
              "peak RSS of a child process per row (model, optimizer, TensorFlow and the step's activations).",
@@ -187,12 +193,16 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per row (after 2 tracing steps)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 512])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--profile", choices=("gpu", "r50"), default="gpu",
+                   help="gpu (ResNet-101, the default) or r50 (ResNet-50 at 512 px: the CPU recipe from COCO "
+                        "weights; its own section)")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     if a.child:
         layers, batch, size = a.child
-        print(json.dumps(child(layers, int(batch), int(size), a.steps)))
+        print(json.dumps(child(layers, int(batch), int(size), a.steps, a.profile)))
         return 0
+    title = TITLE if a.profile == "gpu" else "## r50 profile from COCO weights (a CPU recipe)"
     os.makedirs(CACHE, exist_ok=True)
     if not os.path.isfile(STANDIN):
         from tools.coco_standin import write_coco_standin
@@ -210,15 +220,15 @@ def main(argv=None) -> int:
             for batch in a.batches:
                 if size < 1024 and batch > 1:
                     continue  # the CPU recipe: batch 1
-                row = run_child(layers, batch, size, a.steps)
+                row = run_child(layers, batch, size, a.steps, a.profile)
                 print(f"{size} px {layers:5s} batch {batch}: step {statistics.median(row['steps_s']):.2f} s, "
                       f"peak RSS {row['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
                 rows.append(row)
     load_end = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    text = render(rows, facts, a.steps, started, load_end)
+    text = render(rows, facts, a.steps, started, load_end, title, a.profile)
     print(text)
     if not a.no_write:
-        write_section(TITLE, text)
+        write_section(title, text)
     return 0
 
 
