@@ -149,7 +149,7 @@ def render(rows: list[dict], facts: dict, steps: int, started: str, load_end: st
              "The r50 profile (ResNet-50 FPN at 512 px with Matterport's head sizes, 128 ROIs a image, frozen "
              "BatchNorm; COCO's ResNet-101 file loads into it by name)")
     lines = [title, "",
-             f"`python bench/gpu_profile.py{'' if profile == 'gpu' else ' --profile r50 --sizes 512'}` ({started}; {facts['cpu']}, {facts['nproc']} cores, load "
+             f"`python bench/gpu_profile.py{'' if profile == 'gpu' else ' --profile r50 --sizes 512'}` ({started}; {facts['cpu']} ({facts['isa']}), {facts['nproc']} cores, load "
              f"{facts['load']} at the start and {load_end} at the end; TensorFlow {facts.get('tensorflow', '?')}). "
              f"{model}, float32, from the COCO stand-in "
              "(tools/coco_standin.py: Matterport's layout, so the same load and the same model), "

@@ -14,15 +14,23 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 def machine_facts() -> dict[str, str]:
     """CPU, core count, load and library versions, for the header of a results section."""
-    cpu = "unknown"
+    cpu, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            for line in f:
+                if line.startswith("model name") and cpu == "unknown":
+                    cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16") if f in flags) or "no avx2"
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        isa += f", ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}"
     facts = {
         "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
         "cpu": cpu,
+        "isa": isa,  # the CPU's flags that decide oneDNN's kernels (and any cap on them)
         "python": platform.python_version(),
         "load": " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
     }
