@@ -97,6 +97,15 @@ def test_auto_precision_is_bfloat16_only_on_an_x86_cpu_with_bfloat16_and_no_gpu(
     assert precision.auto_policy(frozenset(flags), gpus=gpus, machine=machine) == expected
 
 
+@pytest.mark.parametrize("cap, expected", [
+    ("AVX2", "float32"), ("avx512_core", "float32"),  # kernels capped below bfloat16: emulating an older CPU
+    ("AVX512_CORE_BF16", "mixed_bfloat16"), ("", "mixed_bfloat16"), (None, "mixed_bfloat16"),
+])
+def test_auto_precision_follows_a_onednn_isa_cap(cap, expected):
+    flags = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    assert precision.auto_policy(flags, gpus=0, machine="x86_64", onednn_max_isa=cap) == expected
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(CPUINFO)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import platform
 
 import keras
@@ -27,6 +28,9 @@ from mrcnn.config import MIXED_PRECISION_POLICIES
 #: Sapphire Rapids+), which oneDNN uses for bfloat16 convolutions and matmuls. Elsewhere bfloat16 is
 #: emulated and slower than float32.
 CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: ``ONEDNN_MAX_CPU_ISA`` caps below oneDNN's bfloat16 kernels (``AVX2`` emulates an AVX2-only CPU).
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                "AVX512_CORE_VNNI")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
@@ -41,12 +45,14 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
-def auto_policy(flags, gpus: int, machine: str | None = None) -> str:
+def auto_policy(flags, gpus: int, machine: str | None = None, onednn_max_isa: str | None = None) -> str:
     """What ``MIXED_PRECISION="auto"`` means on a machine: bfloat16 compute on an x86 CPU with
-    bfloat16 instructions when no GPU is visible, float32 otherwise (on a GPU, pick True or
-    "mixed_bfloat16" yourself)."""
+    bfloat16 instructions when no GPU is visible and ``onednn_max_isa`` (``ONEDNN_MAX_CPU_ISA``) does
+    not cap oneDNN below them, float32 otherwise (on a GPU, pick True or "mixed_bfloat16" yourself)."""
     machine = (machine or platform.machine()).lower()
-    if gpus == 0 and machine in ("x86_64", "amd64") and any(flag in flags for flag in CPU_BFLOAT16_FLAGS):
+    capped = (onednn_max_isa or "").strip().upper() in ONEDNN_ISAS_WITHOUT_BFLOAT16
+    if gpus == 0 and machine in ("x86_64", "amd64") and not capped \
+            and any(flag in flags for flag in CPU_BFLOAT16_FLAGS):
         return "mixed_bfloat16"
     return "float32"
 
@@ -55,7 +61,8 @@ def auto_policy(flags, gpus: int, machine: str | None = None) -> str:
 def _auto_policy_here() -> str:
     import tensorflow as tf
 
-    return auto_policy(cpu_flags(), gpus=len(tf.config.list_physical_devices("GPU")))
+    return auto_policy(cpu_flags(), gpus=len(tf.config.list_physical_devices("GPU")),
+                       onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA"))
 
 
 def policy_name(mixed_precision) -> str:
