@@ -400,6 +400,83 @@ def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     return "\n".join(lines)
 
 
+# Environment that caps each framework's kernels to an ISA (set before either is imported).
+ISA_ENV = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+ISA_SECTION = "## Model speed by ISA"
+
+
+def onednn_isa(env: dict) -> str:
+    """The ISA TensorFlow's oneDNN reports under ``env`` (its verbose header, from one conv in a child)."""
+    probe = ("import tensorflow as tf; tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, 'SAME')")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env, "ONEDNN_VERBOSE": "1"})
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if ",isa:" in line:
+            return line.split(",isa:", 1)[1].strip()
+    return "unknown"
+
+
+def run_isas(args) -> None:
+    """One child per ISA (oneDNN and ATen capped by environment), one after the other in one sitting;
+    each interleaves ours and torchvision as the plain run does. Writes ``## Model speed by ISA``."""
+    import tempfile
+
+    results = {}
+    for isa in args.isas:
+        env = ISA_ENV[isa]
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            out = f.name
+        cmd = [sys.executable, os.path.abspath(__file__), "--isa-child", out, "--no-memory", "--no-write",
+               "--reps", str(args.reps), "--warmup", str(args.warmup), "--batches", *map(str, args.batches)]
+        if args.bfloat16:
+            cmd.append("--bfloat16")
+        print(f"== {isa}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(no cap)'}", flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, **env})
+        with open(out, encoding="utf-8") as f:
+            results[isa] = {**json.load(f), "onednn": onednn_isa(env)}
+        os.unlink(out)
+    text = render_isas(results, args)
+    print("\n" + text)
+    if not args.no_write:
+        write_section(ISA_SECTION, text)
+        print(f"wrote {RESULTS}")
+
+
+def render_isas(results: dict, args) -> str:
+    ours = list(VARIANTS)
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    cpu_isa = " ".join(x for x in ("avx2", "avx512f", "avx512_bf16") if x in flags)
+    lines = [ISA_SECTION, "",
+             f"`bench/.venv-bench/bin/python bench/model_speed.py --isas {' '.join(args.isas)}` "
+             f"({_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC): the `## Model speed` timing "
+             f"({PRECISION}, {args.reps} timed calls each after {args.warmup} warm-up, interleaved ours / "
+             "torchvision), once per ISA in its own process, one after the other on the same machine. `avx2` caps "
+             "both frameworks' kernels: `ONEDNN_MAX_CPU_ISA=AVX2` (TensorFlow's oneDNN and torch's) and "
+             "`ATEN_CPU_CAPABILITY=avx2` (torch's own kernels); the ISA each one ran is read back (oneDNN's verbose "
+             f"header from a conv in TensorFlow; `torch.backends.cpu.get_cpu_capability()`). CPU flags: {cpu_isa}; "
+             f"{os.cpu_count()} cores.", "",
+             "| ISA | oneDNN (TF) ran | torch ran | phase | batch | " + " | ".join(f"{n} s/iter" for n in ours)
+             + " | torchvision s/iter | " + " | ".join(f"ratio {n} / tv" for n in ours) + " | load start / end |",
+             "|---|---|---|---|---:|" + "---:|" * (2 * len(ours) + 1) + "---|"]
+    for isa, res in results.items():
+        load = " / ".join(f"{v[0]:.2f}" for v in res["load"])
+        for r in res["rows"]:
+            t = r["times"]
+            med = {n: statistics.median(v) for n, v in t.items()}
+            cells = [f"{med[n]:.3f} ({min(t[n]):.3f}-{max(t[n]):.3f})" for n in ours + ["torchvision"]]
+            ratios = [f"**{med[n] / med['torchvision']:.2f}**" for n in ours]
+            lines.append(f"| {isa} | {res['onednn']} | {res['torch_capability']} | {r['phase']} | {r['batch']} | "
+                         + " | ".join(cells + ratios) + f" | {load} |")
+    native, capped = results.get("native"), results.get("avx2")
+    if native and capped:
+        lines += ["", "Slowdown under the AVX2 cap (avx2 median / native median, same phase and batch): " + "; ".join(
+            f"{a['phase']} b{a['batch']}: ours {statistics.median(b['times'][ours[0]]) / statistics.median(a['times'][ours[0]]):.2f}x, "
+            f"torchvision {statistics.median(b['times']['torchvision']) / statistics.median(a['times']['torchvision']):.2f}x"
+            for a, b in zip(native["rows"], capped["rows"])) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=5)
@@ -409,9 +486,15 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--bfloat16", action="store_true", help="both frameworks in bfloat16 (CPUs with avx512_bf16)")
     p.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--isas", nargs="+", choices=sorted(ISA_ENV), metavar="ISA",
+                   help="run the timing once per ISA (native, avx2), each in a child process with oneDNN and "
+                        "ATen capped to it; writes '## Model speed by ISA' with an ISA column")
+    p.add_argument("--isa-child", metavar="JSON", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     global PRECISION
     PRECISION = "bfloat16" if args.bfloat16 else "float32"
+    if args.isas:
+        return run_isas(args)
     # torch before TensorFlow: the other order segfaulted in torch's libtriton.so (clashing bundled LLVM)
     import torch  # noqa: F401
     import torchvision  # noqa: F401
@@ -420,6 +503,11 @@ def main(argv=None):
         return
     load_start = os.getloadavg()
     rows = run_interleaved(args.batches, args.reps, max(1, args.warmup), log=lambda s: print(s, flush=True))
+    if args.isa_child:
+        with open(args.isa_child, "w", encoding="utf-8") as f:
+            json.dump({"rows": rows, "torch_capability": torch.backends.cpu.get_cpu_capability(),
+                       "load": [load_start, os.getloadavg()]}, f)
+        return
     memory = None
     if not args.no_memory:
         memory = {w: child_memory(w, args.batches) for w in ("ours", "torch")}
