@@ -46,7 +46,6 @@ class BudgetPlan:
     spent_s: float  # before training starts: start-up, data, model, the step-time probe (and earlier sessions)
     step_times: dict = field(default_factory=dict)  # layers -> StepTimes as a dict
     train_seconds_before: float = 0.0  # the run's epoch seconds (state.json) when this plan was made
-    max_steps_per_epoch: int | None = None  # a cap (the demo's schedule): the budget shortens, never lengthens
 
     @property
     def planned_total_s(self) -> float:
@@ -56,9 +55,7 @@ class BudgetPlan:
         steps = ", ".join(f"{layers} {t['train_step']:.2f} s" for layers, t in self.step_times.items())
         return (f"Time budget {self.minutes:g} min: measured train steps {steps}; {self.steps_per_epoch} steps per "
                 f"epoch plans {self.spent_s / 60:.1f} min spent + {self.planned_train_s / 60:.1f} min training + "
-                f"{self.eval_reserve_s / 60:.1f} min evaluation = {self.planned_total_s / 60:.1f} min"
-                + (f" (capped at the schedule's {self.max_steps_per_epoch} steps per epoch)"
-                   if self.max_steps_per_epoch and self.steps_per_epoch == self.max_steps_per_epoch else ""))
+                f"{self.eval_reserve_s / 60:.1f} min evaluation = {self.planned_total_s / 60:.1f} min")
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -75,11 +72,10 @@ def remaining_epochs(stages, start_epoch: int) -> list[tuple[str, int]]:
 
 
 def plan_budget(minutes: float, stages, start_epoch: int, step_times: dict[str, StepTimes], val_steps: int,
-                eval_reserve_s: float, spent_s: float, max_steps_per_epoch: int | None = None) -> BudgetPlan:
+                eval_reserve_s: float, spent_s: float) -> BudgetPlan:
     """The steps per epoch that make ``spent + epochs x (steps x train step + val + checkpoint) + a
-    trace per stage + eval`` fit ``minutes`` (the epochs' part planned at MARGIN of the time left), at
-    most ``max_steps_per_epoch`` when given. Raises :class:`BudgetTooSmall` (with the minimum) when
-    fewer than MIN_STEPS_PER_EPOCH would."""
+    trace per stage + eval`` fit ``minutes`` (the epochs' part planned at MARGIN of the time left). Raises :class:`BudgetTooSmall` (with the minimum) when fewer than
+    MIN_STEPS_PER_EPOCH would."""
     epochs = [(layers, n) for layers, n in remaining_epochs(stages, start_epoch) if n > 0]
     if not epochs:
         raise ValueError("the run has no epochs left to train: nothing to fit into a time budget")
@@ -96,10 +92,8 @@ def plan_budget(minutes: float, stages, start_epoch: int, step_times: dict[str, 
             f"training and a train step takes {per_step / total:.2f} s, so the schedule would get "
             f"{max(steps, 0)} steps an epoch; the minimum is {math.ceil(minimum * 10) / 10:g} min "
             f"({MIN_STEPS_PER_EPOCH} steps an epoch), or fewer epochs", minimum)
-    if max_steps_per_epoch:
-        steps = min(steps, int(max_steps_per_epoch))
     return BudgetPlan(minutes, steps, steps * per_step + fixed, eval_reserve_s, spent_s,
-                      {layers: asdict(t) for layers, t in step_times.items()}, max_steps_per_epoch=max_steps_per_epoch)
+                      {layers: asdict(t) for layers, t in step_times.items()})
 
 
 def evaluation_seconds(val_step: float, batch_size: int, images: int, build_s: float, periodic_passes: int = 0) -> float:

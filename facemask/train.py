@@ -123,20 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: The demo (``python train.py`` with no arguments) trains to this budget, at most its full schedule,
-#: so that it ends within 10 minutes on a slow 2-core CPU (an AVX2-only one in float32) as on a fast one.
-DEMO_MINUTES = 9.5
-
-
-def is_demo(args, resuming: bool) -> bool:
-    """No dataset, schedule or length chosen, on one machine: the synthetic demo, which runs to
-    DEMO_MINUTES (a ``--config`` of tweaks, e.g. the precision, keeps it a demo)."""
-    chosen = (args.dataset, args.stages, args.steps_per_epoch, args.worker_hosts,
-              os.environ.get("TF_CONFIG"), (args.gpus or 1) > 1, args.profile not in (None, "cpu"))
-    return not resuming and not any(chosen)
-
-
-
 def ensure_dataset(dataset: str, args) -> None:
     """Generate the synthetic demo set when the default dataset folder is absent."""
     if os.path.isfile(os.path.join(dataset, "train", "via_region_data.json")):
@@ -187,13 +173,7 @@ class Plan:
         self.weights_path = None  # the file to start from: fetched by weights_file()
         self.budget = None  # a BudgetPlan when --minutes (or the resumed run's budget) applies
         self.minutes = args.minutes
-        # The demo's budget may shorten its schedule, never lengthen it: at most the config's
-        # STEPS_PER_EPOCH ("schedule"), or the cap a resumed run recorded.
-        self.max_steps_per_epoch = None
-        if self.minutes is None and is_demo(args, self.resuming):
-            self.minutes, self.max_steps_per_epoch = DEMO_MINUTES, "schedule"
         if self.minutes is None and self.resuming and self.run.get("budget"):
-            self.max_steps_per_epoch = self.run["budget"].get("max_steps_per_epoch")
             left = remaining_budget_minutes(self.run["budget"], os.path.dirname(self.choice.path))
             if left <= 0:
                 raise CLIError(f"{os.path.dirname(self.choice.path)}: the run's {self.run['budget']['minutes']:g}-minute "
@@ -390,9 +370,7 @@ def plan_time_budget(model, plan: Plan, args, train_set, val_set, augmentation, 
     periodic = (plan.stages[-1][2] - model.epoch) // args.eval_every if args.eval_every else 0
     eval_s = evaluation_seconds(last.val_step, model.config.BATCH_SIZE, images, build_s, periodic) if images else 0.0
     try:
-        budget = plan_budget(plan.minutes, plan.stages, model.epoch, times, val_steps, eval_s, spent,
-                             max_steps_per_epoch=(model.config.STEPS_PER_EPOCH if plan.max_steps_per_epoch == "schedule"
-                                                  else plan.max_steps_per_epoch))
+        budget = plan_budget(plan.minutes, plan.stages, model.epoch, times, val_steps, eval_s, spent)
     except BudgetTooSmall as e:
         raise CLIError(f"--minutes {plan.minutes:g}: {e}") from None
     from mrcnn import runs

@@ -104,25 +104,3 @@ def test_a_resumed_budgeted_run_gets_what_remains_of_its_budget(tmp_path):
     runs.write_state(str(tmp_path), {"epoch": 4, "train_seconds": 400.0})
     budget = {"minutes": 20, "spent_s": 60.0, "train_seconds_before": 100.0}  # planned after 100 s of epochs
     assert remaining_budget_minutes(budget, str(tmp_path)) == pytest.approx(20 - (60 + 300) / 60)
-
-
-def test_the_demo_trains_to_a_budget_that_only_shortens_its_schedule():
-    """``python train.py`` with no arguments: DEMO_MINUTES, capped at the cpu profile's 50 steps an
-    epoch (a fast CPU runs the full schedule, a slow one a shorter one); a choice of data, schedule,
-    length or machines turns it off."""
-    from facemask.train import DEMO_MINUTES, Plan, build_parser, is_demo
-
-    demo = [("all", 0.01, 22), ("all", 0.001, 29)]
-    fast = plan_budget(DEMO_MINUTES, demo, 0, {"all": StepTimes(train_step=0.05)}, val_steps=0, eval_reserve_s=0, spent_s=0, max_steps_per_epoch=50)
-    assert fast.steps_per_epoch == 50 and fast.to_record()["max_steps_per_epoch"] == 50
-    slow = plan_budget(DEMO_MINUTES, demo, 0, {"all": StepTimes(train_step=0.5)}, val_steps=0, eval_reserve_s=0,
-                       spent_s=0, max_steps_per_epoch=50)
-    assert MIN_STEPS_PER_EPOCH <= slow.steps_per_epoch < 50
-
-    plan = Plan(build_parser().parse_args([]))
-    assert plan.minutes == DEMO_MINUTES and plan.max_steps_per_epoch == "schedule"  # the config's 50 steps
-    for args in (["--dataset", "data"], ["--steps-per-epoch", "10"], ["--stages", "all:0.01:3"], ["--profile", "tiny"],
-                 ["--minutes", "20"], ["--gpus", "2"]):
-        parsed = build_parser().parse_args(args)
-        assert not is_demo(parsed, resuming=False) or args[0] == "--minutes", args
-    assert Plan(build_parser().parse_args(["--minutes", "20"])).max_steps_per_epoch is None
