@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from results import write_section  # noqa: E402  (bench/results.py)
+from results import machine_facts as section_facts, write_section  # noqa: E402  (bench/results.py)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA_DIR = os.path.join(ROOT, "bench", ".cache", "facemask_512")  # bench/pipeline.py caches 384x512 images in "facemask"
@@ -356,6 +356,13 @@ def machine_facts(load_start, load_end) -> str:
             f"{' / '.join(f'{x:.2f}' for x in load_end)} at end.")
 
 
+def timing_cells(times: dict, ours: list[str]) -> tuple[list[str], list[str]]:
+    """A row's "median (min-max)" cells (ours..., torchvision) and its bold ours / torchvision ratios."""
+    med = {n: statistics.median(v) for n, v in times.items()}
+    cells = [f"{med[n]:.3f} ({min(times[n]):.3f}-{max(times[n]):.3f})" for n in ours + ["torchvision"]]
+    return cells, [f"**{med[n] / med['torchvision']:.2f}**" for n in ours]
+
+
 def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     date = _dt.date.today().isoformat()
     ours = list(VARIANTS)
@@ -378,10 +385,7 @@ def render(rows, memory, reps, warmup, load_start, load_end) -> str:
              + " | ".join(f"ratio {n} / tv" for n in ours) + " | first call " + " / ".join(ours + ["tv"]) + " (s) |",
              "|---|---:|" + "---:|" * (2 * len(ours) + 2)]
     for r in rows:
-        t = r["times"]
-        med = {n: statistics.median(v) for n, v in t.items()}
-        cells = [f"{med[n]:.3f} ({min(t[n]):.3f}-{max(t[n]):.3f})" for n in ours + ["torchvision"]]
-        ratios = [f"**{med[n] / med['torchvision']:.2f}**" for n in ours]
+        cells, ratios = timing_cells(r["times"], ours)
         first = " / ".join(f"{r['first'][n]:.1f}" for n in ours + ["torchvision"])
         lines.append(f"| {r['phase']} | {r['batch']} | " + " | ".join(cells + ratios) + f" | {first} |")
     dets = [f"batch {r['batch']}: " + ", ".join(f"{n} {v}" for n, v in r["dets"].items()) for r in rows if "dets" in r]
@@ -444,9 +448,7 @@ def run_isas(args) -> None:
 
 def render_isas(results: dict, args) -> str:
     ours = list(VARIANTS)
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    cpu_isa = " ".join(x for x in ("avx2", "avx512f", "avx512_bf16") if x in flags)
+    cpu_isa = section_facts()["isa"]
     lines = [ISA_SECTION, "",
              f"`bench/.venv-bench/bin/python bench/model_speed.py --isas {' '.join(args.isas)}` "
              f"({_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC): the `## Model speed` timing "
@@ -462,10 +464,7 @@ def render_isas(results: dict, args) -> str:
     for isa, res in results.items():
         load = " / ".join(f"{v[0]:.2f}" for v in res["load"])
         for r in res["rows"]:
-            t = r["times"]
-            med = {n: statistics.median(v) for n, v in t.items()}
-            cells = [f"{med[n]:.3f} ({min(t[n]):.3f}-{max(t[n]):.3f})" for n in ours + ["torchvision"]]
-            ratios = [f"**{med[n] / med['torchvision']:.2f}**" for n in ours]
+            cells, ratios = timing_cells(r["times"], ours)
             lines.append(f"| {isa} | {res['onednn']} | {res['torch_capability']} | {r['phase']} | {r['batch']} | "
                          + " | ".join(cells + ratios) + f" | {load} |")
     native, capped = results.get("native"), results.get("avx2")
