@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -273,7 +274,9 @@ def weights_class_count(path: str) -> int | None:
     try:
         logits = read_layer_shapes(path).get("mrcnn_class_logits")
     except ValueError as e:
-        raise CLIError(f"{e}; pass a checkpoint written by train.py or Matterport's mask_rcnn_coco.h5") from None
+        reason = str(e).split(";")[0]  # the library's advice is for Python callers
+        raise CLIError(f"{reason}: pass --weights PATH with a checkpoint written by train.py (or Matterport's "
+                       "mask_rcnn_coco.h5), a run folder or last") from None
     return int(logits[0][1][-1]) if logits else None
 
 
@@ -328,6 +331,44 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError)
 
 
+def _names(items, show: int = 8) -> str:
+    items = list(items)
+    return ", ".join(map(str, items[:show])) + (f" and {len(items) - show} more" if len(items) > show else "")
+
+
+def cli_message(error: BaseException, *, classes_from_run: bool = False) -> str:
+    """A user error on one line in the command line's words: library errors that carry their facts
+    (unknown classes, a class key the file lacks, missing images) get the flags that fix them instead
+    of the library's keyword arguments. ``classes_from_run``: the classes come from the run's
+    config.json (evaluate), so ``--classes`` is not the fix."""
+    from mrcnn.data.dataset import MissingImagesError
+    from mrcnn.data.via import ClassKeyError
+    from mrcnn.data.via_dataset import UnknownClassError
+
+    if isinstance(error, UnknownClassError) and error.path:
+        first = error.problems[0] if error.problems else ""
+        first = re.sub(r" is not in \[.*\]$", "", first.removeprefix(f"{os.path.basename(error.path)}, "))
+        known = f"classes {_names(error.known)}" if error.known else "classes from the data"
+        if error.reasons - {"unknown class"}:
+            keys = f" (region attributes in the file: {_names(error.keys)})" if error.keys else ""
+            fix = f"pass --class-key NAME for the attribute that holds the class{keys}, or --unknown skip"
+        elif classes_from_run:
+            fix = "pass --unknown skip to leave them out (the model knows only its run's classes)"
+        else:
+            fix = ("pass --unknown skip to leave them out, or --classes with every class the file uses "
+                   "(--classes auto takes them from the file)")
+        return (f"{len(error.problems)} region(s) in {error.path} have no usable class ({known}), "
+                f"e.g. {first}; {fix}")
+    if isinstance(error, ClassKeyError):
+        return (f"--class-key {error.class_key}: {error.path} has no region attribute of that name; "
+                f"pass --class-key with one of: {_names(error.keys)}")
+    if isinstance(error, MissingImagesError):
+        return (f"{len(error.missing)} of {error.total} images listed in {error.json_path} are not in "
+                f"{error.image_dir}, e.g. {_names(os.path.basename(p) for p in error.missing[:3])}: put them "
+                "beside the json, or point --dataset at the folder that has them")
+    return one_line(error)
+
+
 def cli_main(run_fn: Callable, argv: Sequence[str] | None = None) -> int:
     """Run a command's ``run(argv)``: user errors become one line on stderr and exit 1; Ctrl-C 130.
     ``FACEMASK_DEBUG=1`` re-raises them with the traceback."""
@@ -336,7 +377,7 @@ def cli_main(run_fn: Callable, argv: Sequence[str] | None = None) -> int:
     except user_errors() as e:
         if os.environ.get("FACEMASK_DEBUG"):
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {cli_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -349,4 +390,9 @@ def one_line(error: BaseException, max_items: int = 6) -> str:
     parts = [p.strip().removeprefix("- ") for p in str(error).splitlines() if p.strip()]
     if len(parts) > max_items:
         parts = parts[:max_items] + [f"... and {len(parts) - max_items} more"]
-    return "; ".join(parts) if parts else type(error).__name__
+    if not parts:
+        return type(error).__name__
+    text = parts[0]
+    for part in parts[1:]:  # a header ending in ':' introduces the list: no ':;'
+        text += (" " if text.endswith(":") else "; ") + part
+    return text

@@ -33,7 +33,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, Checkpoint, CLIError, add_checkpoint_args, build_model,
+from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, Checkpoint, CLIError, add_checkpoint_args, build_model, cli_message,
                   checkpoint_config, cli_main, positive_int, probability, resolve_weights)
 
 # Heavy imports (TensorFlow, matplotlib) are deferred so argument and path errors are instant.
@@ -107,7 +107,12 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         config.apply(ranked)
     say(ckpt.describe())
     spec = getattr(config, "class_spec", None) or ClassSpec.parse(classes, class_key)
-    dataset = load_dataset(dataset_dir, subset, spec, verbose=verbose, unknown=unknown)
+    from mrcnn.data.via_dataset import UnknownClassError
+
+    try:
+        dataset = load_dataset(dataset_dir, subset, spec, verbose=verbose, unknown=unknown)
+    except UnknownClassError as e:  # the model's classes are fixed: --classes is not the fix
+        raise CLIError(cli_message(e, classes_from_run=bool(ckpt.run_values))) from None
     say(dataset.summary())
     if len(dataset.class_names) != config.NUM_CLASSES:
         raise CLIError(f"the model has {config.NUM_CLASSES - 1} classes ({', '.join(ckpt.class_names[1:])}) but "

@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--dataset", required=True, help="dataset root holding SUBSET/via_region_data.json")
     ap.add_argument("--subset", default="train")
+    ap.add_argument("--unknown", choices=("error", "skip"), default="error",
+                    help="regions without a usable class: stop with the list (error) or leave them out (skip)")
     add_class_args(ap, "Default: single.")
     ap.add_argument("--profile", choices=tuple(PROFILES), default="gpu",
                     help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)")
@@ -115,7 +117,7 @@ def run(args_list=None) -> dict[str, Any]:
     args = parse_args(args_list)
     args.spec = ClassSpec.parse(args.classes, args.class_key)
     config = build_config(args) if args.spec.mode != "auto" else None
-    dataset = load_dataset(args.dataset, args.subset, args.spec, verbose=not args.quiet)
+    dataset = load_dataset(args.dataset, args.subset, args.spec, verbose=not args.quiet, unknown=args.unknown)
     if config is None:  # auto: the class count is known now
         args.spec = dataset.class_spec(args.spec)
         config = build_config(args)

@@ -61,7 +61,7 @@ def test_run_folder_as_weights_takes_its_newest_checkpoint(tmp_path):
 def test_one_line_keeps_option_dashes_and_cuts_long_lists():
     assert one_line(CLIError("--profile gpu but ...")) == "--profile gpu but ..."
     listed = ValueError("3 problems:\n  - first\n  - --second\n  - third")
-    assert one_line(listed) == "3 problems:; first; --second; third"
+    assert one_line(listed) == "3 problems: first; --second; third"  # no ":;"
     assert one_line(ValueError("\n".join(f"- item {i}" for i in range(20)))).endswith("... and 14 more")
 
 

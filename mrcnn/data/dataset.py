@@ -25,16 +25,23 @@ __all__ = ["Dataset", "missing_images_error"]
 logger = logging.getLogger(__name__)
 
 
+class MissingImagesError(FileNotFoundError):
+    """Images an annotation file lists are not there (``missing``, ``total``, ``json_path``, ``image_dir``)."""
+
+
 def missing_images_error(missing: Sequence[Path | str], total: int,
                          json_path: Path | str, image_dir: Path | str,
                          show: int = 5) -> FileNotFoundError:
     """Build one error listing how many images are missing and the first few."""
     listed = "\n".join(f"  {p}" for p in list(missing)[:show])
     more = f"\n  ... and {len(missing) - show} more" if len(missing) > show else ""
-    return FileNotFoundError(
+    error = MissingImagesError(
         f"{len(missing)} of {total} images listed in {json_path} were not found "
         f"in {image_dir}:\n{listed}{more}\n"
         "Check image_dir (it defaults to the json's folder).")
+    error.missing, error.total = [str(p) for p in missing], total
+    error.json_path, error.image_dir = str(json_path), str(image_dir)
+    return error
 
 
 class Dataset:

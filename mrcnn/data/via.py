@@ -23,7 +23,7 @@ from typing import Any
 
 from .shapes import RegionError
 
-__all__ = ["ViaFormatError", "ViaRegion", "ViaImage", "ViaFile", "read_via",
+__all__ = ["ViaFormatError", "ClassKeyError", "ViaRegion", "ViaImage", "ViaFile", "read_via",
            "region_class_name", "summarize"]
 
 _VIA3_KEYS = {"config", "attribute", "file", "metadata", "view"}
@@ -36,6 +36,15 @@ _VIA3_HINT = (
 
 class ViaFormatError(ValueError):
     """The file is not a readable VIA 1.x/2.x json."""
+
+
+class ClassKeyError(ViaFormatError):
+    """``class_key`` is not a region attribute of the file (``keys``: those it has)."""
+
+    def __init__(self, path, class_key: str, keys):
+        self.path, self.class_key, self.keys = str(path), class_key, sorted(keys)
+        super().__init__(f"{path}: class_key {class_key!r} is not a region attribute here; "
+                         f"keys present: {self.keys}")
 
 
 @dataclass
@@ -174,8 +183,7 @@ def read_via(path: str | os.PathLike, *, class_key: str | None = None) -> ViaFil
                                file_attributes=file_attrs if isinstance(file_attrs, dict) else {},
                                key=str(key)))
     if class_key is not None and keys and class_key not in keys:
-        raise ViaFormatError(f"{path}: class_key {class_key!r} is not a region "
-                             f"attribute here; keys present: {sorted(keys)}")
+        raise ClassKeyError(path, class_key, keys)
     if skipped:
         warnings.warn(f"{path}: skipped {len(skipped)} region(s): "
                       + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))

@@ -34,7 +34,18 @@ _SHOW = 10
 
 
 class UnknownClassError(ValueError):
-    """Regions carry classes outside ``class_names`` (or no class at all)."""
+    """Regions carry classes outside ``class_names`` (or no class at all).
+
+    ``path``: the json; ``known``: the fixed class names (None when discovered); ``problems``:
+    "where: detail" per region; ``reasons``: which of "unknown class", "no class", "several keys"
+    occurred; ``keys``: the region attribute keys of the file. The message gives the keyword
+    arguments that fix it; a command line gives its own flags from these fields.
+    """
+
+    def __init__(self, message: str, *, path=None, known=None, problems=(), reasons=(), keys=()):
+        super().__init__(message)
+        self.path, self.known, self.problems = path, known, list(problems)
+        self.reasons, self.keys = set(reasons), sorted(keys)
 
 
 def normalize_class_name(name: str) -> str:
@@ -48,10 +59,14 @@ def _image_path(image_dir: Path, filename: str) -> Path:
     return image_dir / filename
 
 
-def _raise_listed(error_type: type, header: str, messages: list[str]) -> None:
+def _listed(error_type: type, header: str, messages: list[str]) -> Exception:
     lines = "\n".join(f"  {m}" for m in messages[:_SHOW])
     more = f"\n  ... and {len(messages) - _SHOW} more" if len(messages) > _SHOW else ""
-    raise error_type(f"{header}\n{lines}{more}")
+    return error_type(f"{header}:\n{lines}{more}")
+
+
+def _raise_listed(error_type: type, header: str, messages: list[str]) -> None:
+    raise _listed(error_type, header.rstrip(":"), messages)
 
 
 class ViaDataset(Dataset):
@@ -126,27 +141,25 @@ class ViaDataset(Dataset):
 
     def _class_for(self, region: ViaRegion, key: str | None, where: str,
                    alias_map: dict[str, str],
-                   single_class: str | None) -> tuple[str | None, str]:
-        """(normalised class or None, explanation when None)."""
+                   single_class: str | None) -> tuple[str | None, str, str]:
+        """(normalised class or None, reason and explanation when None)."""
         if single_class is not None:
-            return normalize_class_name(single_class), ""
+            return normalize_class_name(single_class), "", ""
         raw = region_class_name(region, key, where=where)
         if raw is None:
             if key is None and len(region.region_attributes) > 1:
-                why = (f"several attribute keys {sorted(region.region_attributes)}; "
-                       "pass class_key=")
-            else:
-                why = (f"no class label (class_key={key!r}, attributes "
-                       f"{region.region_attributes}); pass class_key= or single_class=")
-            return None, why
+                return None, "several keys", f"several attribute keys {sorted(region.region_attributes)}"
+            shown = f"attribute {key!r}" if key else "class attribute"
+            return None, "no class", f"no class label (no {shown}; attributes {region.region_attributes})"
         name = normalize_class_name(raw)
-        return alias_map.get(name, name), ""
+        return alias_map.get(name, name), "", ""
 
     def _plan_regions(self, via: ViaFile, key: str | None, fixed: list[str] | None,
                       alias_map: dict[str, str], single_class: str | None,
                       unknown: str) -> tuple[dict, dict]:
         region_errors: list[str] = []
         class_errors: list[str] = []
+        reasons: set[str] = set()
         skipped: Counter = Counter()
         skipped.update({"no shape name": len(via.skipped)})
         shape_skips: Counter = Counter()  # per image index
@@ -168,19 +181,21 @@ class ViaDataset(Dataset):
                     region_errors.append(str(exc))
                     continue
                 try:
-                    name, why = self._class_for(region, key, where, alias_map,
-                                                single_class)
+                    name, reason, why = self._class_for(region, key, where, alias_map,
+                                                        single_class)
                 except RegionError as exc:
                     region_errors.append(str(exc))
                     continue
                 if name is None or (fixed is not None and name not in fixed):
-                    reason = "no class" if name is None else "unknown class"
+                    reason = reason or "unknown class"
                     detail = why or f"class {name!r} is not in {fixed}"
                     if unknown == "error":
                         class_errors.append(f"{where}: {detail}")
+                        reasons.add(reason)
                     else:
-                        skipped[reason] += 1
-                        examples[reason].append(f"{where}: {detail}")
+                        skip_reason = "no class" if name is None else "unknown class"
+                        skipped[skip_reason] += 1
+                        examples[skip_reason].append(f"{where}: {detail}")
                     continue
                 names.add(name)
                 kept.append((region, name, where))
@@ -190,10 +205,14 @@ class ViaDataset(Dataset):
                           f"{via.path}:", region_errors)
         if class_errors:
             known = fixed if fixed is not None else "discovered from the data"
-            _raise_listed(UnknownClassError,
-                          f"{len(class_errors)} region(s) in {via.path} have no usable "
-                          f"class (known classes: {known}; use aliases=, class_names=, "
-                          "single_class= or unknown='skip'):", class_errors)
+            fix = "class_key=" if reasons - {"unknown class"} else "aliases=, class_names="
+            error = _listed(UnknownClassError,
+                            f"{len(class_errors)} region(s) in {via.path} have no usable class "
+                            f"(known classes: {known}); pass {fix}, single_class= or unknown='skip'",
+                            class_errors)
+            error.path, error.known, error.problems = str(via.path), fixed, class_errors
+            error.reasons, error.keys = reasons, sorted(via.attribute_keys)
+            raise error
         report = {"json": str(via.path), "images": 0, "negatives": 0,
                   "dropped_images": [], "regions_per_class": Counter(),
                   "skipped": skipped, "skip_examples": examples,
