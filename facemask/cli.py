@@ -325,10 +325,11 @@ def load_checkpoint(args: argparse.Namespace, **overrides):
 # ----------------------------------------------------------------------------- running a command
 def user_errors() -> tuple[type[BaseException], ...]:
     from mrcnn.config import ConfigError
-    from mrcnn.data.image_io import ImageReadError
+    from mrcnn.data.image_io import ImageReadError, InputStreamError
     from mrcnn.data.via import ViaFormatError
 
-    return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError)
+    return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError,
+            InputStreamError)
 
 
 def _names(items, show: int = 8) -> str:

@@ -102,3 +102,53 @@ def test_train_py_with_a_truncated_jpeg_warns_once_and_exits(data_dir, tmp_path)
     lines = [line for line in (proc.stderr + proc.stdout).splitlines() if BAD in line]
     assert len(lines) == 1 and "truncated" in lines[0], lines
     assert list((tmp_path / "logs").glob("facemask*/mask_rcnn_facemask_0001.h5"))
+
+
+def _delete_images(folder: Path) -> None:
+    for path in folder.glob("*.jpg"):
+        path.unlink()
+
+
+def test_a_shard_whose_images_vanish_stops_after_max_skips_naming_the_files(data_dir):
+    """One worker's shard never sees every image, so 'all failed' cannot end it: the bound does."""
+    import facemask
+    from mrcnn.data.pipeline import build_dataset, input_stream_error
+
+    train = facemask.load_dataset(str(data_dir), "train", verbose=False)
+    config = facemask.make_config("tiny", IMAGES_PER_GPU=1, INPUT_CACHE_MB=0)
+    ds = build_dataset(train, config, shard=(2, 0), max_skips=5)
+    _delete_images(data_dir / "train")
+    with pytest.raises(Exception) as caught:
+        for _ in ds.take(100):
+            pass
+    error = input_stream_error(caught.value)
+    assert error is not None and error.total is None and error.count >= 5 and len(error.last) == 3  # parallel loads may add a few
+    assert all("synth_train_" in line for line in error.last) and "\n" not in str(error)
+
+
+def test_images_deleted_mid_training_end_it_with_one_line(data_dir, tmp_path, capsys, monkeypatch):
+    """A real tiny training whose images are deleted after its first step: it stops (no endless wait for a
+    readable sample) and the command line prints one line naming the files."""
+    import keras
+
+    import facemask
+    from facemask.cli import cli_main
+    from mrcnn.model import MaskRCNN
+
+    class DeleteImages(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                _delete_images(data_dir / "train")
+
+    def run(argv):
+        train = facemask.load_dataset(str(data_dir), "train", verbose=False)
+        config = facemask.make_config("tiny", IMAGES_PER_GPU=1, STEPS_PER_EPOCH=200, INPUT_CACHE_MB=0)
+        model = MaskRCNN("training", config, str(tmp_path / "logs"))
+        model.train(train, None, 0.01, 1, "heads", verbose=0, custom_callbacks=[DeleteImages()])
+
+    monkeypatch.delenv("FACEMASK_DEBUG", raising=False)
+    assert cli_main(run, []) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "can be read any more" in err, err
+    assert "synth_train_" in err and "Traceback" not in err
+    assert not list((tmp_path / "logs").glob("*/mask_rcnn_*.h5")), "no checkpoint of a broken epoch"

@@ -28,6 +28,18 @@ _EXIF_ORIENTATION = 0x0112
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 
 
+class InputStreamError(RuntimeError):
+    """A training stream stopped: ``count`` samples in a row were unreadable, or all ``total`` images
+    failed (``last``: the newest errors)."""
+
+    def __init__(self, count: int, last: list[str], total: int | None = None):
+        self.count, self.last, self.total = count, list(last), total
+        what = (f"none of the {total} images can be read any more" if total else
+                f"{count} training samples in a row could not be read")
+        super().__init__(f"{what} (deleted, moved or broken after the check before training?); "
+                         f"last: {'; '.join(self.last[-3:])}")
+
+
 class ImageReadError(ValueError):
     """A file exists but cannot be decoded as an image."""
 

@@ -22,9 +22,29 @@ from mrcnn.ops.rpn_targets import build_rpn_targets
 
 from .augment import as_augmenter
 from .dataset import Dataset
-from .image_io import ImageReadError
+from .image_io import ImageReadError, InputStreamError
 
 logger = logging.getLogger(__name__)
+
+#: Samples skipped in a row (unreadable) before the stream stops with :class:`InputStreamError`.
+MAX_CONSECUTIVE_SKIPS = 100
+
+
+_STREAM_ERRORS: list[InputStreamError] = []  # raised inside tf.data threads; looked up by input_stream_error
+_STREAM_LOCK = threading.Lock()
+
+
+def input_stream_error(error: BaseException) -> InputStreamError | None:
+    """The :class:`InputStreamError` behind a TensorFlow error from iterating a :func:`build_dataset`
+    stream (TensorFlow re-raises it as an op error), or None."""
+    if isinstance(error, InputStreamError):
+        return error
+    text = str(getattr(error, "message", error))
+    if "InputStreamError" not in text and "after the check before training?" not in text:
+        return None
+    with _STREAM_LOCK:
+        return _STREAM_ERRORS[-1] if _STREAM_ERRORS else InputStreamError(0, [text.splitlines()[0]])
+
 
 INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
                "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
@@ -251,14 +271,17 @@ def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.nda
 def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
                   repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
                   num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0),
-                  pass_samples: int | None = None) -> tf.data.Dataset:
+                  pass_samples: int | None = None, max_skips: int = MAX_CONSECUTIVE_SKIPS) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
     for a given ``seed``. Images without any instance are kept: they train the RPN's negatives.
     Unreadable images (truncated, corrupt, missing) never stop training: every image is decoded once
     here and the bad ones are left out with a warning naming the file; one that breaks later is
-    skipped when met, with a warning. ``ValueError`` when no image can be read.
+    skipped when met, with a warning. ``ValueError`` when no image can be read. Iterating raises
+    (as a TensorFlow error; :func:`input_stream_error` finds it) an :class:`InputStreamError` once
+    every image has failed or ``max_skips`` samples in a row were skipped, so a stream whose
+    files vanish mid-run stops with the files named instead of waiting for a readable sample forever.
     ``shard=(count, index)``: keep every count-th sample of the seeded stream from ``index`` (one
     input pipeline of a multi-worker run; the shards of one seed are disjoint and share its order).
     ``pass_samples=N`` (validation): the first N samples (images cycled if fewer), with the same random
@@ -278,7 +301,9 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     empty = [np.zeros(spec[k].shape, spec[k].dtype.as_numpy_dtype) for k in names]
     cache = input_cache(config)
     failed: set[int] = set()
+    skips = {"count": 0, "last": []}  # samples skipped in a row, and the last errors
     lock = threading.Lock()
+    bound = int(max_skips)
 
     def load(counter, image_id):
         try:
@@ -288,12 +313,23 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
             with lock:
                 first = int(image_id) not in failed
                 failed.add(int(image_id))
+                skips["count"] += 1
+                skips["last"] = (skips["last"] + [str(exc).splitlines()[0]])[-3:]
+                # Nothing left to train on, or (a shard sees only part of the images) too many misses in
+                # a row: stop instead of filtering an endless stream of skips.
                 all_failed = len(failed) == len(image_ids)
-            if all_failed:  # nothing left to train on: stop instead of looping forever
-                raise ValueError(f"none of the {len(image_ids)} images can be read any more; last: {exc}") from None
+                stop = all_failed or skips["count"] >= bound
+                count, last = skips["count"], list(skips["last"])
+            if stop:
+                error = InputStreamError(count, last, len(image_ids) if all_failed else None)
+                with _STREAM_LOCK:
+                    _STREAM_ERRORS[:] = [error]
+                raise error
             if first:
                 logger.warning("Skipping an unreadable training image: %s", exc)
             return [np.bool_(False)] + empty
+        with lock:
+            skips["count"] = 0
         return [np.bool_(True)] + [sample[k] for k in names]
 
     def tf_load(counter, image_id):

@@ -252,6 +252,11 @@ class MaskRCNN:
             self.epoch = _last_epoch(self.log_dir, self.epoch)
             if isinstance(error, tf.errors.ResourceExhaustedError):
                 raise MemoryError(_OOM_HELP.format(error=error.message.splitlines()[0])) from error
+            from mrcnn.data.pipeline import input_stream_error
+
+            stream_error = input_stream_error(error) if isinstance(error, tf.errors.OpError) else None
+            if stream_error is not None:  # the input files went away: say so, not a TF op traceback
+                raise stream_error from None
             raise
         self.epoch = max(self.epoch, epochs)
         return history
