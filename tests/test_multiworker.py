@@ -34,8 +34,13 @@ WORKER = textwrap.dedent("""
     model = MaskRCNN("training", config, logs, strategy=strategy)
     history = model.train(train, val, learning_rate=0.01, epochs=options.get("epochs", 3), layers="all", verbose=0)
     model.save_weights(f"{out}/worker{index}.h5")
+    optimizer = model.keras_model.optimizer
+    read = lambda variable: variable.value.numpy().item()  # a MirroredVariable: float() refuses it
+    scale = read(optimizer.dynamic_scale) if hasattr(optimizer, "dynamic_scale") else None
+    applied = read(getattr(optimizer, "inner_optimizer", optimizer).iterations)
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
-                      "val_loss": history.history["val_loss"], "epoch": model.epoch}))
+                      "val_loss": history.history["val_loss"], "epoch": model.epoch,
+                      "loss_scale": scale, "applied_steps": applied}))
 """)
 
 
@@ -121,6 +126,10 @@ def test_two_workers_with_mixed_precision_keep_one_model(tiny_facemask_dir, tmp_
     results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     assert [r["replicas"] for r in results] == [2, 2] and [r["epoch"] for r in results] == [2, 2]
     assert results[0]["loss"] == results[1]["loss"] and all(math.isfinite(v) for v in results[0]["loss"])
+    # The same steps applied (and skipped) on both, from the same loss scale: float16 scales, bfloat16 not.
+    assert results[0]["applied_steps"] == results[1]["applied_steps"] >= 1
+    assert results[0]["loss_scale"] == results[1]["loss_scale"]
+    assert (results[0]["loss_scale"] is not None) == (policy is True)
     chief, worker = _weights(tmp_path / "worker0.h5"), _weights(tmp_path / "worker1.h5")
     assert chief.keys() == worker.keys() and len(chief) > 100
     assert all(v.dtype == np.float32 for v in chief.values() if v.dtype.kind == "f"), "checkpoints stay float32"
