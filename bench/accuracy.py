@@ -9,7 +9,7 @@ scratch, same wall-clock minutes, on one VIA dataset folder (``DIR/train``, ``DI
   trained for the same minutes (ours' measured training time when both run, else ``--minutes``) in a
   child process that never imports TensorFlow (torch and TensorFlow in one process segfaulted); it saves
   its val detections (masks pasted at full size, > 0.5) and this process scores them with OUR metric code
-  (``mrcnn.metrics.evaluate_model`` replaying them through a ``detect()`` adapter).
+  (``mrcnn.evaluation.evaluate_model`` replaying them through a ``detect()`` adapter).
 
 Both read the VIA json through ``facemask.load_dataset`` (the same masks, the same val images).
 Writes ``## Accuracy vs torchvision (from scratch, same CPU minutes)`` in bench/RESULTS.md with a row
@@ -280,7 +280,7 @@ def load_predictions(path: Path) -> list[dict]:
 
 
 class ReplayDetector:
-    """``detect()`` that hands back saved detections in order, for :func:`mrcnn.metrics.evaluate_model`."""
+    """``detect()`` that hands back saved detections in order, for :func:`mrcnn.evaluation.evaluate_model`."""
 
     def __init__(self, predictions: list[dict]):
         self.predictions = list(predictions)
@@ -324,7 +324,7 @@ def torchvision_worker(args) -> int:
 
 def run_torchvision(args, budget_s: float, out: Path) -> dict:
     """Train + predict in a child process, then score its val detections here with our metric code."""
-    from mrcnn.metrics import evaluate_model
+    from mrcnn.evaluation import evaluate_model
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--classes", args.classes,
            "--seed", str(args.seed), "--torchvision-worker", str(out), "--budget-s", str(budget_s)]

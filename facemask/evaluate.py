@@ -100,7 +100,7 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
     config, weights_path, source = ckpt.config, ckpt.weights, ckpt.source
     # The headline ranks detections down to a low score; the figure at the run's own threshold is
     # reported beside it.
-    from mrcnn.metrics import ranked_detection_settings
+    from mrcnn.evaluation import ranked_detection_settings
 
     ranked, reference = ranked_detection_settings(config, min_confidence)
     if model is None:
@@ -127,7 +127,8 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
         model = build_model(ckpt, logs)
     model_s = time.perf_counter() - t_model
 
-    from mrcnn.metrics import evaluate_model, format_table
+    from mrcnn.evaluation import evaluate_model
+    from mrcnn.metrics import format_table
 
     evaluator, examples = evaluate_model(model, dataset, limit=limit, progress=progress,
                                          keep_examples=keep_examples, iou_threshold=iou,

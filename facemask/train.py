@@ -283,7 +283,7 @@ def run(argv=None) -> dict:
         runs.write_run_record(model.log_dir, plan.record())
     callbacks = []
     if args.eval_every:
-        from mrcnn.model.periodic_eval import PeriodicEvaluation
+        from mrcnn.evaluation import PeriodicEvaluation
 
         callbacks.append(PeriodicEvaluation(model, val_set, every=args.eval_every, limit=args.eval_limit))
     started = time.time()

@@ -19,7 +19,7 @@ def test_ours_stages_fit_the_budget():
 
 def test_saved_detections_replay_through_evaluate_model(tmp_path):
     from mrcnn.data.dataset import Dataset
-    from mrcnn.metrics import evaluate_model
+    from mrcnn.evaluation import evaluate_model
 
     masks = np.zeros((2, 40, 60, 1), bool)
     masks[0, 5:20, 10:30, 0] = True

@@ -1,4 +1,4 @@
-"""evaluate.py / inference.py end to end (real subprocesses) and mrcnn.metrics.evaluate_model.
+"""evaluate.py / inference.py end to end (real subprocesses) and mrcnn.evaluation.evaluate_model.
 
 One session-scoped setup: a tiny synthetic dataset and a random-init tiny inference model whose
 weights and config.json sit in a fake run folder, so ``--weights last --logs LOGS`` finds them.
@@ -152,7 +152,8 @@ def infer_run(cli_runs):
 # ----------------------------------------------------------------------------- in process
 def test_evaluate_model_in_process(setup, cli_runs):  # cli_runs: start them first
     import facemask
-    from mrcnn.metrics import Evaluator, evaluate_model
+    from mrcnn.evaluation import evaluate_model
+    from mrcnn.metrics import Evaluator
 
     dataset = facemask.load_dataset(str(setup["data"]), "val", verbose=False)
     evaluator, examples = evaluate_model(setup["model"], dataset, progress=False, keep_examples=2,
