@@ -68,51 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _fmt(cov) -> str:
-    if cov is None:
-        return f"{'-':>9} {'-':>11} {'-':>11}"
-    return f"{cov['mean_iou']:9.3f} {cov['recall@0.5']:11.3f} {cov['recall@0.7']:11.3f}"
-
-
-def format_table(report: dict) -> str:
-    d, f = report["default"], report["fitted"]
-    lines = [f"{report['n_boxes']} boxes at input size {report['image_shape'][0]}x{report['image_shape'][1]}, "
-             f"strides {report['strides']}, objective: {report['objective']}",
-             f"{'':22}{'mean IoU':>9} {'recall@0.5':>11} {'recall@0.7':>11}   per-level best"]
-    for kind in ("shape", "positional"):
-        for name, part in (("default", d), ("fitted", f)):
-            cov = part[kind]
-            levels = "" if cov is None else str(cov["per_level"])
-            lines.append(f"{kind + '-only' if kind == 'shape' else kind:11} {name:10}{_fmt(cov)}   {levels}")
-    lines.append(f"scales  default {d['scales']}  ->  fitted {f['scales']}")
-    lines.append(f"ratios  default {d['ratios']}  ->  fitted {f['ratios']}")
-    if report.get("kept_default"):
-        lines.append(f"({report.get('kept_default_reason') or 'kept the config anchors'})")
-    return "\n".join(lines)
-
-
-def write_snippet(path: str, snippet: dict) -> None:
-    """The config snippet as JSON, or YAML for .yaml/.yml (Config.save does the same)."""
-    Config.write_values(snippet, path)
-
-
-def plot_fit(fit, config, path: str, title: str) -> None:
-    """Box shapes vs the default and fitted anchors (:func:`mrcnn.visualize.plot_anchor_fit`)."""
-    import numpy as np
-
-    from mrcnn.anchor_fit import anchor_shapes
-    from mrcnn.visualize import plot_anchor_fit
-
-    boxes = fit.boxes
-    hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
-    d = fit.report["default"]
-    plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios), path,
-                    title=f"{title}: {len(boxes)} GT boxes at {config.IMAGE_SHAPE[0]}x{config.IMAGE_SHAPE[1]} input")
-
-
 def run(args_list=None) -> dict[str, Any]:
     """Do everything the CLI does; returns ``{"snippet", "fit", "report", "n_boxes", "config", "out", "plot"}``."""
-    from mrcnn.anchor_fit import fit_anchors_to_dataset
+    from mrcnn.anchor_fit import fit_anchors_to_dataset, format_fit_report
+    from mrcnn.visualize import plot_fitted_anchors
 
     args = parse_args(args_list)
     args.spec = ClassSpec.parse(args.classes, args.class_key)
@@ -133,13 +92,13 @@ def run(args_list=None) -> dict[str, Any]:
         snippet["BACKBONE"] = config.BACKBONE
         snippet["BACKBONE_STRIDES"] = [int(s) for s in config.BACKBONE_STRIDES]
     if not args.quiet:
-        print(format_table(fit.report))
+        print(format_fit_report(fit.report))
     if args.out:
-        write_snippet(args.out, snippet)
+        Config.write_values(snippet, args.out)  # JSON, or YAML for .yaml/.yml
         if not args.quiet:
             print(f"wrote {args.out}")
     if args.plot:
-        plot_fit(fit, config, args.plot, f"{args.dataset}/{args.subset}")
+        plot_fitted_anchors(fit, args.plot, f"{args.dataset}/{args.subset}")
         if not args.quiet:
             print(f"wrote {args.plot}")
     return {"snippet": snippet, "fit": fit, "report": fit.report, "n_boxes": int(len(fit.boxes)),

@@ -223,13 +223,14 @@ class Plan:
                 "budget": self.budget.to_record() if self.budget else self.run.get("budget")}
 
 
-def save_anchor_fit(fit, config, run_dir: str) -> None:
+def save_anchor_fit(fit, run_dir: str) -> None:
     """The fitted anchors' config snippet and plot, in the run folder."""
-    from .fit_anchors import plot_fit, write_snippet
+    from mrcnn.config import Config
+    from mrcnn.visualize import plot_fitted_anchors
 
     os.makedirs(run_dir, exist_ok=True)
-    write_snippet(os.path.join(run_dir, "anchors_auto.json"), fit.to_config())
-    plot_fit(fit, config, os.path.join(run_dir, "anchors_auto.png"), "train")
+    Config.write_values(fit.to_config(), os.path.join(run_dir, "anchors_auto.json"))
+    plot_fitted_anchors(fit, os.path.join(run_dir, "anchors_auto.png"), "train")
 
 
 def run(argv=None) -> dict:
@@ -250,13 +251,11 @@ def run(argv=None) -> dict:
     plan.weights_file(config)  # a pretrained key: checked against the backbone and fetched before the work
     fit = None
     if plan.anchors == "auto":
-        from mrcnn.anchor_fit import fit_anchors_to_dataset
-
-        from .fit_anchors import format_table
+        from mrcnn.anchor_fit import fit_anchors_to_dataset, format_fit_report
 
         print("Fitting RPN anchors to the training boxes...")
         fit = fit_anchors_to_dataset(train_set, config, progress=True)
-        print(format_table(fit.report))
+        print(format_fit_report(fit.report))
         config.apply(fit.to_config()).validate()
     elif plan.anchors not in ("default", "run"):
         config.apply_file(plan.anchors).validate()
@@ -267,7 +266,7 @@ def run(argv=None) -> dict:
     build_seconds = time.time() - build_started
     untrained = load_initial_weights(model, plan, config)
     if fit is not None and chief:
-        save_anchor_fit(fit, config, model.log_dir)
+        save_anchor_fit(fit, model.log_dir)
     plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
     check_stages(model, plan.stages, untrained)
     augmentation = None if plan.augment == "none" else "default"

@@ -36,7 +36,8 @@ from mrcnn.config import ConfigError
 from mrcnn.ops.anchors import compute_backbone_shapes
 
 __all__ = ["AnchorFit", "iou_wh", "kmeans_iou", "anchor_shapes", "anchor_coverage", "anchor_recall_positional",
-           "positional_coverage", "fit_anchors", "validate_fit", "boxes_at_input_size", "boxes_to_wh"]
+           "positional_coverage", "fit_anchors", "validate_fit", "boxes_at_input_size", "boxes_to_wh",
+           "format_fit_report"]
 
 #: Scale-progression factors tried by :func:`fit_anchors`. FPN/Matterport use 2 (scale/stride constant,
 #: which suits an RPN head shared by all levels); the others are preferred only when clearly better.
@@ -544,3 +545,29 @@ def fit_anchors_to_dataset(dataset, config, *, progress: bool = True, **fit_kwar
     validate_fit(fit, config)
     fit.boxes = boxes
     return fit
+
+
+# ------------------------------------------------------------------------------------------ report
+def _coverage_cells(cov) -> str:
+    if cov is None:
+        return f"{'-':>9} {'-':>11} {'-':>11}"
+    return f"{cov['mean_iou']:9.3f} {cov['recall@0.5']:11.3f} {cov['recall@0.7']:11.3f}"
+
+
+def format_fit_report(report: dict) -> str:
+    """The default-vs-fitted table of an :attr:`AnchorFit.report` (shape-only and positional coverage,
+    per-level best, the scales and ratios), as ``facemask-fit-anchors`` and ``train.py --anchors auto`` print."""
+    d, f = report["default"], report["fitted"]
+    lines = [f"{report['n_boxes']} boxes at input size {report['image_shape'][0]}x{report['image_shape'][1]}, "
+             f"strides {report['strides']}, objective: {report['objective']}",
+             f"{'':22}{'mean IoU':>9} {'recall@0.5':>11} {'recall@0.7':>11}   per-level best"]
+    for kind in ("shape", "positional"):
+        for name, part in (("default", d), ("fitted", f)):
+            cov = part[kind]
+            levels = "" if cov is None else str(cov["per_level"])
+            lines.append(f"{kind + '-only' if kind == 'shape' else kind:11} {name:10}{_coverage_cells(cov)}   {levels}")
+    lines.append(f"scales  default {d['scales']}  ->  fitted {f['scales']}")
+    lines.append(f"ratios  default {d['ratios']}  ->  fitted {f['ratios']}")
+    if report.get("kept_default"):
+        lines.append(f"({report.get('kept_default_reason') or 'kept the config anchors'})")
+    return "\n".join(lines)

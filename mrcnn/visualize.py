@@ -448,6 +448,20 @@ def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=Non
 
 
 # ----------------------------------------------------------------------------- notebooks
+
+def plot_fitted_anchors(fit, path: str, title: str) -> None:
+    """:func:`plot_anchor_fit` of an :class:`mrcnn.anchor_fit.AnchorFit`: its GT boxes against the
+    report's default anchors and the fitted ones."""
+    from mrcnn.anchor_fit import anchor_shapes
+
+    boxes = fit.boxes
+    hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    d = fit.report["default"]
+    h, w = fit.report["image_shape"][:2]
+    plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios), path,
+                    title=f"{title}: {len(boxes)} GT boxes at {h}x{w} input")
+
+
 def display_instances(image, boxes, masks, class_ids, class_names, scores=None, title="",
                       figsize=(16, 16), ax=None, show_mask=True, show_bbox=True, colors=None,
                       captions=None, show: bool = False):

@@ -34,6 +34,10 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     assert "val mask mAP@0.5" in first.stdout and "(ranked)" in first.stdout
     assert "Loss curves:" in first.stdout and "too few to judge convergence" in first.stdout
     assert not list(run.glob("*.tmp*")), "a temporary checkpoint file was left behind"
+    # --anchors auto (the default from scratch): the fit's table, snippet and plot
+    assert "recall@0.5" in first.stdout and "fitted" in first.stdout
+    assert set(json.loads((run / "anchors_auto.json").read_text())) == {"RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS"}
+    assert (run / "anchors_auto.png").stat().st_size > 0
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
     summary = json.loads((run / "train_summary.json").read_text())
