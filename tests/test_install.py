@@ -40,7 +40,8 @@ def test_wheel_holds_the_two_packages_and_the_commands(wheel):
         top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert top == {"mrcnn", "facemask"}, f"unexpected top-level entries in the wheel: {sorted(top)}"
-    assert "facemask/cli.py" in names and "mrcnn/anchor_fit.py" in names
+    assert "facemask/cli.py" in names and "mrcnn/anchor_fit.py" in names and "mrcnn/evaluation.py" in names
+    assert "facemask/synthetic/scene.py" in names and "facemask/synthetic/__main__.py" in names
     for command in COMMANDS:
         assert f"{command} = facemask." in entry_points, command
 

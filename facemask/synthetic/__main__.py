@@ -1,0 +1,6 @@
+"""``python -m facemask.synthetic``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
