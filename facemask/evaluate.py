@@ -33,8 +33,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, Checkpoint, CLIError, add_checkpoint_args, build_model, cli_message,
-                  checkpoint_config, cli_main, positive_int, probability, resolve_weights)
+from .cli import (DEFAULT_DATASET, DEFAULT_LOGS, CLIError, add_checkpoint_args, build_model, checkpoint_config,
+                  cli_main, cli_message, positive_int, probability)
 
 # Heavy imports (TensorFlow, matplotlib) are deferred so argument and path errors are instant.
 
@@ -76,39 +76,72 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
                         profile: str | None = None, config_file: str | None = None, limit: int | None = None,
                         min_confidence: float | None = None, out_dir: str | None = None,
                         iou: float = 0.5, batch_size: int | None = None, keep_examples: int = 4,
-                        unknown: str = "error", progress: bool = True, model=None, verbose: bool = True) -> dict:
+                        unknown: str = "error", progress: bool = True, verbose: bool = True) -> dict:
     """Evaluate ``weights_path`` (a checkpoint, a run folder or ``last``) on ``dataset_dir/subset``.
 
     The classes, profile and sizes come from the run's ``config.json``; ``classes``/``class_key``/
-    ``profile``/``config_file`` only matter without one (or must agree with it). ``model``: an already
-    built inference ``MaskRCNN`` to use as it is (``weights_path`` is only recorded). ``unknown``:
+    ``profile``/``config_file`` only matter without one (or must agree with it). ``unknown``:
     "error" or "skip" for val regions whose class the model does not know. Writes ``report.json``,
     ``pr_curve.png`` and ``overlays/`` to ``out_dir`` (default ``<run folder>/eval_<subset>``) and
     returns the summary dict (the report).
 
     Raises FileNotFoundError (weights / dataset / no checkpoint), CLIError, ConfigError.
     """
-    from .data import ClassSpec, load_dataset
+    from mrcnn.evaluation import evaluate_model
 
     say = print if verbose else (lambda *a, **k: None)
     t_start = time.perf_counter()
-    if model is not None:
-        ckpt = Checkpoint(resolve_weights(weights_path, logs), model.config, "the given model")
-    else:
-        ckpt = checkpoint_config(weights_path, logs=logs, profile=profile, classes=classes, class_key=class_key,
-                                 config_file=config_file, IMAGES_PER_GPU=batch_size)
-    config, weights_path, source = ckpt.config, ckpt.weights, ckpt.source
-    # The headline ranks detections down to a low score; the figure at the run's own threshold is
-    # reported beside it.
+    ckpt, dataset, spec, reference = load_evaluation(
+        weights_path, dataset_dir, subset, classes, logs, class_key=class_key, profile=profile,
+        config_file=config_file, batch_size=batch_size, min_confidence=min_confidence, unknown=unknown,
+        verbose=verbose)
+    t_model = time.perf_counter()
+    model = build_model(ckpt, logs)
+    model_s = time.perf_counter() - t_model
+    evaluator, examples = evaluate_model(model, dataset, limit=limit, progress=progress,
+                                         keep_examples=keep_examples, iou_threshold=iou,
+                                         reference_confidence=reference[0], reference_max=reference[1])
+    summary, table = score_table(evaluator, iou)
+    say("")
+    say(table)
+    warnings = []
+    msg = no_detection_warning(summary, float(ckpt.config.DETECTION_MIN_CONFIDENCE), subset)
+    if msg:
+        warnings.append(msg)
+        print(f"warning: {msg}", file=sys.stderr)
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt.weights)), f"eval_{subset}")
+    summary.update(warnings=warnings, per_image=evaluator.per_image, limit=limit, iou=iou,
+                   timing={**evaluator.timing, "model_build_s": round(model_s, 3)})
+    summary = write_report(summary, examples, ckpt, dataset, spec, dataset_dir, subset, out_dir, reference, iou,
+                           t_start)
+    t = summary["timing"]
+    say(f"\n{summary['num_images']} images in {t['wall_s']:.1f} s "
+        f"({t['images_per_s'] or 0:.2f} images/s in detect)")
+    say(f"wrote {summary['report']}, {summary['pr_curve_png']}, {len(summary['overlays'])} overlays in "
+        f"{os.path.join(out_dir, 'overlays')}")
+    return summary
+
+
+def load_evaluation(weights_path: str, dataset_dir: str, subset: str, classes: str | None, logs: str, *,
+                    class_key: str | None, profile: str | None, config_file: str | None, batch_size: int | None,
+                    min_confidence: float | None, unknown: str, verbose: bool = True):
+    """(checkpoint with the ranked detection settings applied, the loaded dataset, its ClassSpec,
+    (reference confidence, reference max instances)); the dataset's classes checked against the model's."""
+    from mrcnn.data.via_dataset import UnknownClassError
     from mrcnn.evaluation import ranked_detection_settings
 
+    from .data import ClassSpec, load_dataset
+
+    ckpt = checkpoint_config(weights_path, logs=logs, profile=profile, classes=classes, class_key=class_key,
+                             config_file=config_file, IMAGES_PER_GPU=batch_size)
+    config = ckpt.config
+    # The headline ranks detections down to a low score; the figure at the run's own threshold is
+    # reported beside it.
     ranked, reference = ranked_detection_settings(config, min_confidence)
-    if model is None:
-        config.apply(ranked)
+    config.apply(ranked)
+    say = print if verbose else (lambda *a, **k: None)
     say(ckpt.describe())
     spec = getattr(config, "class_spec", None) or ClassSpec.parse(classes, class_key)
-    from mrcnn.data.via_dataset import UnknownClassError
-
     try:
         dataset = load_dataset(dataset_dir, subset, spec, verbose=verbose, unknown=unknown)
     except UnknownClassError as e:  # the model's classes are fixed: --classes is not the fix
@@ -120,40 +153,32 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
                        f"({', '.join(dataset.class_names[1:])}); pass the --classes it was trained with")
     if len(dataset.image_ids) == 0:
         raise CLIError(f"no images in {os.path.join(dataset_dir, subset)}")
-    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(weights_path)), f"eval_{subset}")
+    return ckpt, dataset, spec, reference
 
-    t_model = time.perf_counter()
-    if model is None:
-        model = build_model(ckpt, logs)
-    model_s = time.perf_counter() - t_model
 
-    from mrcnn.evaluation import evaluate_model
+def score_table(evaluator, iou: float) -> tuple[dict, str]:
+    """(the evaluator's summary, its printed table), with the extra mAP@``iou`` line when iou != 0.5."""
     from mrcnn.metrics import format_table
 
-    evaluator, examples = evaluate_model(model, dataset, limit=limit, progress=progress,
-                                         keep_examples=keep_examples, iou_threshold=iou,
-                                         reference_confidence=reference[0], reference_max=reference[1])
     summary = evaluator.summary()
     table = format_table(summary)
-    extra_iou = not math.isclose(iou, 0.5)
-    if extra_iou:
+    if not math.isclose(iou, 0.5):
         for key in ("mask_AP", "box_AP"):
             vals = [r[key] for r in evaluator.per_image if r["num_gt"]]
             summary[f"{key.split('_')[0]}_mAP@{iou:g}"] = float(sum(vals) / len(vals)) if vals else float("nan")
         table += (f"\n\nMatterport mAP@{iou:g} (mean over the images with GT):  mask "
                   f"{summary[f'mask_mAP@{iou:g}']:.3f}   box {summary[f'box_mAP@{iou:g}']:.3f}")
-    say("")
-    say(table)
+    return summary, table
 
-    warnings = []
-    msg = no_detection_warning(summary, float(config.DETECTION_MIN_CONFIDENCE), subset)
-    if msg:
-        warnings.append(msg)
-        print(f"warning: {msg}", file=sys.stderr)
 
-    # Files.
+def write_report(summary: dict, examples: list, ckpt, dataset, spec, dataset_dir: str, subset: str, out_dir: str,
+                 reference: tuple, iou: float, t_start: float) -> dict:
+    """``pr_curve.png``, the GT-vs-prediction ``overlays/`` of ``examples`` and ``report.json`` (the
+    summary with its definitions, provenance and file paths) in ``out_dir``; returns that report."""
+    from mrcnn.runs import write_text
     from mrcnn.visualize import plot_gt_vs_pred, plot_pr_curves
 
+    config = ckpt.config
     os.makedirs(out_dir, exist_ok=True)
     pr_path = os.path.join(out_dir, "pr_curve.png")
     plot_pr_curves(summary["pr_curve"], pr_path,
@@ -171,49 +196,42 @@ def evaluate_checkpoint(weights_path: str, dataset_dir: str = DEFAULT_DATASET, s
                         pred["class_ids"], pred["scores"], pred["masks"], dataset.class_names, path,
                         iou_threshold=iou, title=os.path.basename(ex["name"]))
         overlays.append(path)
-
     summary.update({
-        "definitions": {
-            "mask_mAP50": "Matterport's compute_ap at mask IoU 0.5, mean over the images with GT; detections "
-                          f"ranked down to score {config.DETECTION_MIN_CONFIDENCE:g}, at most "
-                          f"{config.DETECTION_MAX_INSTANCES} per image",
-            "box_mAP50": "the same at box IoU 0.5",
-            "mask_mAP50_at_min_confidence": "the same as mask_mAP50 with only the detections >= the run's "
-                                            "DETECTION_MIN_CONFIDENCE (what Matterport-style runs report)",
-            "per_class_mask_AP50": "dataset-level AP per class at mask IoU 0.5 (detections pooled over images)",
-            "coco_segm": "pycocotools COCOeval (segm); AP is AP@[.5:.95]; null = no GT in that range",
-            "coco_bbox": "pycocotools COCOeval (bbox)",
-        },
-        "weights": os.path.abspath(weights_path),
+        "definitions": report_definitions(config),
+        "weights": os.path.abspath(ckpt.weights),
         "dataset": os.path.abspath(dataset_dir),
         "subset": subset,
         "classes": spec.mode,
         "class_key": spec.key,
         "class_names": list(dataset.class_names),
-        "limit": limit,
-        "iou": iou,
-        "config_source": source,
+        "config_source": ckpt.source,
         "config": config.to_dict(),
         "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
         "reference_min_confidence": reference[0],
-        "warnings": warnings,
-        "per_image": evaluator.per_image,
-        "timing": {**evaluator.timing, "model_build_s": round(model_s, 3),
-                   "wall_s": round(time.perf_counter() - t_start, 3)},
+        "timing": {**summary["timing"], "wall_s": round(time.perf_counter() - t_start, 3)},
         "out_dir": os.path.abspath(out_dir),
         "report": os.path.abspath(os.path.join(out_dir, "report.json")),
         "pr_curve_png": os.path.abspath(pr_path),
         "overlays": [os.path.abspath(p) for p in overlays],
     })
     summary = json_safe(summary)
-    from mrcnn.runs import write_text
-
     write_text(summary["report"], json.dumps(summary, indent=2, allow_nan=False))
-    t = summary["timing"]
-    say(f"\n{summary['num_images']} images in {t['wall_s']:.1f} s "
-        f"({t['images_per_s'] or 0:.2f} images/s in detect)")
-    say(f"wrote {summary['report']}, {summary['pr_curve_png']}, {len(overlays)} overlays in {overlay_dir}")
     return summary
+
+
+def report_definitions(config) -> dict:
+    """What each headline figure of the report means, for ``report.json``."""
+    return {
+        "mask_mAP50": "Matterport's compute_ap at mask IoU 0.5, mean over the images with GT; detections "
+                      f"ranked down to score {config.DETECTION_MIN_CONFIDENCE:g}, at most "
+                      f"{config.DETECTION_MAX_INSTANCES} per image",
+        "box_mAP50": "the same at box IoU 0.5",
+        "mask_mAP50_at_min_confidence": "the same as mask_mAP50 with only the detections >= the run's "
+                                        "DETECTION_MIN_CONFIDENCE (what Matterport-style runs report)",
+        "per_class_mask_AP50": "dataset-level AP per class at mask IoU 0.5 (detections pooled over images)",
+        "coco_segm": "pycocotools COCOeval (segm); AP is AP@[.5:.95]; null = no GT in that range",
+        "coco_bbox": "pycocotools COCOeval (bbox)",
+    }
 
 
 # ----------------------------------------------------------------------------- CLI
