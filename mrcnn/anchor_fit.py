@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mrcnn.config import ConfigError
-from mrcnn.ops.anchors import compute_backbone_shapes
+from mrcnn.ops.anchors import AnchorSpec
 
 __all__ = ["AnchorFit", "iou_wh", "kmeans_iou", "anchor_shapes", "anchor_coverage", "anchor_recall_positional",
            "positional_coverage", "fit_anchors", "validate_fit", "boxes_at_input_size", "boxes_to_wh",
@@ -216,9 +216,8 @@ def positional_coverage(boxes, scales, ratios, config, image_shape=None) -> dict
     """Fast positional coverage of ``boxes`` [N, 4] (input pixels) by ``scales``/``ratios`` on the
     anchor grid of ``config`` (strides, RPN_ANCHOR_STRIDE, IMAGE_SHAPE); same result as
     :func:`anchor_recall_positional` with those scales/ratios set, without building every anchor."""
-    shape = _image_shape(config, image_shape)
-    best, level = _positional_best(boxes, scales, ratios, compute_backbone_shapes(config, shape),
-                                   config.BACKBONE_STRIDES, int(config.RPN_ANCHOR_STRIDE))
+    shape, spec = _image_shape(config, image_shape), AnchorSpec.from_config(config)
+    best, level = _positional_best(boxes, scales, ratios, spec.feature_shapes(shape), spec.strides, spec.anchor_stride)
     return _summarise(best, level, len(scales))
 
 
@@ -229,16 +228,13 @@ def anchor_recall_positional(boxes, config, image_shape=None, chunk_pairs: int =
     Returns the same keys as :func:`anchor_coverage`: mean best IoU, recall@0.5 / @0.7 (fraction of
     boxes whose best anchor reaches that IoU) and the level of each box's best anchor.
     """
-    from mrcnn.ops.anchors import get_anchors
     from mrcnn.ops.boxes import compute_overlaps
 
-    shape = _image_shape(config, image_shape)
+    shape, spec = _image_shape(config, image_shape), AnchorSpec.from_config(config)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    anchors = get_anchors(config, image_shape=shape)
-    n_levels = len(config.RPN_ANCHOR_SCALES)
-    per_level = [len(range(0, int(r), config.RPN_ANCHOR_STRIDE)) * len(range(0, int(c), config.RPN_ANCHOR_STRIDE))
-                 * len(config.RPN_ANCHOR_RATIOS) for r, c in compute_backbone_shapes(config, shape)]
-    bounds = np.cumsum(per_level)
+    anchors = spec.anchors(shape)
+    n_levels = len(spec.scales)
+    bounds = np.cumsum(spec.anchors_per_level(shape))
     best = np.zeros(len(boxes))
     arg = np.zeros(len(boxes), dtype=int)
     step = max(1, int(chunk_pairs // max(1, len(anchors))))

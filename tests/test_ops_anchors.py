@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.config import Config, ConfigError
-from mrcnn.ops.anchors import (compute_backbone_shapes, generate_anchors, generate_pyramid_anchors,
+from mrcnn.ops.anchors import (AnchorSpec, compute_backbone_shapes, generate_anchors, generate_pyramid_anchors,
                                generate_pyramid_anchors_tf, get_anchors)
 from mrcnn.ops.boxes import norm_boxes
 
@@ -115,6 +115,25 @@ def test_get_anchors_callable_backbone():
 
     config = CallableConfig()
     np.testing.assert_array_equal(get_anchors(config), get_anchors(SmallConfig()))
+
+
+
+def test_anchor_spec_reads_the_config_once_and_matches_get_anchors():
+    """AnchorSpec.from_config holds plain values (a changed config does not change it) and its
+    anchors / level sizes are get_anchors' (with an anchor stride of 2, where cells are skipped)."""
+    class Strided(SmallConfig):
+        RPN_ANCHOR_STRIDE = 2
+
+    config = Strided()
+    spec = AnchorSpec.from_config(config)
+    assert spec.scales == tuple(config.RPN_ANCHOR_SCALES) and spec.anchor_stride == 2
+    assert all(isinstance(r, float) for r in spec.ratios) and spec.feature_shape_fn is None
+    np.testing.assert_array_equal(spec.anchors((128, 96)), get_anchors(config, (128, 96)))
+    per_level = spec.anchors_per_level((128, 96))
+    assert sum(per_level) == len(spec.anchors((128, 96)))
+    assert per_level[0] == len(range(0, 32, 2)) * len(range(0, 24, 2)) * len(config.RPN_ANCHOR_RATIOS)
+    config.RPN_ANCHOR_SCALES = tuple(2 * s for s in config.RPN_ANCHOR_SCALES)
+    assert spec != AnchorSpec.from_config(config) and spec.scales[0] * 2 == config.RPN_ANCHOR_SCALES[0]
 
 
 # ------------------------------------------------------------------------------------ Config

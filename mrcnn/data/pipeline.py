@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.ops.anchors import get_anchors
+from mrcnn.ops.anchors import AnchorSpec
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import ResizeInfo, compose_image_meta, mold_image, resize_image_for_config, resize_mask
 from mrcnn.ops.masks import minimize_mask
@@ -202,7 +202,7 @@ def training_sample(dataset, config, image_id: int, augmentation, seed,
     if len(class_ids) > config.MAX_GT_INSTANCES:
         keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
         class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
-    anchors = get_anchors(config, gt.image.shape)
+    anchors = AnchorSpec.from_config(config).anchors(gt.image.shape)
     rpn_match, rpn_bbox = build_rpn_targets(
         anchors, class_ids, boxes, anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE,
         bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
@@ -227,7 +227,7 @@ def training_sample(dataset, config, image_id: int, augmentation, seed,
 def input_signature(config) -> dict[str, tf.TensorSpec]:
     """Static shapes of one (unbatched) training sample."""
     h, w = int(config.IMAGE_SHAPE[0]), int(config.IMAGE_SHAPE[1])
-    num_anchors = len(get_anchors(config, (h, w)))
+    num_anchors = len(AnchorSpec.from_config(config).anchors((h, w)))
     mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else (h, w)
     cap = config.MAX_GT_INSTANCES
     return {

@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
 from .boxes import norm_boxes
-
-
-def compute_backbone_shapes(config, image_shape) -> np.ndarray:
-    """Feature-map (height, width) of each pyramid level, [L, 2] int, for an input of ``image_shape``.
-
-    ``config.COMPUTE_BACKBONE_SHAPE(image_shape)`` for a callable BACKBONE (Matterport's rule),
-    else ``ceil(image / stride)`` per ``BACKBONE_STRIDES``. The graph reads the same shapes from
-    its feature maps (:class:`mrcnn.model.rpn.PyramidAnchors`) and checks them against this.
-    """
-    if callable(config.BACKBONE):
-        return np.asarray(config.COMPUTE_BACKBONE_SHAPE(image_shape), dtype=np.int64).reshape(-1, 2)
-    return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
-                     for s in config.BACKBONE_STRIDES])
 
 
 def generate_anchors(scale: float, ratios, shape, feature_stride: int, anchor_stride: int = 1) -> np.ndarray:
@@ -45,21 +34,63 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
                            for s, shp, fs in zip(scales, feature_shapes, feature_strides)], axis=0)
 
 
+@dataclass(frozen=True)
+class AnchorSpec:
+    """The anchor settings of a config, read once: one square-equivalent side per pyramid level
+    (``scales``, input pixels), the width/height ``ratios`` shared by every level, the level
+    ``strides`` and Matterport's ``anchor_stride`` (cells between anchor centres). ``feature_shape_fn``:
+    Matterport's ``COMPUTE_BACKBONE_SHAPE`` for a callable BACKBONE, else ``ceil(image / stride)``."""
+
+    scales: tuple[float, ...]
+    ratios: tuple[float, ...]
+    strides: tuple[int, ...]
+    anchor_stride: int = 1
+    feature_shape_fn: Callable | None = None
+
+    @classmethod
+    def from_config(cls, config) -> "AnchorSpec":
+        return cls(tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
+                   tuple(int(s) for s in config.BACKBONE_STRIDES), int(config.RPN_ANCHOR_STRIDE),
+                   config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None)
+
+    def feature_shapes(self, image_shape) -> np.ndarray:
+        """Feature-map (height, width) of each pyramid level, [L, 2] int, for an input of ``image_shape``.
+        The graph reads the same shapes from its feature maps (:class:`mrcnn.model.rpn.PyramidAnchors`)
+        and checks them against this."""
+        if self.feature_shape_fn is not None:
+            return np.asarray(self.feature_shape_fn(image_shape), dtype=np.int64).reshape(-1, 2)
+        return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
+                         for s in self.strides])
+
+    def anchors_per_level(self, image_shape) -> list[int]:
+        """How many anchors each level has at ``image_shape`` (the level boundaries of :meth:`anchors`)."""
+        return [len(range(0, int(r), self.anchor_stride)) * len(range(0, int(c), self.anchor_stride))
+                * len(self.ratios) for r, c in self.feature_shapes(image_shape)]
+
+    def anchors(self, image_shape, normalized: bool = False) -> np.ndarray:
+        """The anchor pyramid at ``image_shape`` [A, 4] (y1, x1, y2, x2): pixels, or the model's
+        normalised coordinates with ``normalized=True``. Cached per input size."""
+        image_shape = tuple(int(v) for v in image_shape[:2])
+        shapes = tuple(tuple(int(v) for v in row) for row in self.feature_shapes(image_shape))
+        anchors = _cached_anchors(self.scales, self.ratios, shapes, self.strides, self.anchor_stride)
+        return norm_boxes(anchors, image_shape) if normalized else anchors.copy()
+
+
 @lru_cache(maxsize=16)
 def _cached_anchors(scales, ratios, feature_shapes, strides, anchor_stride):
     return generate_pyramid_anchors(scales, ratios, feature_shapes, strides, anchor_stride)
 
 
-def get_anchors(config, image_shape=None, normalized: bool = False) -> np.ndarray:
-    """The anchor pyramid for ``config`` at ``image_shape`` (default ``config.IMAGE_SHAPE``).
+def compute_backbone_shapes(config, image_shape) -> np.ndarray:
+    """Matterport's ``utils.compute_backbone_shapes``: :meth:`AnchorSpec.feature_shapes` of ``config``."""
+    return AnchorSpec.from_config(config).feature_shapes(image_shape)
 
-    Pixel coordinates by default; ``normalized=True`` gives the model's normalised coordinates.
-    """
-    image_shape = tuple(int(v) for v in (config.IMAGE_SHAPE if image_shape is None else image_shape)[:2])
-    shapes = tuple(tuple(int(v) for v in row) for row in compute_backbone_shapes(config, image_shape))
-    anchors = _cached_anchors(tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
-                              shapes, tuple(config.BACKBONE_STRIDES), int(config.RPN_ANCHOR_STRIDE))
-    return norm_boxes(anchors, image_shape) if normalized else anchors.copy()
+
+def get_anchors(config, image_shape=None, normalized: bool = False) -> np.ndarray:
+    """Matterport's ``MaskRCNN.get_anchors``: :meth:`AnchorSpec.anchors` of ``config`` at ``image_shape``
+    (default ``config.IMAGE_SHAPE``)."""
+    return AnchorSpec.from_config(config).anchors(config.IMAGE_SHAPE if image_shape is None else image_shape,
+                                                  normalized)
 
 
 def generate_pyramid_anchors_tf(scales, ratios, feature_shapes, feature_strides, anchor_stride: int = 1):
