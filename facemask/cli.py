@@ -22,7 +22,7 @@ from .profiles import PROFILES
 DEFAULT_DATASET = os.path.join("datasets", "facemask")
 DEFAULT_LOGS = "logs"
 RUN_NAME = "facemask"
-PRETRAINED = ("coco", "imagenet", "none")
+PRETRAINED = ("coco", "imagenet", "synthetic", "none")
 
 
 class CLIError(Exception):
@@ -91,6 +91,7 @@ class WeightsChoice:
     """What ``--weights`` named, parsed once (:func:`parse_weights`).
 
     ``kind``: ``"pretrained"`` (``key`` is coco or imagenet: fetched on use, see :meth:`local_path`),
+    ``"synthetic"`` (the profile's model pretrained on generated face masks: built once, cached),
     ``"none"`` (from scratch), ``"resume"`` (``last`` or a run folder: ``path`` is its newest
     checkpoint) or ``"file"`` (``path`` is a weights file).
     """
@@ -109,9 +110,18 @@ class WeightsChoice:
     def resuming(self) -> bool:
         return self.kind == "resume"
 
-    def local_path(self, progress: bool = True) -> str | None:
+    def local_path(self, progress: bool = True, config=None) -> str | None:
         """The weights file: a pretrained key is downloaded once into Keras' cache (or taken from its
-        ``MRCNN_*_WEIGHTS`` override); None for ``none``. A failed download is a one-line :class:`CLIError`."""
+        ``MRCNN_*_WEIGHTS`` override), ``synthetic`` built once for ``config``'s profile and model shape
+        (:func:`facemask.pretrain.synthetic_weights`); None for ``none``. A failed download or build is
+        a one-line :class:`CLIError`."""
+        if self.kind == "synthetic":
+            from .pretrain import PretrainError, synthetic_weights
+
+            try:
+                return synthetic_weights(config, progress=progress)
+            except PretrainError as e:
+                raise CLIError(str(e)) from None
         if self.kind != "pretrained":
             return self.path
         from mrcnn.model.pretrained import WeightsDownloadError, fetch_pretrained
@@ -124,7 +134,7 @@ class WeightsChoice:
 
     def describe(self) -> str:
         """What the run record keeps: the key, or the file it started from."""
-        return self.key if self.kind == "pretrained" else (self.path or "none")
+        return self.key if self.kind in ("pretrained", "synthetic") else (self.path or "none")
 
 
 def pretrained_spec(key: str):
@@ -144,7 +154,9 @@ def parse_weights(text: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = Fal
         if not pretrained:
             raise CLIError(f"--weights {text}: give a trained checkpoint (PATH, a run folder or 'last'); "
                            f"{text} weights have no face-mask heads")
-        return WeightsChoice("none" if key == "none" else "pretrained", text, key=None if key == "none" else key)
+        if key == "none":
+            return WeightsChoice("none", text)
+        return WeightsChoice("synthetic" if key == "synthetic" else "pretrained", text, key=key)
     if key == "last":
         return WeightsChoice("resume", text, path=find_last_checkpoint(logs, RUN_NAME))
     if os.path.isdir(text):
@@ -153,7 +165,7 @@ def parse_weights(text: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = Fal
             raise CLIError(f"--weights {text}: the folder has no mask_rcnn_*_NNNN.h5 checkpoint")
         return WeightsChoice("resume", text, path=checkpoint)
     if not os.path.isfile(text):
-        keys = "coco, imagenet, none, last" if pretrained else "last"
+        keys = "coco, imagenet, synthetic, none, last" if pretrained else "last"
         raise CLIError(f"--weights {text}: no such file or folder (or give one of the keys {keys})")
     return WeightsChoice("file", text, path=text)
 

@@ -8,6 +8,7 @@ Examples::
 
     python train.py                                   # CPU demo on synthetic data (= facemask-train)
     python train.py --profile gpu --weights coco --dataset /content/drive/MyDrive/facemask
+    python train.py --dataset my_photos --weights synthetic   # pretrain on generated face masks once (cached), fine-tune
     python train.py --weights last                    # resume the newest run exactly where it stopped
     python train.py --stages "heads:0.001:10,all:0.0001:20" --anchors auto
     python train.py --dataset my_data --classes auto --class-key label   # any classes from any attribute
@@ -55,11 +56,16 @@ def parse_stages(text: str) -> list[tuple[str, float, int]]:
     return stages
 
 
-def default_stages(pretrained: bool, lr: float, profile: str) -> list[tuple[str, float, int]]:
-    """Pretrained: heads then all at lr/100 (the original project). From scratch: all layers,
-    then all at lr/10 for the last quarter (a step schedule)."""
+def default_stages(pretrained: bool, lr: float, profile: str, synthetic: bool = False) -> list[tuple[str, float, int]]:
+    """Pretrained (COCO, ImageNet, a file): heads then all at lr/100 (the original project). From
+    scratch: all layers, then all at lr/10 for the last quarter (a step schedule). From the synthetic
+    pretraining: the from-scratch schedule with its first epochs on the heads (its backbone saw
+    generated images only, so it keeps training at the full rate)."""
     if profile == "tiny":
         return [("heads" if pretrained else "all", lr, 1), ("all", lr / 10, 2)]
+    if synthetic:
+        scratch = default_stages(False, lr, profile)
+        return [("heads", lr, max(1, scratch[0][2] // 5))] + scratch
     if pretrained:
         return [("heads", lr, 10), ("all", lr / 100, 20)]
     if profile == "cpu":
@@ -76,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="none",
                    help="coco (Matterport's COCO weights, downloaded once into ~/.keras/models; "
                         "MRCNN_COCO_WEIGHTS=PATH_OR_URL replaces the source), imagenet (ResNet-50 ImageNet "
-                        "weights: --profile r50; MRCNN_IMAGENET_WEIGHTS likewise), last (resume the newest run), "
+                        "weights: --profile r50; MRCNN_IMAGENET_WEIGHTS likewise), synthetic (the profile's "
+                        "model pretrained on generated face masks: built once, cached in ~/.cache/mrcnn-facemask; "
+                        "no download), last (resume the newest run), "
                         "a run folder (resume it), none (from scratch, the CPU demo default) or a .h5 path")
     p.add_argument("--profile", choices=tuple(PROFILES), default=None,
                    help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px; "
@@ -210,14 +218,14 @@ class Plan:
                                f"'{self.profile}' (BACKBONE={config.BACKBONE}); use {fits[self.choice.key]}, "
                                f"or --weights none to train profile '{self.profile}' from scratch")
         if self.weights_path is None:
-            self.weights_path = self.choice.local_path()
+            self.weights_path = self.choice.local_path(config=config)
         return self.weights_path
 
     def record(self) -> dict:
         started = self.choice.describe() if self.choice.kind != "resume" else None
         return {"stages": [list(s) for s in self.stages], "dataset": os.path.abspath(self.dataset),
                 "weights": self.run.get("weights") or started, "weights_file": self.run.get("weights_file")
-                or (self.weights_path if self.choice.kind == "pretrained" else None),
+                or (self.weights_path if self.choice.kind in ("pretrained", "synthetic") else None),
                 "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment,
                 "next_stage_from": self.next_stage_from,
                 "budget": self.budget.to_record() if self.budget else self.run.get("budget")}
@@ -267,7 +275,8 @@ def run(argv=None) -> dict:
     untrained = load_initial_weights(model, plan, config)
     if fit is not None and chief:
         save_anchor_fit(fit, model.log_dir)
-    plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile)
+    plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile,
+                                                 synthetic=plan.choice.kind == "synthetic")
     check_stages(model, plan.stages, untrained)
     augmentation = None if plan.augment == "none" else "default"
     if plan.minutes:
