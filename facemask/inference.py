@@ -22,15 +22,14 @@ Exit code 0 when at least one image was processed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .cli import CLIError, add_checkpoint_args, cli_main, load_checkpoint, positive_int, probability
+from .predictions import ImageDetections, PredictionWriter
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -68,190 +67,97 @@ def output_names(root: Path, files: list[Path], fmt: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- main work
-def infer_folder(args: argparse.Namespace, *, model=None) -> dict:
-    """Detect in every image under ``args.input`` and write overlays, predictions.json,
-    summary.csv and skipped.txt to ``args.output``; returns a summary dict (see :func:`run`).
-    ``model``: an inference ``MaskRCNN`` to use instead of loading ``args.weights``."""
-    import numpy as np
-
-    from mrcnn.metrics import mask_coverage
-
-    input_path, output, recursive = args.input, args.output, args.recursive
-    root, files = find_images(input_path, recursive, exclude=output)
-    if not files:
-        raise CLIError(f"no images found in {input_path} (extensions {', '.join(IMAGE_EXTENSIONS)}"
-                       f"{'' if recursive else '; add --recursive for sub-folders'})")
-    overrides = {"DETECTION_MIN_CONFIDENCE": args.min_confidence, "DETECTION_MAX_INSTANCES": args.max_detections,
-                 "IMAGES_PER_GPU": args.batch_size}
-    if model is None:
-        model, ckpt = load_checkpoint(args, **overrides)
-    else:
-        from .cli import Checkpoint, resolve_weights
-
-        ckpt = Checkpoint(resolve_weights(args.weights, args.logs), model.config, "the given model")
-    config, weights_path, class_names = model.config, ckpt.weights, ckpt.class_names
-    print(f"{len(files)} images in {input_path}; classes: {', '.join(class_names[1:])}")
-    progress, fmt = not args.no_progress, args.format
-    via_entries = [] if args.via_out else None
-    class_key = getattr(config, "CLASS_KEY", None) or "class"
-
-    def via_image_entry(path: Path, file_name: str, masks, ids, scores):
-        from mrcnn.data.via_export import image_entry, mask_to_polygon, polygon_region
-
-        regions = []
-        for i in range(len(ids)):
-            points = mask_to_polygon(masks[..., i])
-            if points is not None:
-                regions.append(polygon_region(points, {class_key: class_names[int(ids[i])],
-                                                       "score": f"{float(scores[i]):.3f}"}))
-        return image_entry(file_name, path.stat().st_size, regions)
-
-    from tqdm.auto import tqdm
-
+def detect_images(model, root: Path, files: list[Path], overlays: list[str], batch_size: int = 1
+                  ) -> Iterator[ImageDetections]:
+    """Read each file and run ``model.detect`` on batches of ``batch_size``; yields one
+    :class:`ImageDetections` per file, in order: its detections, or the reason it was skipped (an
+    unreadable file; a detection that failed on its own: a failing batch is retried image by image)."""
     from mrcnn.data.image_io import read_image_rgb
-    from mrcnn.visualize import save_overlay
-
-    os.makedirs(output, exist_ok=True)
-    names = output_names(root, files, fmt)
-    images_json, annotations, rows, skipped = [], [], [], []
-    counts_total = {n: 0 for n in class_names[1:]}
-    batch = max(1, int(config.BATCH_SIZE))
-    detect_s = 0.0
-    t_start = time.perf_counter()
-
-    def skip(path: Path, reason: str) -> None:
-        reason = " ".join(str(reason).split())
-        skipped.append((path, reason))
-        tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
 
     def detect(images):
-        nonlocal detect_s
         t0 = time.perf_counter()
-        try:
-            return model.detect(list(images))  # pads a short last batch itself (one graph)
-        finally:
-            detect_s += time.perf_counter() - t0
+        results = model.detect(list(images))  # pads a short last batch itself (one graph)
+        return results, (time.perf_counter() - t0) / len(images)
 
-    def handle(path: Path, out_rel: str, image, result) -> None:
-        h, w = image.shape[:2]
-        ids = np.asarray(result["class_ids"]).reshape(-1)
-        scores = np.asarray(result["scores"], dtype=float).reshape(-1)
-        rois = np.asarray(result["rois"], dtype=float).reshape(-1, 4)
-        masks = result["masks"]
-        save_overlay(os.path.join(output, out_rel), image, rois, masks, ids, class_names, scores)
-        image_id = len(images_json) + 1
-        file_name = path.relative_to(root).as_posix()
-        images_json.append({"id": image_id, "file_name": file_name, "width": int(w), "height": int(h),
-                            "overlay": out_rel, "n_detections": int(len(ids))})
-        per_class = {n: 0 for n in class_names[1:]}
-        from pycocotools import mask as mask_utils
+    for start in range(0, len(files), batch_size):
+        items, loaded = [], []
+        for path, overlay in zip(files[start:start + batch_size], overlays[start:start + batch_size]):
+            item = ImageDetections(path, path.relative_to(root).as_posix(), overlay)
+            try:
+                item.image = read_image_rgb(path)
+                loaded.append(item)
+            except (OSError, ValueError) as e:  # ImageReadError is a ValueError
+                item.error = str(e)
+            items.append(item)
+        if loaded:
+            try:
+                results, share = detect([item.image for item in loaded])
+                for item, result in zip(loaded, results):
+                    item.result, item.detect_s = result, share
+            except (MemoryError, KeyboardInterrupt):
+                raise
+            except Exception:  # one bad image must not take the batch down: retry one by one
+                for item in loaded:
+                    try:
+                        (item.result,), item.detect_s = detect([item.image])
+                    except (MemoryError, KeyboardInterrupt):
+                        raise
+                    except Exception as e:
+                        item.error = f"detection failed: {type(e).__name__}: {e}"
+        yield from items
 
-        from mrcnn.ops.masks import encode_rle
-        for i in range(len(ids)):
-            rle = encode_rle(masks[..., i])
-            y1, x1, y2, x2 = rois[i]
-            name = class_names[int(ids[i])]
-            per_class[name] += 1
-            annotations.append({
-                "image_id": image_id, "file_name": file_name, "category_id": int(ids[i]),
-                "category_name": name, "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                "score": round(float(scores[i]), 6), "segmentation": rle,
-                "area": int(mask_utils.area(rle))})
-        for n, c in per_class.items():
-            counts_total[n] += c
-        if via_entries is not None:
-            via_entries.append(via_image_entry(path, file_name, masks, ids, scores))
-        face_pct, area_pct = mask_coverage(result, class_names, image.shape)
-        rows.append({"file": file_name, "width": w, "height": h, "n_detections": len(ids), **per_class,
-                     "mean_score": f"{scores.mean():.4f}" if len(ids) else "",
-                     "masked_face_pct": "" if face_pct is None else f"{face_pct:.2f}",
-                     "mask_area_pct": f"{area_pct:.2f}"})
 
-    bar = tqdm(total=len(files), desc="inference", unit="img", disable=not progress, dynamic_ncols=True)
-    try:
-        for start in range(0, len(files), batch):
-            chunk = list(zip(files[start:start + batch], names[start:start + batch]))
-            loaded = []
-            for path, out_rel in chunk:
-                try:
-                    loaded.append((path, out_rel, read_image_rgb(path)))
-                except (OSError, ValueError) as e:  # ImageReadError is a ValueError
-                    skip(path, e)
-            if loaded:
-                try:
-                    results = detect([im for _, _, im in loaded])
-                except (MemoryError, KeyboardInterrupt):
-                    raise
-                except Exception:  # one bad image must not take the batch down: retry one by one
-                    results = None
-                if results is not None:
-                    for (path, out_rel, image), result in zip(loaded, results):
-                        handle(path, out_rel, image, result)
-                else:
-                    for path, out_rel, image in loaded:
-                        try:
-                            result = detect([image])[0]
-                        except (MemoryError, KeyboardInterrupt):
-                            raise
-                        except Exception as e:
-                            skip(path, f"detection failed: {type(e).__name__}: {e}")
-                            continue
-                        handle(path, out_rel, image, result)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+def infer_folder(args: argparse.Namespace) -> dict:
+    """Detect in every image under ``args.input`` (:func:`detect_images`) and write overlays,
+    predictions.json, summary.csv, skipped.txt and the optional VIA project to ``args.output``
+    (:class:`~facemask.predictions.PredictionWriter`); returns a summary dict (see :func:`run`)."""
+    from tqdm.auto import tqdm
+
+    root, files = find_images(args.input, args.recursive, exclude=args.output)
+    if not files:
+        raise CLIError(f"no images found in {args.input} (extensions {', '.join(IMAGE_EXTENSIONS)}"
+                       f"{'' if args.recursive else '; add --recursive for sub-folders'})")
+    model, ckpt = load_checkpoint(args, DETECTION_MIN_CONFIDENCE=args.min_confidence,
+                                  DETECTION_MAX_INSTANCES=args.max_detections, IMAGES_PER_GPU=args.batch_size)
+    config, class_names = model.config, ckpt.class_names
+    print(f"{len(files)} images in {args.input}; classes: {', '.join(class_names[1:])}")
+    writer = PredictionWriter(args.output, class_names, class_key=getattr(config, "CLASS_KEY", None) or "class",
+                              overlay_format=args.format, via_out=args.via_out)
+    t_start = time.perf_counter()
+    with tqdm(total=len(files), desc="inference", unit="img", disable=args.no_progress, dynamic_ncols=True) as bar:
+        for item in detect_images(model, root, files, output_names(root, files, args.format),
+                                  max(1, int(config.BATCH_SIZE))):
+            writer.add(item)
+            bar.update(1)
     wall_s = time.perf_counter() - t_start
+    paths = writer.close({"weights": os.path.abspath(ckpt.weights), "input": os.path.abspath(args.input),
+                          "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
+                          "detection_max_instances": int(config.DETECTION_MAX_INSTANCES),
+                          "bbox_format": "xywh (COCO)", "segmentation_format": "COCO RLE, counts as str"},
+                         root=root, name=os.path.basename(os.path.abspath(args.input)))
+    return report(writer, paths, ckpt.weights, args, wall_s)
 
-    # Files.
-    pred_path = os.path.join(output, "predictions.json")
-    with open(pred_path, "w", encoding="utf-8") as f:
-        json.dump({
-            "info": {"weights": os.path.abspath(weights_path), "input": os.path.abspath(input_path),
-                     "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
-                     "detection_max_instances": int(config.DETECTION_MAX_INSTANCES),
-                     "bbox_format": "xywh (COCO)", "segmentation_format": "COCO RLE, counts as str"},
-            "images": images_json,
-            "categories": [{"id": i, "name": n} for i, n in enumerate(class_names) if i > 0],
-            "annotations": annotations,
-        }, f)
-    csv_path = os.path.join(output, "summary.csv")
-    fields = ["file", "width", "height", "n_detections", *class_names[1:], "mean_score",
-              "masked_face_pct", "mask_area_pct"]
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    if via_entries is not None:
-        from mrcnn.data.via_export import via_project, write_via_project
 
-        write_via_project(args.via_out, via_project(via_entries, class_key=class_key, class_names=class_names[1:],
-                                                    name=os.path.basename(os.path.abspath(input_path)),
-                                                    image_folder=os.path.abspath(root) + os.sep))
-        print(f"VIA 2 project for correction: {args.via_out} (open it in VIA 2.0.x with Project > Load; "
-              f"images in {root}; class attribute {class_key!r})")
-    skipped_path = os.path.join(output, "skipped.txt")
-    with open(skipped_path, "w", encoding="utf-8") as f:
-        for path, reason in skipped:
-            f.write(f"{path}\t{reason}\n")
-
-    processed = len(rows)
-    ips = processed / detect_s if detect_s > 0 else 0.0
+def report(writer: PredictionWriter, paths: dict, weights: str, args: argparse.Namespace, wall_s: float) -> dict:
+    """Print the outcome and return the summary dict; nothing processed is a CLIError."""
+    processed, skipped, counts = writer.processed, len(writer.skipped), writer.counts
+    ips = processed / writer.detect_s if writer.detect_s > 0 else 0.0
     summary = {
-        "processed": processed, "skipped": len(skipped), "skipped_files": [str(p) for p, _ in skipped],
-        "detections_per_class": counts_total, "total_detections": int(sum(counts_total.values())),
-        "images_per_s": round(ips, 3), "detect_s": round(detect_s, 3), "wall_s": round(wall_s, 3),
-        "weights": os.path.abspath(weights_path), "output": os.path.abspath(output),
-        "predictions": os.path.abspath(pred_path), "summary_csv": os.path.abspath(csv_path),
-        "skipped_txt": os.path.abspath(skipped_path),
+        "processed": processed, "skipped": skipped, "skipped_files": [str(p) for p, _ in writer.skipped],
+        "detections_per_class": counts, "total_detections": int(sum(counts.values())),
+        "images_per_s": round(ips, 3), "detect_s": round(writer.detect_s, 3), "wall_s": round(wall_s, 3),
+        "weights": os.path.abspath(weights), "output": os.path.abspath(args.output),
+        **{key: os.path.abspath(path) for key, path in paths.items()},
         "via_out": os.path.abspath(args.via_out) if args.via_out else None,
     }
-    per_class = ", ".join(f"{n} {c}" for n, c in counts_total.items())
+    per_class = ", ".join(f"{n} {c}" for n, c in counts.items())
     print(f"{ips:.2f} images/s in detect ({processed / wall_s if wall_s > 0 else 0:.2f} images/s overall)")
-    print(f"done: {processed} images processed, {len(skipped)} skipped; detections: "
-          f"{summary['total_detections']} ({per_class}); overlays in {output}; "
-          f"{pred_path}; {csv_path}" + (f"; skipped files in {skipped_path}" if skipped else ""))
+    print(f"done: {processed} images processed, {skipped} skipped; detections: "
+          f"{summary['total_detections']} ({per_class}); overlays in {args.output}; "
+          f"{paths['predictions']}; {paths['summary_csv']}"
+          + (f"; skipped files in {paths['skipped_txt']}" if skipped else ""))
     if processed == 0:
-        raise CLIError(f"no image could be processed ({len(skipped)} skipped; see {skipped_path})")
+        raise CLIError(f"no image could be processed ({skipped} skipped; see {paths['skipped_txt']})")
     return summary
 
 
