@@ -56,6 +56,17 @@ def parse_stages(text: str) -> list[tuple[str, float, int]]:
     return stages
 
 
+def lr_decay(text: str) -> float:
+    """``--layer-lr-decay``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]: the earlier stages' rates are LR * D^k")
+    return value
+
+
 def default_stages(pretrained: bool, lr: float, profile: str, synthetic: bool = False) -> list[tuple[str, float, int]]:
     """Pretrained (COCO, ImageNet, a file): heads then all at lr/100 (the original project). From
     scratch: all layers, then all at lr/10 for the last quarter (a step schedule). From the synthetic
@@ -104,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where each stage after the first starts: last (the weights the stage before ended "
                         "with; default) or best (its lowest-val-loss checkpoint, best.h5, as the original "
                         "face-mask project restarted its all-layers stage; bench/RESULTS.md compares them)")
+    p.add_argument("--layer-lr-decay", type=lr_decay, metavar="D",
+                   help="per-layer learning rates in every stage that trains the backbone: res5 at the stage's LR, "
+                        "res4 at LR*D, res3 at LR*D^2, res2 at LR*D^3, conv1 at LR*D^4 (FPN, RPN and heads at LR); "
+                        "0 < D <= 1, e.g. 0.5. Unset: every layer at the stage's LR (a resumed run keeps its own)")
     p.add_argument("--steps-per-epoch", type=positive_int, metavar="N", help="override STEPS_PER_EPOCH")
     p.add_argument("--minutes", type=positive_float, metavar="N",
                    help="finish training and the final evaluation within N minutes: the first steps are timed, "
@@ -176,6 +191,7 @@ class Plan:
         self.dataset = args.dataset or self.run.get("dataset") or DEFAULT_DATASET
         self.augment = args.augment or self.run.get("augment") or "default"
         self.next_stage_from = args.next_stage_from or self.run.get("next_stage_from") or "last"
+        self.layer_lr_decay = args.layer_lr_decay or self.run.get("layer_lr_decay")
         self.pretrained = self.run.get("weights", "?") != "none" if self.resuming else self.choice.pretrained
         self.anchors = "run" if self.resuming else (args.anchors or ("auto" if not self.pretrained else "default"))
         self.weights_path = None  # the file to start from: fetched by weights_file()
@@ -227,7 +243,7 @@ class Plan:
                 "weights": self.run.get("weights") or started, "weights_file": self.run.get("weights_file")
                 or (self.weights_path if self.choice.kind in ("pretrained", "synthetic") else None),
                 "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment,
-                "next_stage_from": self.next_stage_from,
+                "next_stage_from": self.next_stage_from, "layer_lr_decay": self.layer_lr_decay,
                 "budget": self.budget.to_record() if self.budget else self.run.get("budget")}
 
 
@@ -301,7 +317,8 @@ def run(argv=None) -> dict:
         if i and plan.next_stage_from == "best" and model.epoch == stages[i - 1][2]:
             restart_from_best(model)
         model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers, augmentation=augmentation,
-                    custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1)
+                    custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1,
+                    layer_lr_decay=plan.layer_lr_decay)
     train_seconds = time.time() - started
     record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
     if not chief:  # the chief plots, evaluates and reports

@@ -19,7 +19,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     logs = tmp_path / "logs"
     common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(logs), "--augment", "none"]
     first = _train(*common, "--stages", "all:0.01:1,all:0.001:2", "--steps-per-epoch", "2", "--eval-limit", "2",
-                   "--eval-every", "1")
+                   "--eval-every", "1", "--layer-lr-decay", "0.5")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "val mask mAP@0.5 =" in first.stdout
     runs = list(logs.glob("facemask*"))
@@ -48,6 +48,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
 
     run_record = json.loads((run / "run.json").read_text())
     assert run_record["stages"] == [["all", 0.01, 1], ["all", 0.001, 2]] and run_record["weights"] == "none"
+    assert run_record["layer_lr_decay"] == 0.5 and "layer-wise LR decay 0.5 down the backbone" in first.stdout
     assert (saved := json.loads((run / "config.json").read_text()))["PROFILE"] == "tiny"
     assert saved["CLASS_NAMES"] == ["mask"]
 
@@ -62,7 +63,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     again = _train("--logs", str(logs), "--weights", "last", "--steps-per-epoch", "2", "--no-eval")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "=== Stage 2/2: layers=all lr=0.001 until epoch 2 ===" in again.stdout
-    assert "Starting at epoch 1" in again.stdout
+    assert "Starting at epoch 1" in again.stdout and "layer-wise LR decay 0.5" in again.stdout  # the run's own
     assert sorted(p.name for p in run.glob("mask_rcnn_facemask_*.h5"))[-1] == "mask_rcnn_facemask_0002.h5"
     assert json.loads((run / "run.json").read_text())["stages"] == run_record["stages"]
 
@@ -84,7 +85,8 @@ def test_train_rejects_bad_arguments(tmp_path):
                          (["--stages", "all:-1:3"], "the learning rate must be > 0"),
                          (["--stages", "all:0.01:3,all:0.001:2"], "stage epochs must increase"),
                          (["--steps-per-epoch", "-3"], "-3 must be >= 1"),
-                         (["--classes", "a,A"], "names a class twice")):
+                         (["--classes", "a,A"], "names a class twice"),
+                         (["--layer-lr-decay", "1.5"], "is not in (0, 1]")):
         bad = _train(*args, timeout=60)
         assert bad.returncode == 2 and needle in bad.stderr, (args, bad.stderr[-500:])
     missing = _train("--dataset", str(tmp_path / "nowhere"), "--logs", str(tmp_path / "logs"), timeout=120)

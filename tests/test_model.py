@@ -270,3 +270,29 @@ def test_validation_steps_stop_once_every_val_image_is_seen(images, steps, expec
         image_ids = np.arange(images)
 
     assert validation_steps(tiny_config(VALIDATION_STEPS=steps, IMAGES_PER_GPU=2), Val) == expected
+
+
+def test_layer_lr_decay_scales_each_backbone_stage(tmp_path, datasets):
+    """--layer-lr-decay through MaskRCNN.train: with a tiny decay the early stages (conv1, res2, res3:
+    scales 1e-16, 1e-12, 1e-8) keep their kernels through a real training step, res5 (scale 1) and
+    the heads move; the scale per variable follows the stage in its Matterport name."""
+    from mrcnn.model.trainer import backbone_stage, layer_lr_scales
+
+    assert [backbone_stage(p) for p in ("conv1/kernel", "bn_conv1/gamma", "res2a_branch2a/kernel",
+                                        "bn4b_branch2b/beta", "res5c_branch1/kernel", "fpn_c5p5/kernel",
+                                        "rpn_conv_shared/kernel", "mrcnn_mask_conv1/kernel")] == [1, 1, 2, 4, 5,
+                                                                                                None, None, None]
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        layer_lr_scales([], 0.0)
+    model = MaskRCNN("training", tiny_config(STEPS_PER_EPOCH=1, GRADIENT_CLIP_NORM=1e6), str(tmp_path))
+    kernels = {v.path: v for v in model.keras_model.trainable_variables if v.path.endswith("kernel")}
+    before = {p: v.numpy().copy() for p, v in kernels.items()}
+    model.train(datasets[0], None, learning_rate=0.05, epochs=1, layers="all", verbose=0, layer_lr_decay=1e-4)
+    moved = {p: float(np.abs(v.numpy() - before[p]).max()) for p, v in kernels.items()}
+    scales = dict(zip([v.path for v in model.keras_model.trainable_variables],
+                      model.keras_model.gradient_scales))
+    assert scales["conv1/kernel"] == pytest.approx(1e-16) and scales["res5a_branch2a/kernel"] == 1.0
+    early = [m for p, m in moved.items() if backbone_stage(p) in (1, 2, 3)]
+    late = [m for p, m in moved.items() if backbone_stage(p) == 5 or p.startswith("mrcnn_")]
+    assert early and late and max(late) > 1e-4
+    assert max(early) < 1e-6 * max(late), f"early stages moved by {max(early)} against {max(late)}"

@@ -22,7 +22,7 @@ from .graph import build_inference_graph, build_training_graph
 from .loop import chief_value, distributed_inputs, is_chief, run_epochs, step_functions
 from .mask_head import select_class_masks
 from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling, policy_name
-from .trainer import CheckpointCallback, MaskRCNNTrainingModel, learning_rate_schedule
+from .trainer import CheckpointCallback, MaskRCNNTrainingModel, layer_lr_scales, learning_rate_schedule
 from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
 
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
@@ -197,8 +197,13 @@ class MaskRCNN:
             optimizer.build(self.keras_model.trainable_variables)
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
-              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1):
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1,
+              layer_lr_decay: float | None = None):
         """Train ``layers`` until epoch ``epochs`` (continuing from ``self.epoch``), as Matterport.
+
+        ``layer_lr_decay`` (0, 1]: the backbone's stages train at lower rates the earlier they are
+        (res5 at ``learning_rate``, res4 at ``learning_rate * decay``, ... conv1 at ``decay ** 4``;
+        :func:`~mrcnn.model.trainer.layer_lr_scales`); None: every layer at ``learning_rate``.
 
         ``augmentation``: None, "default" (albumentations policy) or an albumentations/imgaug
         transform. Checkpoints each epoch in ``self.log_dir``; TensorBoard logs beside them.
@@ -223,6 +228,8 @@ class MaskRCNN:
             cfg.save(os.path.join(self.log_dir, "config.json"))
         train_ds, val_ds, val_steps = self._input_datasets(train_dataset, val_dataset, augmentation)
         self.set_trainable(layers, verbose=verbose and chief)
+        self.keras_model.gradient_scales = (None if layer_lr_decay is None else
+                                            layer_lr_scales(self.keras_model.trainable_variables, layer_lr_decay))
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
@@ -235,7 +242,8 @@ class MaskRCNN:
             ramp = f" (warm-up: linear ramp over the next {warmup} steps)" if warmup > 0 else ""
             compute = policy_name(cfg.MIXED_PRECISION)
             dtype = f", compute {compute} (MIXED_PRECISION={cfg.MIXED_PRECISION!r})" if compute != "float32" else ""
-            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}, layers={layers}{dtype}\n"
+            decay = f", layer-wise LR decay {layer_lr_decay:g} down the backbone" if layer_lr_decay else ""
+            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}{decay}, layers={layers}{dtype}\n"
                   f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
         try:
             history = run_epochs(

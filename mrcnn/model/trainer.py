@@ -1,9 +1,10 @@
 """The training model: custom ``train_step``/``test_step`` with the five losses, weight decay,
-clipped SGD, per-head diagnostics; the learning-rate warm-up; the checkpoint callback (atomic,
-best-by-val-loss)."""
+clipped SGD, per-head diagnostics; per-layer learning rates (layer-wise decay down the backbone);
+the learning-rate warm-up; the checkpoint callback (atomic, best-by-val-loss)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -30,6 +31,7 @@ class MaskRCNNTrainingModel(keras.Model):
         super().__init__(*args, **kwargs)
         self.loss_weights_cfg = {k: 1.0 for k in LOSS_NAMES}
         self.weight_decay = 0.0
+        self.gradient_scales = None  # per trainable variable, from layer_lr_scales (None: all 1)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES + DIAGNOSTICS}
 
     def configure(self, loss_weights: dict, weight_decay: float):
@@ -94,6 +96,8 @@ class MaskRCNNTrainingModel(keras.Model):
                 scaled = self.optimizer.scale_loss(scaled)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if self.gradient_scales is not None:  # SGD: a scaled gradient is that variable's learning rate scaled
+            grads = [g if s == 1.0 or g is None else g * s for g, s in zip(grads, self.gradient_scales)]
         self.optimizer.apply(grads, variables)
         with tf.name_scope("diagnostics"):
             diagnostics = self.diagnostics(x, out)
@@ -104,6 +108,30 @@ class MaskRCNNTrainingModel(keras.Model):
         out = self(x, training=False)
         parts = self.compute_losses(x, out)
         return self._record(self._total(parts), parts, self.diagnostics(x, out))
+
+
+_RESNET_STAGE = re.compile(r"^(?:res|bn)([2-5])|^(?:bn_)?conv1(?:/|$)")
+
+
+def backbone_stage(variable_path: str) -> int | None:
+    """The ResNet stage (1 = conv1, 2..5 = res2..res5, their BN included) a variable belongs to, in
+    Matterport's layer names; None outside the ResNet backbone (FPN, RPN, heads, other backbones)."""
+    m = _RESNET_STAGE.match(variable_path)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else 1
+
+
+def layer_lr_scales(variables, decay: float) -> list[float]:
+    """Layer-wise learning-rate decay: ``decay ** (5 - stage)`` for the backbone's variables (res5 at
+    the full rate, res4 at ``decay``, ... conv1 at ``decay ** 4``), 1 for the rest."""
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"the layer-wise learning-rate decay must be in (0, 1], got {decay}")
+    scales = []
+    for v in variables:
+        stage = backbone_stage(v.path)
+        scales.append(1.0 if stage is None else float(decay) ** (5 - stage))
+    return scales
 
 
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
