@@ -490,10 +490,9 @@ def validate_fit(fit: AnchorFit, config) -> None:
 def _resize_geometry(h: int, w: int, config):
     """(scale_y, scale_x, top, left) mapping original pixels to network-input pixels, as the model's
     resize does (:func:`mrcnn.ops.images.resize_geometry`; crop mode: no crop offset, it is random)."""
-    from mrcnn.ops.images import resize_geometry
+    from mrcnn.ops.images import ResizeSpec
 
-    _, (h2, w2), padding = resize_geometry(h, w, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
-                                           config.IMAGE_MIN_SCALE, config.IMAGE_RESIZE_MODE)
+    _, (h2, w2), padding = ResizeSpec.from_config(config).geometry(h, w)
     return h2 / h, w2 / w, padding[0][0], padding[1][0]
 
 

@@ -27,3 +27,23 @@ def test_square_resize_geometry_numpy_and_tf_agree():
         assert float(scale) == compute_scale(h, w, 100, 128) == float(compute_scale_tf(h, w, 100, 128))
         assert tuple(window.numpy()) == info.window
         np.testing.assert_array_equal(padded.numpy(), resized.astype(np.float32))  # flat image: no rounding
+
+
+def test_resize_spec_reads_the_config_once_and_resizes_as_resize_image():
+    import facemask
+    from mrcnn.ops.images import ResizeSpec, resize_geometry, resize_image
+
+    config = facemask.make_config("tiny")
+    spec = ResizeSpec.from_config(config)
+    assert (spec.min_dim, spec.max_dim, spec.mode) == (config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, "square")
+    image = np.random.default_rng(0).integers(0, 255, (90, 150, 3), dtype=np.uint8)
+    resized, info = spec.resize(image)
+    want, want_info = resize_image(image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
+                                   min_scale=config.IMAGE_MIN_SCALE, mode="square")
+    np.testing.assert_array_equal(resized, want)
+    assert info == want_info and spec.geometry(90, 150) == resize_geometry(90, 150, 128, 128, 0, "square")
+    config.IMAGE_MAX_DIM = 256  # read once: the spec keeps its values
+    assert spec.max_dim == 128
+    assert [(ResizeSpec(64, 128, 0, m).fixed_size, ResizeSpec(64, 128, 0, m).deterministic)
+            for m in ("square", "crop", "pad64", "none")] == [(True, True), (True, False), (False, True),
+                                                              (False, True)]

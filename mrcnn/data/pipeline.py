@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from mrcnn.ops.anchors import AnchorSpec
 from mrcnn.ops.boxes import extract_bboxes
-from mrcnn.ops.images import ResizeInfo, compose_image_meta, mold_image, resize_image_for_config, resize_mask
+from mrcnn.ops.images import ResizeInfo, ResizeSpec, compose_image_meta, mold_image, resize_mask
 from mrcnn.ops.masks import minimize_mask
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
@@ -143,7 +143,7 @@ class ResizedCache:
 
 def resize_is_deterministic(config) -> bool:
     """Whether an image's resize is the same every time (all modes but "crop"), so it can be cached."""
-    return config.IMAGE_RESIZE_MODE != "crop"
+    return ResizeSpec.from_config(config).deterministic
 
 
 def input_cache(config) -> ResizedCache | None:
@@ -163,7 +163,7 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
     def load_resized() -> ResizedEntry:
         image = dataset.load_image(image_id)
         masks, class_ids = dataset.load_mask(image_id)
-        resized, info = resize_image_for_config(image, config, rng=rng)
+        resized, info = ResizeSpec.from_config(config).resize(image, rng)
         return ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32),
                             image.shape, info)
 
@@ -291,7 +291,7 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
     if len(image_ids) == 0:
         raise ValueError("the dataset has no images: did you call dataset.prepare() after loading?")
     image_ids = readable_image_ids(dataset, image_ids)
-    if config.IMAGE_RESIZE_MODE not in ("square", "crop"):
+    if not ResizeSpec.from_config(config).fixed_size:
         raise ValueError("batched training needs IMAGE_RESIZE_MODE 'square' or 'crop' (fixed input size)")
     augmenter = as_augmenter(augmentation)
     seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)

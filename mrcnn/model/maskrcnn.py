@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from mrcnn import runs
 from mrcnn.ops.boxes import unmold_boxes
-from mrcnn.ops.images import compose_image_meta, mold_image, resize_image_for_config
+from mrcnn.ops.images import ResizeSpec, compose_image_meta, mold_image
 from mrcnn.ops.masks import paste_masks
 
 from .backbone import BatchNorm
@@ -332,8 +332,9 @@ class MaskRCNN:
     def mold_inputs(self, images):
         """Resize/pad images to the network input; returns (molded [B,H,W,3], metas, windows)."""
         molded, metas, windows = [], [], []
+        resize = ResizeSpec.from_config(self.config)
         for image in images:
-            resized, info = resize_image_for_config(image, self.config)
+            resized, info = resize.resize(image)
             molded.append(mold_image(resized, self.config))
             metas.append(compose_image_meta(0, image.shape, resized.shape, info.window, info.scale,
                                             np.zeros(self.config.NUM_CLASSES, np.int32)))

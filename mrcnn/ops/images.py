@@ -151,10 +151,44 @@ def resize_mask(mask: np.ndarray, info: ResizeInfo) -> np.ndarray:
     return np.pad(mask, info.padding[: mask.ndim], mode="constant", constant_values=0).astype(bool)
 
 
+@dataclass(frozen=True)
+class ResizeSpec:
+    """The config's resize settings (IMAGE_MIN_DIM, IMAGE_MAX_DIM, IMAGE_MIN_SCALE, IMAGE_RESIZE_MODE),
+    read once; the ops below take them as plain values."""
+
+    min_dim: int | None
+    max_dim: int | None
+    min_scale: float = 0.0
+    mode: str = "square"
+
+    @classmethod
+    def from_config(cls, config) -> "ResizeSpec":
+        return cls(config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, float(config.IMAGE_MIN_SCALE or 0),
+                   config.IMAGE_RESIZE_MODE)
+
+    @property
+    def fixed_size(self) -> bool:
+        """Every image becomes max_dim x max_dim ("square", "crop"): what batched training needs."""
+        return self.mode in ("square", "crop")
+
+    @property
+    def deterministic(self) -> bool:
+        """The same image always resizes the same way (all modes but "crop"), so it can be cached."""
+        return self.mode != "crop"
+
+    def resize(self, image: np.ndarray, rng=None):
+        """:func:`resize_image` with these settings -> (image, :class:`ResizeInfo`)."""
+        return resize_image(image, min_dim=self.min_dim, max_dim=self.max_dim, min_scale=self.min_scale,
+                            mode=self.mode, rng=rng)
+
+    def geometry(self, h: int, w: int):
+        """:func:`resize_geometry` with these settings."""
+        return resize_geometry(h, w, self.min_dim, self.max_dim, self.min_scale, self.mode)
+
+
 def resize_image_for_config(image: np.ndarray, config, rng=None):
-    """:func:`resize_image` with the config's IMAGE_* settings."""
-    return resize_image(image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-                        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    """:func:`resize_image` with the config's IMAGE_* settings (:class:`ResizeSpec`)."""
+    return ResizeSpec.from_config(config).resize(image, rng)
 
 
 def mold_image(images: np.ndarray, config) -> np.ndarray:
