@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results import machine_facts, write_section  # noqa: E402
 
 SECTION = "## Accuracy vs torchvision (from scratch, same CPU minutes)"
-METHODS = ("ours", "torchvision")
+METHODS = ("ours", "ours+synthetic", "torchvision")  # the table's order; a variant sorts after its base
 THREADS = 2
 REFERENCE_CONFIDENCE = 0.7  # our CPU profile's DETECTION_MIN_CONFIDENCE: the second figure
 # torchvision recipe (the issue-18 peer): SGD, linear warm-up, lr/10 for the last quarter of the budget.
@@ -54,6 +54,9 @@ square, batch 2, its default augmentation and anchors: `auto` from scratch), sta
 with E1 = 3/4 of the epochs (the second stage runs on from the weights the first ended with, as the defaults do), \
 sized to the budget from `--ours-step-s`; minutes are its measured training time (validation included, \
 model build and anchor fit excluded). Figures from its `eval_val/report.json` (last checkpoint).
+- ours+synthetic (`--ours-weights synthetic`): the same, fine-tuned from `--weights synthetic` (the cpu profile \
+pretrained on the generated face-mask set, built once and cached; its minutes are not counted), default anchors, \
+the first fifth of the first stage's epochs on the heads; `+lldD`: `--layer-lr-decay D`.
 - torchvision {tv_version}: `MaskRCNN(resnet_fpn_backbone("resnet18", weights=None, trainable_layers=5, \
 norm_layer=torch.nn.BatchNorm2d))` (FPN 256 channels; BatchNorm trained, batch statistics, as ours), min_size = max_size = 256, anchors \
 {anchors} x (0.5, 1, 2), 128 RPN anchors and 64 ROIs sampled per image, 300 post-NMS proposals in training and \
@@ -94,14 +97,25 @@ def describe_split(dataset) -> str:
 
 
 # --------------------------------------------------------------------------------------------- ours
-def ours_stages(budget_s: float, step_s: float, lr: float) -> tuple[str, int]:
+def ours_stages(budget_s: float, step_s: float, lr: float, synthetic: bool = False) -> tuple[str, int]:
     """``(--stages text, --steps-per-epoch)`` for about ``budget_s / step_s`` steps: at most 50 steps an
-    epoch, at least 2 epochs; lr for the first 3/4 of the epochs, lr/10 after."""
+    epoch, at least 2 epochs; lr for the first 3/4 of the epochs, lr/10 after. ``synthetic`` (fine-tuning
+    the synthetic-pretrained model, as train.py's default for it): the first fifth of the epochs on the
+    heads only, at lr."""
     total = max(2, round(budget_s / step_s))
     steps_per_epoch = min(50, max(1, total // 2))
     epochs = max(2, round(total / steps_per_epoch))
     first = min(epochs - 1, max(1, round(0.75 * epochs)))
-    return f"all:{lr:g}:{first},all:{lr / 10:g}:{epochs}", steps_per_epoch
+    stages = f"all:{lr:g}:{first},all:{lr / 10:g}:{epochs}"
+    if synthetic and first >= 2:
+        stages = f"heads:{lr:g}:{max(1, first // 5)}," + stages
+    return stages, steps_per_epoch
+
+
+def ours_method(args) -> str:
+    """The method's name in the table (and its result file): ours, ours+synthetic, ours+lld0.5, ..."""
+    name = "ours" + ("+synthetic" if args.ours_weights == "synthetic" else "")
+    return name + (f"+lld{args.ours_layer_lr_decay:g}" if args.ours_layer_lr_decay else "")
 
 
 def run_ours(args, out: Path) -> dict:
@@ -109,14 +123,19 @@ def run_ours(args, out: Path) -> dict:
     from facemask import make_config
 
     lr = float(make_config("cpu").LEARNING_RATE)
-    stages, steps_per_epoch = ours_stages(args.minutes * 60, args.ours_step_s, lr)
-    logs = out / f"ours_logs_{time.strftime('%Y%m%d_%H%M%S')}"
-    cmd = [sys.executable, "train.py", "--dataset", args.dataset, "--profile", "cpu", "--weights", "none",
+    method = ours_method(args)
+    stages, steps_per_epoch = ours_stages(args.minutes * 60, args.ours_step_s, lr, args.ours_weights == "synthetic")
+    logs = out / f"{method}_logs_{time.strftime('%Y%m%d_%H%M%S')}"
+    cmd = [sys.executable, "train.py", "--dataset", args.dataset, "--profile", "cpu", "--weights", args.ours_weights,
            "--classes", args.classes, "--seed", str(args.seed), "--logs", str(logs),
            "--stages", stages, "--steps-per-epoch", str(steps_per_epoch)]
+    if args.ours_weights == "none":
+        cmd += ["--anchors", "auto"]  # train.py's from-scratch default, said explicitly
+    if args.ours_layer_lr_decay:
+        cmd += ["--layer-lr-decay", str(args.ours_layer_lr_decay)]
     if args.config:
         cmd += ["--config", args.config]
-    log_path = out / "ours_train.log"
+    log_path = out / f"{method}_train.log"
     print(f"ours: {' '.join(cmd)}\n      (log: {log_path})", flush=True)
     with open(log_path, "w", encoding="utf-8") as log:
         done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -130,7 +149,7 @@ def run_ours(args, out: Path) -> dict:
     report = json.loads((Path(summary["checkpoint"]).parent / "eval_val" / "report.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     epochs = summary["stages"][-1][2]
-    return {"method": "ours", "steps": epochs * int(config.get("STEPS_PER_EPOCH", steps_per_epoch)),
+    return {"method": method, "steps": epochs * int(config.get("STEPS_PER_EPOCH", steps_per_epoch)),
             "batch": int(config.get("IMAGES_PER_GPU", 2)), "train_s": float(summary["train_seconds"]),
             "mask_mAP50": report["mask_mAP50"],
             "mask_mAP50_at_0.7": report.get("mask_mAP50_at_min_confidence"),
@@ -364,8 +383,14 @@ def table(rows: list[dict]) -> list[str]:
 
 def collect(out_root: Path) -> list[dict]:
     """Every saved result under ``out_root`` (``<dataset>/<method>.json``), datasets sorted, ours first."""
-    rows = [json.loads(p.read_text()) for p in out_root.glob("*/*.json") if p.stem in METHODS]
-    return sorted(rows, key=lambda r: (r["dataset"], METHODS.index(r["method"])))
+    rows = [json.loads(p.read_text()) for p in out_root.glob("*/*.json")
+            if p.stem.split("+")[0] in ("ours", "torchvision")]
+
+    def order(row):
+        base = row["method"].split("+lld")[0]
+        return row["dataset"], METHODS.index(base) if base in METHODS else len(METHODS), row["method"]
+
+    return sorted(rows, key=order)
 
 
 def section_text(rows: list[dict], args) -> str:
@@ -400,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench/.cache/acc", help="logs and per-method results (default %(default)s)")
     p.add_argument("--classes", default="single", help="--classes for both (default single)")
     p.add_argument("--config", help="config overrides file for ours (train.py --config)")
+    p.add_argument("--ours-weights", choices=("none", "synthetic"), default="none",
+                   help="ours from scratch (none) or fine-tuned from the synthetic pretraining (train.py --weights "
+                        "synthetic, built once and cached; its minutes are not counted); method ours+synthetic")
+    p.add_argument("--ours-layer-lr-decay", type=float, default=None, metavar="D",
+                   help="train.py --layer-lr-decay D for ours (method name gets +lldD)")
     p.add_argument("--ours-step-s", type=float, default=0.85,
                    help="seconds per batch-2 training step of ours, to size its epochs (default %(default)s: "
                         "17.0 min / 1,200 steps measured on 2 shared cores)")
@@ -427,8 +457,8 @@ def main(argv=None) -> int:
     budget_s = args.minutes * 60
     if args.only in ("ours", "both"):
         ours = {**run_ours(args, out), **extra}
-        (out / "ours.json").write_text(json.dumps(ours, indent=2))
-        print(f"ours: {ours['steps']} steps in {ours['train_s'] / 60:.1f} min, mask mAP@0.5 {fmt(ours['mask_mAP50'])}")
+        (out / f"{ours['method']}.json").write_text(json.dumps(ours, indent=2))
+        print(f"{ours['method']}: {ours['steps']} steps in {ours['train_s'] / 60:.1f} min, mask mAP@0.5 {fmt(ours['mask_mAP50'])}")
         if args.only == "both":
             budget_s = ours["train_s"]  # the same minutes ours actually took
     if args.only in ("torchvision", "both"):

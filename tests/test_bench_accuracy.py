@@ -15,6 +15,24 @@ def test_ours_stages_fit_the_budget():
     assert (stages, steps_per_epoch) == ("all:0.01:16,all:0.001:21", 50)  # 1,050 steps ~ 1,059 wanted
     stages, steps_per_epoch = accuracy.ours_stages(5, 0.85, 0.01)  # tiny budgets still give two stages
     assert (stages, steps_per_epoch) == ("all:0.01:1,all:0.001:2", 3)
+    # Fine-tuning the synthetic pretraining: the first fifth of stage one on the heads (train.py's default).
+    assert accuracy.ours_stages(900, 0.85, 0.01, synthetic=True)[0] == "heads:0.01:3,all:0.01:16,all:0.001:21"
+
+
+def test_method_names_and_table_order(tmp_path):
+    import argparse
+    import json
+
+    def name(weights, decay=None):
+        return accuracy.ours_method(argparse.Namespace(ours_weights=weights, ours_layer_lr_decay=decay))
+
+    assert [name("none"), name("synthetic"), name("none", 0.5)] == ["ours", "ours+synthetic", "ours+lld0.5"]
+    for method in ("torchvision", "ours+synthetic", "ours+lld0.5", "ours"):
+        (tmp_path / "set").mkdir(exist_ok=True)
+        (tmp_path / "set" / f"{method}.json").write_text(json.dumps({"dataset": "set", "method": method}))
+    (tmp_path / "set" / "torchvision_train.json").write_text("{}")  # the worker's record: not a row
+    assert [r["method"] for r in accuracy.collect(tmp_path)] == ["ours", "ours+lld0.5", "ours+synthetic",
+                                                                 "torchvision"]
 
 
 def test_saved_detections_replay_through_evaluate_model(tmp_path):
