@@ -269,14 +269,14 @@ def run_interleaved(batches, reps, warmup, log=print):
     rows = []
 
     def interleave(phase, batch, call):
-        first = {name: timed(lambda: call(m, 0)) for name, m in models.items()}
+        first = {name: timed(lambda m=m: call(m, 0)) for name, m in models.items()}
         for k in range(1, warmup):
             for m in models.values():
                 call(m, k)
         t = {name: [] for name in models}
         for k in range(reps):
             for name, m in models.items():
-                t[name].append(timed(lambda: call(m, warmup + k)))
+                t[name].append(timed(lambda m=m, k=k: call(m, warmup + k)))
             log(f"[b={batch}] {phase} rep {k}: " + "  ".join(f"{n} {v[-1]:.3f}s" for n, v in t.items()))
         return dict(phase=phase, batch=batch, times=t, first=first)
 
@@ -293,7 +293,8 @@ def run_interleaved(batches, reps, warmup, log=print):
         for name, m in models.items():
             m.setup_infer() if name == "torchvision" else m.setup_infer(batch)
         dets = {name: m.infer(images) for name, m in models.items()}  # a second warm-up call each
-        rows.append({**interleave("inference", batch, lambda m, k: m.infer(images)), "dets": dets, "rss": maxrss_mib()})
+        rows.append({**interleave("inference", batch, lambda m, k, images=images: m.infer(images)), "dets": dets,
+                     "rss": maxrss_mib()})
         for m in models.values():
             m.teardown()
     return rows
@@ -346,7 +347,7 @@ def machine_facts(load_start, load_end) -> str:
     cpu = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return (f"Machine: {os.cpu_count()} CPU cores available ({cpu}), Python {platform.python_version()}, "

@@ -53,7 +53,7 @@ def interleave(calls: dict, reps: int, warmup: int = 2) -> dict[str, list[float]
     times = {name: [] for name in calls}
     for k in range(reps):
         for name, call in calls.items():
-            times[name].append(timed(lambda: call(warmup + k)))
+            times[name].append(timed(lambda call=call, k=k: call(warmup + k)))
     return times
 
 

@@ -378,7 +378,7 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
     default = (tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS))
     candidates = [(default[0], default[1], None)]  # (scales, ratios, factor)
     seen = {(tuple(float(s) for s in default[0]), default[1])}
-    for fi, factor in enumerate(factors):
+    for factor in factors:
         factor = float(factor)
         bases = [min_scale * 2 ** (t / 8) for t in range(0, 8 * 12)]
         bases += [c / factor ** i for c in sizes for i in range(n_levels)]

@@ -127,7 +127,7 @@ def parse_checkpoint_path(path: str, name: str) -> tuple[str, int] | None:
     """``(run_dir, epoch)`` when ``path`` is a checkpoint of a run of config ``name``
     (``.../<name>YYYYmmddTHHMM[SS]/mask_rcnn_<name>_NNNN.h5``), else None."""
     name = re.escape(name.lower())
-    m = re.search(r"[/\\](%s\d{8}T\d{4,6})[/\\]mask_rcnn_%s_(\d{4})\.h5$" % (name, name), path)
+    m = re.search(rf"[/\\]({name}\d{{8}}T\d{{4,6}})[/\\]mask_rcnn_{name}_(\d{{4}})\.h5$", path)
     return (os.path.dirname(path), int(m.group(2))) if m else None
 
 

@@ -124,7 +124,7 @@ def test_detect_returns_masks_at_the_original_size(tmp_path, shape):
 def _write_matterport_h5(path, model, num_classes_in_file: int, fill: float = 0.5):
     """Write a Keras-2 style by-name file as `mask_rcnn_coco.h5` is laid out: a group per layer,
     RPN weights nested in an `rpn_model` group, heads shaped for `num_classes_in_file`."""
-    layers = [l for l in iter_layers(model.keras_model) if l.weights]
+    layers = [layer for layer in iter_layers(model.keras_model) if layer.weights]
     rpn = {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"}
     with h5py.File(path, "w") as f:
         names = []
@@ -183,7 +183,7 @@ def test_matterport_layout_loads_with_exclude_and_reports_mismatch(tmp_path):
 def test_resnet101_has_matterport_layer_names(tmp_path):
     config = facemask.make_config("gpu", IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, IMAGES_PER_GPU=1)
     model = MaskRCNN("inference", config, str(tmp_path))
-    names = {l.name for l in iter_layers(model.keras_model) if l.weights}
+    names = {layer.name for layer in iter_layers(model.keras_model) if layer.weights}
     expected = {"conv1", "bn_conv1", "res2a_branch2a", "res2a_branch1", "bn2a_branch1", "res2c_branch2c",
                 "res3d_branch2c", "res4a_branch1", "res4w_branch2c", "bn4w_branch2c", "res5c_branch2c",
                 "bn5c_branch2c", "fpn_c5p5", "fpn_c4p4", "fpn_c3p3", "fpn_c2p2", "fpn_p2", "fpn_p3", "fpn_p4",

@@ -141,7 +141,7 @@ def test_draw_sample_contract():
     img, masks = draw_sample(rng, 256, 320, negative=False)
     assert img.dtype == np.uint8 and img.shape == (256, 320, 3)
     assert masks
-    for mtype, mask, xs, ys in masks:
+    for _mtype, mask, xs, _ys in masks:
         assert mask.dtype == bool and mask.shape == (256, 320) and mask.sum() >= 20
         assert len(xs) >= 3
 

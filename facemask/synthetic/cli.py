@@ -16,7 +16,7 @@ def _parse_size(text):
             raise ValueError
         return h, w
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW with both >= 64, e.g. 384x512, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected HxW with both >= 64, e.g. 384x512, got {text!r}") from None
 
 
 def main(argv=None):

@@ -109,7 +109,7 @@ def _clip_polygon(xs, ys, xmax, ymax):
     for axis, bound, keep_le in ((0, 0.0, False), (0, xmax, True), (1, 0.0, False), (1, ymax, True)):
         if not pts:
             break
-        inside = (lambda p: p[axis] <= bound) if keep_le else (lambda p: p[axis] >= bound)
+        inside = ((lambda p, a=axis, b=bound: p[a] <= b) if keep_le else (lambda p, a=axis, b=bound: p[a] >= b))
         out = []
         prev = pts[-1]
         for cur in pts:

@@ -115,7 +115,7 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
             try:
                 shown = ImageOps.exif_transpose(img)
             except Exception as exc:  # malformed EXIF; keep pixels as stored
-                warnings.warn(f"{path}: ignoring unreadable EXIF orientation ({exc})")
+                warnings.warn(f"{path}: ignoring unreadable EXIF orientation ({exc})", stacklevel=2)
                 shown = img
             array = _to_rgb_array(shown)
         except (OSError, ValueError, SyntaxError) as exc:

@@ -324,7 +324,7 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
                 error = InputStreamError(count, last, len(image_ids) if all_failed else None)
                 with _STREAM_LOCK:
                     _STREAM_ERRORS[:] = [error]
-                raise error
+                raise error from exc
             if first:
                 logger.warning("Skipping an unreadable training image: %s", exc)
             return [np.bool_(False)] + empty

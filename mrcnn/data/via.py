@@ -186,7 +186,7 @@ def read_via(path: str | os.PathLike, *, class_key: str | None = None) -> ViaFil
         raise ClassKeyError(path, class_key, keys)
     if skipped:
         warnings.warn(f"{path}: skipped {len(skipped)} region(s): "
-                      + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+                      + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
     version = "1.x" if any_dict_regions and not is_project else "2.x"
     return ViaFile(path=path, version=version, images=images, attribute_keys=keys,
                    class_key=class_key, skipped=skipped)
