@@ -7,7 +7,8 @@ Then open http://127.0.0.1:8000/ . Endpoints:
 
 * ``GET /``: the HTML page (upload form; the page's script posts to ``/api/predict``);
 * ``POST /api/predict`` (multipart, field ``file``): JSON ``{counts: {class name: n}, detections: [{class_id, class_name,
-  score, box [y1, x1, y2, x2], mask_area_pct}], mask_area_pct, masked_face_pct, overlay_png_base64,
+  score, box [y1, x1, y2, x2], mask_area_pct}], mask_area_pct, masked_face_pct, overlay_png_base64 (at most
+  ``--overlay-side`` px on its long side; overlay_width, overlay_height),
   width, height, original_width, original_height, downscaled, timing_ms}``;
 * ``GET /healthz``: ``{"status": "ok", "model": ..., "classes": [...]}``.
 
@@ -19,11 +20,12 @@ A file that is not an image -> 415, an empty upload or a request without a ``fil
 a decompression bomb -> 413; errors are JSON ``{"detail": message}`` and never show server paths.
 
 Memory is bounded whatever the number of concurrent uploads: reading, decoding and detecting run
-in ``--slots`` slots (default 1). Waiting uploads stay spooled on disk by the server (not in
-memory) and get 503 after ``--queue-timeout`` seconds. One slot holds at most the upload's bytes
-(``--max-size-mb``), its decoded RGB (``3 x --max-pixels`` bytes, 150 MB at the defaults), a
-downscaled copy and the overlay (``3 x --max-side``^2 bytes each, 50 MB), so about 0.3 GB a slot on
-top of the model. The model is loaded once at start-up.
+in ``--slots`` slots. Waiting uploads stay spooled on disk by the server (not in memory) and get 503
+after ``--queue-timeout`` seconds. A slot's memory was measured (``bench/reliability.py``: peak RSS
+over idle while one 48-megapixel upload is answered with ``DETECTION_MAX_INSTANCES`` detections):
+:data:`SLOT_MB` at the default limits. ``--slots`` defaults to what the machine's memory (the
+smaller of the physical memory and the cgroup limit) holds beside the loaded model, at most one
+per CPU. The answer's overlay is at most ``--overlay-side`` pixels on its long side.
 """
 from __future__ import annotations
 
@@ -34,13 +36,62 @@ from typing import Callable, Sequence
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from mrcnn.serve.predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, Predictor, UploadError
+from mrcnn.serve.predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DEFAULT_OVERLAY_SIDE, Predictor, UploadError
 
 from .cli import add_checkpoint_args, cli_main, load_checkpoint, positive_float, positive_int, probability
 
 DEFAULT_MAX_SIZE_MB = 10.0
-DEFAULT_SLOTS = 1
 DEFAULT_QUEUE_TIMEOUT = 120.0
+#: One slot's memory, MB: the server's peak RSS over idle while it answers one 48-megapixel upload at the
+#: default limits (bench/reliability.py: 655 MB with the cpu profile at 20 and at 100 detections alike,
+#: 2026-12-07); scaled by the pixel limit when --max-pixels is raised.
+SLOT_MB = 660
+#: The share of the machine's memory the slots may plan to use beside the model.
+MEMORY_SHARE = 0.75
+
+
+def memory_limit_bytes() -> int:
+    """The machine's memory for this process: physical memory, or the cgroup (v2 or v1) limit if smaller."""
+    import os
+
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = min(limit, int(text))
+    return limit
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def default_slots(max_pixels: int = DEFAULT_MAX_PIXELS, *, limit: int | None = None, used: int | None = None,
+                  cpus: int | None = None) -> tuple[int, str]:
+    """(slots, why): as many measured slots as fit in ``MEMORY_SHARE`` of the memory limit beside what
+    the process already uses (the model), at least 1 and at most one per CPU."""
+    import os
+
+    limit = memory_limit_bytes() if limit is None else limit
+    used = resident_bytes() if used is None else used
+    cpus = cpus or os.cpu_count() or 1
+    slot = SLOT_MB * 2**20 * max(1.0, max_pixels / DEFAULT_MAX_PIXELS)
+    fit = int((limit * MEMORY_SHARE - used) // slot)
+    slots = max(1, min(fit, cpus))
+    why = (f"{slots} slot(s): {limit / 2**30:.1f} GB memory, {used / 2**30:.2f} GB in use, {slot / 2**30:.1f} GB "
+           f"a slot (measured), {cpus} CPU(s)")
+    return slots, why
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -122,8 +173,39 @@ form.addEventListener("submit", async (ev) => {
 """
 
 
+def release_freed_memory_promptly() -> bool:
+    """glibc only: large buffers (decoded uploads, masks) get their own mappings, returned to the system
+    when freed, and few malloc arenas, so the server's memory follows the uploads in its slots instead of
+    keeping every thread's high-water mark (measured: 2 slots peaked at 3.5 GB without this, see
+    bench/reliability.py). Returns whether it applied."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 20)) and bool(mallopt(M_ARENA_MAX, 2))
+
+
+def trim_heap() -> None:
+    """Hand freed heap memory back to the system (glibc ``malloc_trim``; nothing elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[], Predictor] | None = None,
-               max_size_mb: float = DEFAULT_MAX_SIZE_MB, slots: int = DEFAULT_SLOTS,
+               max_size_mb: float = DEFAULT_MAX_SIZE_MB, slots: int = 1,
                queue_timeout: float = DEFAULT_QUEUE_TIMEOUT):
     """The FastAPI app. Give a ready ``predictor`` or a ``model_factory`` returning one (called
     once, at start-up). ``slots`` uploads are read, decoded and detected at a time; the others
@@ -170,6 +252,7 @@ def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[]
         # The slot bounds memory: only its holder has the upload's bytes and pixels in RAM.
         if not busy.acquire(timeout=queue_timeout):
             raise HTTPException(503, f"the server is busy (more than {queue_timeout:g} s in the queue); retry later")
+        data = None
         try:
             data = file.file.read(max_bytes + 1)
             if len(data) > max_bytes:
@@ -178,6 +261,8 @@ def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[]
         except UploadError as e:
             raise HTTPException(e.status, str(e)) from None
         finally:
+            del data  # the upload's bytes, then the pixels the predictor freed: back to the system
+            trim_heap()
             busy.release()
 
     return app
@@ -188,7 +273,7 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     ``--logs``), configured as every command is (the run's config.json when present)."""
     model, ckpt = load_checkpoint(args, DETECTION_MIN_CONFIDENCE=args.min_confidence)
     return Predictor(model, ckpt.class_names, max_side=args.max_side, max_pixels=args.max_pixels,
-                     description=ckpt.weights)
+                     overlay_side=args.overlay_side, description=ckpt.weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,8 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"downscale images whose long side exceeds this (default {DEFAULT_MAX_SIDE})")
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS}) -> 413")
-    p.add_argument("--slots", type=positive_int, default=DEFAULT_SLOTS,
-                   help=f"uploads decoded and detected at a time; bounds memory (default {DEFAULT_SLOTS})")
+    p.add_argument("--slots", type=positive_int, default=None,
+                   help=f"uploads decoded and detected at a time; bounds memory (default: as many {SLOT_MB / 1024:.1f} GB "
+                        "slots as fit in 3/4 of the machine's memory beside the model, at most one per CPU)")
+    p.add_argument("--overlay-side", type=positive_int, default=DEFAULT_OVERLAY_SIDE,
+                   help=f"long side of the overlay image in the answer (default {DEFAULT_OVERLAY_SIDE}); the "
+                        "boxes keep the detection image's coordinates")
     p.add_argument("--queue-timeout", type=positive_float, default=DEFAULT_QUEUE_TIMEOUT,
                    help=f"seconds an upload may wait for a slot before 503 (default {DEFAULT_QUEUE_TIMEOUT:g})")
     return p
@@ -216,7 +305,13 @@ def run(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     a = build_parser().parse_args(argv)
-    app = create_app(load_predictor(a), max_size_mb=a.max_size_mb, slots=a.slots, queue_timeout=a.queue_timeout)
+    release_freed_memory_promptly()  # before the model and the first upload allocate
+    predictor = load_predictor(a)
+    slots = a.slots
+    if slots is None:  # measured after the model is loaded: what is left is for the slots
+        slots, why = default_slots(a.max_pixels)
+        print(f"--slots {why}")
+    app = create_app(predictor, max_size_mb=a.max_size_mb, slots=slots, queue_timeout=a.queue_timeout)
     print(f"serving on http://{a.host}:{a.port}/")
     uvicorn.run(app, host=a.host, port=a.port, log_level="info")
 

@@ -314,3 +314,43 @@ def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_p
         finally:
             browser.close()
     shutil.copy(shot, _artifact_dir() / "app_screenshot.png")
+
+
+def test_the_answer_carries_an_overlay_bounded_to_the_overlay_side(tiny_model, sample_image):
+    """A large upload's answer stays display-sized: the overlay is downscaled, the boxes keep the
+    detection image's coordinates (here the 200x150 sample, overlay at most 64 px)."""
+    from PIL import Image
+
+    from mrcnn.serve.predictor import Predictor
+
+    small = Predictor(tiny_model, ["BG", "mask"], overlay_side=64)
+    body = small.predict(sample_image)
+    assert (body["width"], body["height"]) == (200, 150)
+    assert (body["overlay_width"], body["overlay_height"]) == (64, 48)
+    assert Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).size == (64, 48)
+    assert all(d["box"][2] <= 150 and d["box"][3] <= 200 for d in body["detections"])
+
+
+def test_default_slots_fit_the_measured_slot_beside_the_model():
+    from facemask.app import SLOT_MB, default_slots, memory_limit_bytes
+
+    gb = 2**30
+    assert default_slots(limit=16 * gb, used=1 * gb, cpus=64)[0] == int((12 * gb - gb) // (SLOT_MB * 2**20))
+    assert default_slots(limit=16 * gb, used=1 * gb, cpus=2)[0] == 2  # at most one per CPU
+    assert default_slots(limit=1 * gb, used=1 * gb, cpus=8)[0] == 1  # always one
+    bigger = default_slots(200_000_000, limit=64 * gb, used=gb, cpus=64)[0]
+    assert bigger < default_slots(limit=64 * gb, used=gb, cpus=64)[0]  # a larger --max-pixels, larger slots
+    assert 0 < memory_limit_bytes() and "measured" in default_slots()[1]
+
+
+def test_freed_upload_memory_goes_back_to_the_system():
+    """The app's glibc settings apply here (Linux): mallopt accepts both, malloc_trim runs; on another
+    C library the first returns False and nothing breaks."""
+    import platform
+
+    from facemask.app import release_freed_memory_promptly, trim_heap
+
+    applied = release_freed_memory_promptly()
+    trim_heap()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied

@@ -18,6 +18,9 @@ from PIL import Image
 DEFAULT_MAX_SIDE = 4096
 #: Decoded pixel count above which uploads are refused (checked from the header, before decoding).
 DEFAULT_MAX_PIXELS = 50_000_000
+#: Long side of the overlay image in the answer: a display size, so a 48 MP photo's answer stays small
+#: (a 4096x3072 PNG overlay made an 18 MB JSON answer).
+DEFAULT_OVERLAY_SIDE = 1280
 
 
 class UploadError(ValueError):
@@ -79,6 +82,19 @@ def limit_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), f
 
 
+def overlay_at(image: np.ndarray, rois: np.ndarray, masks: np.ndarray, max_side: int):
+    """(image, rois, masks) downscaled so the long side is at most ``max_side``, for drawing the
+    overlay at display size (masks resized one at a time, never a second full-size stack)."""
+    small, f = limit_side(image, max_side)
+    if f == 1.0:
+        return image, rois, masks
+    h, w = small.shape[:2]
+    out = np.zeros((h, w, masks.shape[2]), dtype=bool)
+    for i in range(masks.shape[2]):
+        out[..., i] = cv2.resize(np.ascontiguousarray(masks[..., i], dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return small, np.round(np.asarray(rois, dtype=np.float64) * f).astype(int), out
+
+
 def png_base64(image_rgb: np.ndarray) -> str:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -91,10 +107,12 @@ class Predictor:
     (a :class:`mrcnn.model.maskrcnn.MaskRCNN` in inference mode) and its class names."""
 
     def __init__(self, model, class_names, *, max_side: int = DEFAULT_MAX_SIDE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, description: str = ""):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, overlay_side: int = DEFAULT_OVERLAY_SIDE,
+                 description: str = ""):
         self.model = model
         self.class_names = list(class_names)
         self.max_side = int(max_side)
+        self.overlay_side = int(overlay_side)
         self.max_pixels = int(max_pixels)
         self.description = description
         self._lock = threading.Lock()  # one detect at a time: the model is not re-entrant on CPU
@@ -110,9 +128,10 @@ class Predictor:
     def predict(self, image: np.ndarray) -> dict:
         """RGB uint8 image -> {detections: [{class_id, class_name, score, box [y1, x1, y2, x2],
         mask_area_pct}], mask_area_pct, masked_face_pct (None without a "face" class),
-        overlay_png_base64, width, height, original_width, original_height, downscaled,
-        timing_ms {detect, overlay, total}}. Coordinates refer to the (possibly downscaled)
-        width x height image, which the overlay shows."""
+        overlay_png_base64, overlay_width, overlay_height, width, height, original_width,
+        original_height, downscaled, timing_ms {detect, overlay, total}}. Coordinates refer to the
+        (possibly downscaled) width x height image; the overlay shows it at most ``overlay_side``
+        pixels on its long side."""
         from mrcnn.metrics import mask_coverage
         from mrcnn.visualize import draw_instances
 
@@ -137,7 +156,9 @@ class Predictor:
                 "box": [int(v) for v in rois[i]],
                 "mask_area_pct": round(float(masks[..., i].sum()) / float(h * w) * 100.0, 3),
             })
-        overlay = draw_instances(image, rois, masks, ids, self.class_names, scores)
+        shown, shown_rois, shown_masks = overlay_at(image, rois, masks, self.overlay_side)
+        del image, masks, r  # the full-size arrays are not needed for the overlay
+        overlay = draw_instances(shown, shown_rois, shown_masks, ids, self.class_names, scores)
         b64 = png_base64(overlay)
         t2 = time.perf_counter()
         return {
@@ -145,7 +166,7 @@ class Predictor:
             "counts": {name: sum(d["class_name"] == name for d in detections) for name in self.class_names[1:]},
             "mask_area_pct": round(area_pct, 3),
             "masked_face_pct": None if face_pct is None else round(face_pct, 3),
-            "overlay_png_base64": b64,
+            "overlay_png_base64": b64, "overlay_width": int(overlay.shape[1]), "overlay_height": int(overlay.shape[0]),
             "width": int(w), "height": int(h),
             "original_width": int(ow), "original_height": int(oh), "downscaled": (h, w) != (oh, ow),
             "timing_ms": {"detect": round((t1 - t0) * 1000, 1), "overlay": round((t2 - t1) * 1000, 1),
