@@ -70,7 +70,14 @@ def run(cmd: list[str], timeout: float = 300, cwd=ROOT) -> dict:
         lines = [ln for ln in err.strip().splitlines() if ln.startswith(("error:", "usage:")) or "error" in ln.lower()]
         verdict = "one line" if lines else "no message"
     return {"rc": proc.returncode, "verdict": verdict, "s": time.perf_counter() - started,
-            "stderr": err.strip().splitlines()[-1][:200] if err.strip() else ""}
+            "stderr": last_line(err)}
+
+
+def last_line(text: str) -> str:
+    """The last message line of a stderr (progress bars' carriage returns and TF's C++ log lines aside)."""
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("E0000", "W0000", "I0000", "WARNING: All log"))] or lines
+    return lines[-1][:200] if lines else ""
 
 
 def leftovers(*folders: Path) -> list[str]:
@@ -273,7 +280,8 @@ def _written(r: dict, folders: list[Path], outputs: list[Path], complete: bool) 
 
 # ------------------------------------------------------------------------------------------ part 2
 def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
-    """SIGKILL a tiny training at random moments; resume with --weights last after each."""
+    """SIGKILL a tiny training at random moments (a random point of the epoch after the one it just
+    finished: mid-step, mid-checkpoint or mid-history alike); resume with --weights last after each."""
     import h5py
 
     from facemask.synthetic import make_dataset
@@ -281,27 +289,32 @@ def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
     data = work / "fault_data"
     make_dataset(data, n_train=6, n_val=3, seed=0, image_size=(128, 160))
     logs = work / "fault_logs"
-    epochs = kills + 3
+    epochs = 4 * kills + 4
     base = ["train.py", "--dataset", str(data), "--profile", "tiny", "--logs", str(logs), "--augment", "none",
-            "--steps-per-epoch", "3", "--no-eval"]
+            "--steps-per-epoch", "4", "--no-eval"]
     rng = random.Random(seed)
     events = []
-    started_run = False
     for k in range(kills):
-        cmd = base + (["--weights", "last"] if started_run else ["--stages", f"all:0.01:{epochs}"])
+        cmd = base + (["--weights", "last"] if list(logs.glob("facemask*/*.h5")) else ["--stages", f"all:0.01:{epochs}"])
         before = _epochs_done(logs)
-        proc = subprocess.Popen([PY, *cmd], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        delay = rng.uniform(12, 40)  # start-up is ~10 s; an epoch of 3 steps plus its checkpoint a few s
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        started_run = started_run or bool(list(logs.glob("facemask*")))
+        proc = subprocess.Popen([PY, *cmd], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while _epochs_done(logs) <= before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        t_epoch = time.time()
+        while _epochs_done(logs) <= before + 1 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # one more epoch: how long an epoch takes here
+        epoch_s = time.time() - t_epoch
+        delay = rng.uniform(0.0, epoch_s)
+        time.sleep(delay)
+        at_kill = _epochs_done(logs)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
         after = _epochs_done(logs)
-        events.append({"kill": k + 1, "after_s": round(delay, 1), "epochs_before": before, "epochs_after": after})
-        log(f"  kill {k + 1} after {delay:.1f} s: epochs {before} -> {after}")
+        events.append({"kill": k + 1, "epoch_s": round(epoch_s, 2), "into_epoch_s": round(delay, 2),
+                       "epochs_at_kill": at_kill, "epochs_after": after})
+        log(f"  kill {k + 1}: {delay:.2f} s into an epoch of {epoch_s:.2f} s; epochs {at_kill} at the kill, "
+            f"{after} after")
     final = run(base + ["--weights", "last"], timeout=900)
     runs = list(logs.glob("facemask*"))
     run_dir = runs[0] if runs else None
@@ -319,7 +332,8 @@ def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
     return {"kills": kills, "events": events, "final_rc": final["rc"], "final_verdict": final["verdict"],
             "run_folders": len(runs), "epochs_planned": epochs, "epochs_done": _epochs_done(logs),
             "checkpoints": len(checkpoints), "loadable": loadable, "history_epochs": epochs_seen,
-            "history_once": len(epochs_seen) == len(set(epochs_seen)), "leftovers": leftovers(logs)}
+            "history_once": len(epochs_seen) == len(set(epochs_seen)) and epochs_seen == list(range(1, epochs + 1)),
+            "leftovers": leftovers(logs)}
 
 
 def _epochs_done(logs: Path) -> int:
@@ -471,7 +485,9 @@ def part_app(work: Path, clients: int, seconds: float, log) -> dict:
         peak = server.peak()
     finally:
         server.stop()
-    slot_mb = result["slot_fixed_mb"] + 20 * per_detection  # the cpu profile's 20 detections
+    from facemask.app import SLOT_MB
+
+    slot_mb = SLOT_MB  # the documented figure the bound is made of
     by_kind = collections.defaultdict(list)
     for kind, status, s, _ in answers:
         by_kind[kind].append((status, s))
@@ -512,15 +528,17 @@ def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, 
         lines.append("")
     if faults is not None:
         f = faults
-        lost = [e["epochs_before"] - e["epochs_after"] for e in f["events"] if e["epochs_after"] < e["epochs_before"]]
+        lost = sum(max(0, e["epochs_at_kill"] - e["epochs_after"]) for e in f["events"])
         lines += ["### SIGKILL during training, then `--weights last`", "",
-                  f"A tiny training ({f['epochs_planned']} epochs of 3 steps) killed {f['kills']} times at random "
-                  f"moments ({', '.join(str(e['after_s']) + ' s' for e in f['events'])} after each start), resumed "
-                  "with `--weights last` after each kill, then once more to the end:", "",
+                  f"A tiny training ({f['epochs_planned']} epochs of 4 steps) killed {f['kills']} times, each at a "
+                  "random point of an epoch (seconds into an epoch of that many seconds: "
+                  + ", ".join(f"{e['into_epoch_s']} of {e['epoch_s']}" for e in f["events"])
+                  + "), resumed with `--weights last` after each kill, then once more to the end:", "",
                   f"- finished: exit {f['final_rc']} ({f['final_verdict']}), {f['epochs_done']} of "
                   f"{f['epochs_planned']} epochs, in {f['run_folders']} run folder(s);",
-                  "- epochs per kill: " + ", ".join(f"{e['epochs_before']} -> {e['epochs_after']}" for e in f["events"])
-                  + f" (finished epochs lost: {sum(lost) if lost else 0}; a kill loses at most the epoch it hit);",
+                  "- epochs done at each kill -> after it: "
+                  + ", ".join(f"{e['epochs_at_kill']} -> {e['epochs_after']}" for e in f["events"])
+                  + f" (finished epochs lost: {lost}; the epoch a kill hits is trained again);",
                   f"- checkpoints loadable: {f['loadable']} of {f['checkpoints']}; history: epochs "
                   f"{f['history_epochs']} ({'each once' if f['history_once'] else 'DUPLICATES'}); temporary files "
                   f"left: {f['leftovers'] or 'none'}.", ""]
@@ -542,8 +560,9 @@ def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, 
                   "to what fits in 3/4 of the machine's memory beside the model, at most one per CPU.", "",
                   f"Load: {ld['clients']} clients for {ld['seconds']:g} s, `--slots {ld['slots']}`, uploads 60% "
                   f"normal (640x480), 20% huge (48 MP), 20% not an image: {ld['requests']} answers, codes "
-                  f"{ld['codes']}; server peak RSS {ld['peak_mb']:.0f} MB against the bound {ld['bound_mb']:.0f} MB "
-                  f"(idle {ld['idle_mb']:.0f} + {ld['slots']} slots).", "",
+                  f"{ld['codes']}; server peak RSS {ld['peak_mb']:.0f} MB against the documented bound "
+                  f"{ld['bound_mb']:.0f} MB (idle {ld['idle_mb']:.0f} + {ld['slots']} x `SLOT_MB`), so "
+                  f"{(ld['peak_mb'] - ld['idle_mb']) / ld['slots']:.0f} MB a slot under load.", "",
                   "| upload | answers | codes | p50 s | p99 s |", "|---|---|---|---|---|"]
         for kind, v in sorted(ld["latency"].items()):
             lines.append(f"| {kind} | {v['n']} | {v['codes']} | {v['p50']:.2f} | {v['p99']:.2f} |")
@@ -561,7 +580,20 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--from-json", metavar="FILE", help="render (and write) the section from a run's results.json")
     args = p.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for row in saved.get("bad") or []:
+            row["message"] = last_line(row["message"])
+        if saved.get("app"):
+            saved["app"]["slots"] = {int(k): v for k, v in saved["app"]["slots"].items()}
+        text = render(saved.get("bad"), saved.get("faults"), saved.get("app"), args, saved.get("load_start", "?"),
+                      saved.get("load_end", "?"))
+        print(text)
+        if not args.no_write:
+            write_section(SECTION, text)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="reliability-"))
     load_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     bad = faults = app = None
@@ -577,7 +609,9 @@ def main(argv=None) -> int:
             print("== app memory and load", flush=True)
             app = part_app(work, args.clients, args.seconds, lambda m: print(m, flush=True))
     finally:
-        (work / "results.json").write_text(json.dumps({"bad": bad, "faults": faults, "app": app}, default=str))
+        (work / "results.json").write_text(json.dumps({
+            "bad": bad, "faults": faults, "app": app, "load_start": load_start,
+            "load_end": ", ".join(f"{v:.2f}" for v in os.getloadavg())}, default=str))
         print(f"raw results: {work / 'results.json'}")
         if not args.keep:
             shutil.copy(work / "results.json", ROOT / "bench" / ".cache" / "reliability.json") \

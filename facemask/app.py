@@ -42,10 +42,11 @@ from .cli import add_checkpoint_args, cli_main, load_checkpoint, positive_float,
 
 DEFAULT_MAX_SIZE_MB = 10.0
 DEFAULT_QUEUE_TIMEOUT = 120.0
-#: One slot's memory, MB: the server's peak RSS over idle while it answers one 48-megapixel upload at the
-#: default limits (bench/reliability.py: 655 MB with the cpu profile at 20 and at 100 detections alike,
-#: 2026-12-07); scaled by the pixel limit when --max-pixels is raised.
-SLOT_MB = 660
+#: One slot's memory, MB, measured (bench/reliability.py, 2026-12-07, cpu profile, default limits): the
+#: server's peak RSS over idle is 655 MB for one 48-megapixel upload alone (at 20 and at 100 detections
+#: alike) and 707 MB a slot with 2 slots under 6 concurrent clients (answers encoded outside the slots
+#: included); rounded up. Scaled by the pixel limit when --max-pixels is raised.
+SLOT_MB = 720
 #: The share of the machine's memory the slots may plan to use beside the model.
 MEMORY_SHARE = 0.75
 

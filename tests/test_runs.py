@@ -100,6 +100,36 @@ def test_kill_between_history_and_state_keeps_the_epoch_once(tmp_path, monkeypat
     assert runs.read_state(run) == {"epoch": 2, "best": 1.4, "logs": {"loss": 1.4}}
 
 
+def test_the_epochs_checkpoint_appears_after_its_history_and_state(tmp_path, monkeypatch):
+    """--weights last resumes from the newest checkpoint file, so that file must be the last thing an
+    epoch writes: a kill before it (here: while writing state.json) leaves the previous checkpoint as
+    the newest, and the resume re-trains the epoch instead of skipping its history line (found by
+    bench/reliability.py: epoch 3 had a checkpoint but no history line)."""
+    import keras
+
+    from mrcnn.model.trainer import CheckpointCallback
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    run = str(tmp_path)
+    callback = CheckpointCallback(lambda epoch: runs.checkpoint_path(run, "facemask", epoch), run, monitor="loss")
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"loss": 2.0})
+    assert runs.last_checkpoint_in(run).endswith("_0001.h5")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing state.json")
+
+    with monkeypatch.context() as m:
+        m.setattr(runs, "write_state", killed)
+        with pytest.raises(KeyboardInterrupt):
+            callback.on_epoch_end(1, {"loss": 1.5})
+    assert runs.last_checkpoint_in(run).endswith("_0001.h5"), "epoch 2's checkpoint appeared before its state"
+    assert not [f for f in os.listdir(run) if ".tmp" in f], "the unfinished checkpoint was left as a temp file"
+    callback.on_epoch_end(1, {"loss": 1.4})  # the resume re-trains epoch 2
+    assert runs.last_checkpoint_in(run).endswith("_0002.h5")
+    assert [(h["epoch"], h["loss"]) for h in runs.read_history(run)] == [(1, 2.0), (2, 1.4)]
+
+
 def test_history_line_cut_by_a_kill_is_ignored_and_the_next_starts_fresh(tmp_path):
     run = str(tmp_path)
     runs.append_history(run, {"epoch": 1, "loss": 2.0})

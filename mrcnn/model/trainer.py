@@ -186,11 +186,15 @@ class CheckpointCallback(keras.callbacks.Callback):
         if self._epoch_started is not None:
             self.train_seconds += time.perf_counter() - self._epoch_started
         path = self.checkpoint_path_fn(epoch + 1)
-        save_weights_by_name(self.model, path)
-        value = logs.get(self.monitor, logs.get("loss"))
-        if value is not None and float(value) < self.best:
-            self.best, self.best_epoch = float(value), epoch + 1
-            with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
-                shutil.copyfile(path, tmp)  # the checkpoint just written: no second serialisation
-        runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, best_epoch=self.best_epoch,
-                          monitor=self.monitor, last_checkpoint=path, train_seconds=round(self.train_seconds, 2))
+        # The epoch's checkpoint appears last, after its history line and state: --weights last resumes
+        # from the newest checkpoint, so a kill before the rename re-trains this epoch (its history line
+        # written again, the last one wins) instead of resuming after an epoch the history lacks.
+        with runs.atomic_write(path) as checkpoint:
+            save_weights_by_name(self.model, checkpoint)
+            value = logs.get(self.monitor, logs.get("loss"))
+            if value is not None and float(value) < self.best:
+                self.best, self.best_epoch = float(value), epoch + 1
+                with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
+                    shutil.copyfile(checkpoint, tmp)  # the checkpoint just written: no second serialisation
+            runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, best_epoch=self.best_epoch,
+                              monitor=self.monitor, last_checkpoint=path, train_seconds=round(self.train_seconds, 2))
