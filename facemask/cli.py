@@ -325,16 +325,15 @@ def build_model(ckpt: Checkpoint, logs: str = DEFAULT_LOGS):
     return model
 
 
-EXPORTED_SUFFIXES = (".onnx", ".tflite")
-
-
 def is_exported(weights: str) -> bool:
-    """``--weights`` names an exported ``model.onnx`` / ``model.tflite`` (facemask-export)."""
-    return str(weights).lower().endswith(EXPORTED_SUFFIXES)
+    """``--weights`` names an exported ``model.onnx`` / ``model.tflite`` or SavedModel folder (facemask-export)."""
+    from mrcnn.serve.runtimes import format_of
+
+    return format_of(weights) is not None
 
 
 def load_exported_model(args: argparse.Namespace, **overrides):
-    """(model, :class:`Checkpoint`) for ``--weights DIR/model.onnx|model.tflite``: an
+    """(model, :class:`Checkpoint`) for ``--weights DIR/model.onnx|model.tflite`` (or a SavedModel folder): an
     :class:`mrcnn.serve.runtimes.ExportedModel` (``detect()`` as MaskRCNN's). The detection
     threshold and count are baked into the file: a higher ``DETECTION_MIN_CONFIDENCE`` or a lower
     ``DETECTION_MAX_INSTANCES`` filters its output, the other way round is an error."""
@@ -374,7 +373,7 @@ def load_exported_model(args: argparse.Namespace, **overrides):
 def load_checkpoint(args: argparse.Namespace, **overrides):
     """(model, :class:`Checkpoint`) from the parsed checkpoint options, configs overridden by
     ``overrides`` (None values ignored). Prints the config and class names it uses. An exported
-    ``.onnx``/``.tflite`` file gives an :class:`mrcnn.serve.runtimes.ExportedModel`
+    ``.onnx``/``.tflite`` file or SavedModel folder gives an :class:`mrcnn.serve.runtimes.ExportedModel`
     (:func:`load_exported_model`)."""
     if is_exported(args.weights):
         return load_exported_model(args, **overrides)

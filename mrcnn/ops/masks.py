@@ -6,6 +6,8 @@ import numpy as np
 import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
+from .rle import encode_rle  # noqa: F401  (kept here for callers; TF-free in .rle)
+
 
 def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
     return _sk_resize(array, shape, order=order, mode="constant", cval=0, clip=True,
@@ -186,17 +188,3 @@ def paste_masks_batched_tf(masks, boxes, height, width, threshold=0.5):
     hi = tf.reduce_max(masks, axis=[1, 2])[:, None, None]
     soft = tf.minimum(tf.maximum(soft, lo), hi) * (tf.expand_dims(in_y, 2) * tf.expand_dims(in_x, 1))
     return tf.cast(soft >= threshold, tf.uint8)
-
-
-def encode_rle(masks: np.ndarray):
-    """COCO RLE of bool masks with ``counts`` as str (JSON-ready): [H, W] -> dict, [H, W, N] -> list of N dicts."""
-    from pycocotools import mask as mask_utils
-
-    masks = np.asarray(masks)
-    if masks.ndim == 3 and masks.shape[2] == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
-    for rle in [rles] if isinstance(rles, dict) else rles:
-        if isinstance(rle["counts"], bytes):
-            rle["counts"] = rle["counts"].decode("ascii")
-    return rles

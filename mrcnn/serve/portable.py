@@ -21,7 +21,8 @@ from .saved_model import ServingModule, _json_default
 ONNX_OPSET = 17
 
 
-def _config_dict(config) -> dict:
+def config_dict(config) -> dict:
+    """The config as plain JSON values (what model.json keeps)."""
     import json
 
     return json.loads(json.dumps(config.to_dict() if hasattr(config, "to_dict") else {}, default=_json_default))
@@ -37,7 +38,7 @@ def export_onnx(keras_model, config, path: str, class_names=None, opset: int = O
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     spec = [tf.TensorSpec([None, None, 3], tf.uint8, name="image")]
     tf2onnx.convert.from_function(module.serve, input_signature=spec, opset=opset, output_path=path)
-    write_sidecar(path, "onnx", module.class_names.numpy().astype(str).tolist(), _config_dict(config))
+    write_sidecar(path, "onnx", module.class_names.numpy().astype(str).tolist(), config_dict(config))
     return path
 
 
@@ -66,5 +67,5 @@ def export_tflite(keras_model, config, path: str, class_names=None) -> str:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-    write_sidecar(path, "tflite", module.class_names.numpy().astype(str).tolist(), _config_dict(config))
+    write_sidecar(path, "tflite", module.class_names.numpy().astype(str).tolist(), config_dict(config))
     return path

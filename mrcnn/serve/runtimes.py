@@ -1,14 +1,15 @@
-"""Run an exported ``model.onnx`` (onnxruntime) or ``model.tflite`` (LiteRT, else ``tf.lite``) with
-``MaskRCNN.detect``'s interface, so the same code (inference, the web app) serves a checkpoint or an
-exported file.
+"""Run an exported ``model.onnx`` (onnxruntime), ``model.tflite`` (LiteRT, else ``tf.lite``) or SavedModel
+folder with ``MaskRCNN.detect``'s interface, so the same code (inference, the web app) serves a checkpoint or
+an exported model.
 
     model = load_exported("exported/model.onnx")     # reads exported/model.json beside it
     r = model.detect([image])[0]   # rois [N, 4] int32, class_ids [N], scores [N], masks bool [H, W, N]
     model.class_names              # by class id, 0 = BG
 
-Both files take one uint8 RGB image [H, W, 3] of any size and return ``boxes`` int32 [N, 4],
+Each takes one uint8 RGB image [H, W, 3] of any size and returns ``boxes`` int32 [N, 4],
 ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks`` uint8 [N, H, W]
-(:mod:`mrcnn.serve.saved_model`'s contract). The ONNX path needs no TensorFlow.
+(:mod:`mrcnn.serve.saved_model`'s contract). This module imports no TensorFlow: the ONNX path needs
+none (TFLite uses ``ai_edge_litert`` when installed, the SavedModel needs TensorFlow).
 """
 from __future__ import annotations
 
@@ -30,8 +31,26 @@ class ExportedModelError(ValueError):
     """A file that is not a usable exported model."""
 
 
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def is_saved_model(path: str) -> bool:
+    """``path`` is a SavedModel folder."""
+    return os.path.isfile(os.path.join(str(path), SAVED_MODEL_FILE))
+
+
+def format_of(path: str) -> str | None:
+    """onnx, tflite or saved_model for an exported model's path (by its name, or a SavedModel folder); else None."""
+    if is_saved_model(path):
+        return "saved_model"
+    return FORMATS.get(os.path.splitext(str(path))[1].lower())
+
+
 def sidecar_path(model_path: str) -> str:
-    """``DIR/model.onnx`` -> ``DIR/model.json`` (class names and the config it was exported with)."""
+    """``DIR/model.onnx`` -> ``DIR/model.json`` (class names and the config it was exported with);
+    a SavedModel folder's is inside it."""
+    if is_saved_model(model_path):
+        return os.path.join(model_path, "model.json")
     return os.path.splitext(model_path)[0] + ".json"
 
 
@@ -52,25 +71,36 @@ class ExportedModel:
 
     def __init__(self, path: str, num_threads: int | None = None):
         self.path = path
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in FORMATS:
-            raise ExportedModelError(f"{path}: not an exported model (expected .onnx or .tflite)")
-        self.format = FORMATS[ext]
-        meta_path = sidecar_path(path)
+        fmt = format_of(path)
+        if fmt is None:
+            raise ExportedModelError(f"{path}: not an exported model (expected .onnx, .tflite or a SavedModel folder)")
+        self.format = fmt
+        self.num_threads = int(num_threads or os.cpu_count() or 1)
+        self.min_confidence: float | None = None  # filters above the threshold baked into the file
+        self.max_detections: int | None = None
+        meta = self._read_sidecar()
+        self._run = {"onnx": self._load_onnx, "tflite": self._load_tflite,
+                     "saved_model": self._load_saved_model}[self.format]()
+        meta = meta or self._saved_model_meta  # a SavedModel exported before model.json: its own variables
+        self.class_names = list(meta["class_names"])
+        self.config = dict(meta.get("config") or {})
+
+    def _read_sidecar(self) -> dict | None:
+        meta_path = sidecar_path(self.path)
         try:
             with open(meta_path, encoding="utf-8") as f:
                 meta = json.load(f)
         except FileNotFoundError:
-            raise ExportedModelError(f"{path}: {meta_path} is missing beside it (class names and config); "
+            if self.format == "saved_model":
+                return None
+            raise ExportedModelError(f"{self.path}: {meta_path} is missing beside it (class names and config); "
                                      "export again with facemask-export") from None
         except json.JSONDecodeError as e:
             raise ExportedModelError(f"{meta_path}: not valid JSON ({e.msg}, line {e.lineno})") from None
-        self.class_names = list(meta["class_names"])
-        self.config = dict(meta.get("config", {}))
-        self.num_threads = int(num_threads or os.cpu_count() or 1)
-        self.min_confidence: float | None = None  # filters above the threshold baked into the file
-        self.max_detections: int | None = None
-        self._run = self._load_onnx() if self.format == "onnx" else self._load_tflite()
+        if not isinstance(meta, dict) or not isinstance(meta.get("class_names"), list):
+            raise ExportedModelError(f"{meta_path}: no class_names list (not written by facemask-export); "
+                                     "export again with facemask-export")
+        return meta
 
     # ------------------------------------------------------------------ loading
     def _load_onnx(self):
@@ -114,6 +144,21 @@ class ExportedModel:
 
         return run
 
+    def _load_saved_model(self):
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise RuntimeMissingError(f"{self.path}: running a SavedModel needs tensorflow") from None
+        loaded = tf.saved_model.load(self.path)
+        serve = loaded.signatures["serving_default"]
+        self._saved_model_meta = {"class_names": [n.decode() for n in loaded.class_names.numpy()],
+                                  "config": json.loads(loaded.config_json.numpy().decode())}
+
+        def run(image):
+            return {k: v.numpy() for k, v in serve(image=tf.constant(image)).items()}
+
+        return run
+
     # ------------------------------------------------------------------ running
     def run(self, image: np.ndarray) -> dict:
         """One uint8 image [H, W, 3] -> the file's raw outputs (boxes, class_ids, scores, masks [N, H, W])."""
@@ -147,7 +192,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_exported(path: str, num_threads: int | None = None) -> ExportedModel:
-    """An :class:`ExportedModel` for ``DIR/model.onnx`` or ``DIR/model.tflite``."""
-    if not os.path.isfile(path):
+    """An :class:`ExportedModel` for ``DIR/model.onnx``, ``DIR/model.tflite`` or a SavedModel folder."""
+    if not (os.path.isfile(path) or is_saved_model(path)):
         raise FileNotFoundError(f"no such file: {path}")
     return ExportedModel(path, num_threads)
