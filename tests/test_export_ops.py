@@ -117,3 +117,16 @@ def test_batched_paste_equals_paste_masks_tf():
     got = paste_masks_batched_tf(masks, boxes, 90, 100).numpy()
     assert got.dtype == np.uint8 and got.shape == (7, 90, 100)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_both_pastes_take_no_detection():
+    """An image without detections: [0, H, W] from both, also inside a tf.function (the SavedModel)."""
+    import tensorflow as tf
+
+    from mrcnn.ops.masks import paste_masks_batched_tf, paste_masks_tf
+
+    for paste in (paste_masks_tf, paste_masks_batched_tf):
+        fn = tf.function(lambda m, b, p=paste: p(m, b, 90, 100),
+                         input_signature=[tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None, 4], tf.int32)])
+        out = fn(tf.zeros([0, 28, 28]), tf.zeros([0, 4], tf.int32)).numpy()
+        assert out.shape == (0, 90, 100) and out.dtype == np.uint8

@@ -159,8 +159,11 @@ def paste_masks_tf(masks, boxes, height, width, threshold=0.5):
         soft = tf.clip_by_value(soft, tf.reduce_min(mask), tf.reduce_max(mask)) * (in_y[:, None] * in_x[None, :])
         return tf.cast(soft >= threshold, tf.uint8)
 
-    return tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
-                     fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+    # No detection: map_fn cannot stack an empty list of [None, None] masks.
+    return tf.cond(tf.shape(masks)[0] > 0,
+                   lambda: tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
+                                     fn_output_signature=tf.TensorSpec([None, None], tf.uint8)),
+                   lambda: tf.zeros([0, height, width], tf.uint8))
 
 
 def _interp_matrices(start, stop, size, full):
