@@ -61,7 +61,7 @@ MIN_CONFIDENCE, MAX_INSTANCES = 0.3, 50
 
 
 def _train(tmp: Path) -> Path:
-    """A short real training (80 steps, all layers, ~20 s) on 4 synthetic images: detections with
+    """A short real training (60 steps, all layers, ~20 s) on 4 synthetic images: detections with
     real masks (hundreds of pixels) and spread-out scores, so the parity below compares something."""
     import keras
 
@@ -72,9 +72,9 @@ def _train(tmp: Path) -> Path:
     make_dataset(tmp / "data", n_train=4, n_val=1, seed=0, image_size=(128, 160))
     data = facemask.load_dataset(str(tmp / "data"), "train", verbose=False)
     keras.utils.set_random_seed(0)
-    config = facemask.make_config("tiny", STEPS_PER_EPOCH=40, VALIDATION_STEPS=1, IMAGES_PER_GPU=2)
+    config = facemask.make_config("tiny", STEPS_PER_EPOCH=60, VALIDATION_STEPS=1, IMAGES_PER_GPU=2)
     model = MaskRCNN("training", config, str(tmp / "train_logs"))
-    model.train(data, None, learning_rate=0.02, epochs=2, layers="all", verbose=0)
+    model.train(data, None, learning_rate=0.02, epochs=1, layers="all", verbose=0)
     return Path(model.find_last())
 
 
