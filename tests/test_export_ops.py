@@ -126,7 +126,7 @@ def test_both_pastes_take_no_detection():
     from mrcnn.ops.masks import paste_masks_batched_tf, paste_masks_tf
 
     for paste in (paste_masks_tf, paste_masks_batched_tf):
-        fn = tf.function(lambda m, b, p=paste: p(m, b, 90, 100),
-                         input_signature=[tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None, 4], tf.int32)])
+        spec = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None, 4], tf.int32)]
+        fn = tf.function(lambda m, b, p=paste: p(m, b, 90, 100), input_signature=spec)
         out = fn(tf.zeros([0, 28, 28]), tf.zeros([0, 4], tf.int32)).numpy()
         assert out.shape == (0, 90, 100) and out.dtype == np.uint8
