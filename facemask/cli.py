@@ -77,7 +77,8 @@ def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that reads a trained checkpoint (evaluate, inference, export, app)."""
     p.add_argument("--weights", required=True,
-                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs)")
+                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs); "
+                        "inference and the app also take an exported model.onnx, model.tflite or SavedModel folder")
     add_class_args(p, "Default: the run's (config.json beside the checkpoint), else single.")
     p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
     p.add_argument("--profile", choices=tuple(PROFILES), default=None,
