@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .cli import CLIError, add_checkpoint_args, cli_main, is_exported, load_checkpoint, positive_int, probability
 
