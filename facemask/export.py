@@ -29,8 +29,8 @@ The difference: ONNX and TFLite convert the export-mode graph (gather-based mult
 padded NMS, loop-free mask pasting, float32 resize arithmetic; ``mrcnn.model.graph``'s
 ``export=True``) because ``CropAndResize``, ``CombinedNonMaxSuppression`` and ``map_fn``'s TensorList ops have no
 builtin; the SavedModel serves the same graph as ``detect()``. On images at the model's input size the
-detections are ``detect()``'s (TFLite: scores within ~2e-6; ONNX Runtime's fused kernels may flip a near-tie
-in NMS); at other sizes they are close, not equal: ``detect()`` resizes with OpenCV, every export with
+detections are ``detect()``'s (scores within ~1e-6, which can flip a near-tie in NMS: one detection in
+dozens, on some runs); at other sizes they are close, not equal: ``detect()`` resizes with OpenCV, every export with
 ``tf.image.resize`` (at most one grey level apart). tests/test_export_formats.py measures both.
 """
 from __future__ import annotations
