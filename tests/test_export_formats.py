@@ -292,9 +292,12 @@ def test_inference_cli_on_exported_file_writes_what_the_checkpoint_writes(infere
 
 
 def test_onnx_inference_needs_no_tensorflow(exported, inference_outputs, tmp_path):
-    """``inference.py --weights model.onnx`` in a fresh Python: TensorFlow is never imported, and the
-    predictions are the in-process ONNX run's."""
-    code = ("import sys; from facemask import inference; rc = inference.main(sys.argv[1:]); "
+    """``inference.py --weights model.onnx`` and the app's predictor in a fresh Python: TensorFlow is
+    never imported, and the predictions are the in-process ONNX run's."""
+    code = ("import sys, numpy as np; from facemask import inference; rc = inference.main(sys.argv[1:]); "
+            "from facemask.app import build_parser, load_predictor; "
+            "p = load_predictor(build_parser().parse_args(sys.argv[1:3])); "
+            "p.predict(np.zeros((64, 80, 3), np.uint8)); "
             "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(rc)")
     proc = cli("-c", code, "--weights", _model_path(exported["tmp"], "onnx"), "--input", exported["images"],
                "--output", tmp_path / "out", "--no-progress")
