@@ -79,7 +79,7 @@ def _train(tmp: Path) -> Path:
     make_dataset(tmp / "data", n_train=4, n_val=1, seed=0, image_size=(128, 160))
     data = facemask.load_dataset(str(tmp / "data"), "train", verbose=False)
     keras.utils.set_random_seed(0)
-    config = facemask.make_config("tiny", STEPS_PER_EPOCH=60, VALIDATION_STEPS=1, IMAGES_PER_GPU=2)
+    config = facemask.make_config("tiny", STEPS_PER_EPOCH=60, VALIDATION_STEPS=1, IMAGES_PER_GPU=1)
     model = MaskRCNN("training", config, str(tmp / "train_logs"))
     model.train(data, None, learning_rate=0.02, epochs=1, layers="all", verbose=0)
     return Path(model.find_last())
@@ -216,7 +216,7 @@ def _detections(r) -> list[dict]:
              "mask": r["masks"][..., i]} for i in range(len(r["class_ids"]))]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", FILE_FORMATS)  # the SavedModel: tests/test_export.py
 def test_exported_model_detects_as_detect(exported, fmt):
     from mrcnn.serve.runtimes import load_exported
 
