@@ -77,7 +77,8 @@ def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that reads a trained checkpoint (evaluate, inference, export, app)."""
     p.add_argument("--weights", required=True,
-                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs)")
+                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs); "
+                        "inference and the app also take an exported model.onnx, model.tflite or SavedModel folder")
     add_class_args(p, "Default: the run's (config.json beside the checkpoint), else single.")
     p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
     p.add_argument("--profile", choices=tuple(PROFILES), default=None,
@@ -325,9 +326,58 @@ def build_model(ckpt: Checkpoint, logs: str = DEFAULT_LOGS):
     return model
 
 
+def is_exported(weights: str) -> bool:
+    """``--weights`` names an exported ``model.onnx`` / ``model.tflite`` or SavedModel folder (facemask-export)."""
+    from mrcnn.serve.runtimes import format_of
+
+    return format_of(weights) is not None
+
+
+def load_exported_model(args: argparse.Namespace, **overrides):
+    """(model, :class:`Checkpoint`) for ``--weights DIR/model.onnx|model.tflite`` (or a SavedModel folder): an
+    :class:`mrcnn.serve.runtimes.ExportedModel` (``detect()`` as MaskRCNN's). The detection
+    threshold and count are baked into the file: a higher ``DETECTION_MIN_CONFIDENCE`` or a lower
+    ``DETECTION_MAX_INSTANCES`` filters its output, the other way round is an error."""
+    from types import SimpleNamespace
+
+    from mrcnn.serve.runtimes import load_exported
+
+    for flag in ("classes", "profile", "config"):
+        if getattr(args, flag, None):
+            raise CLIError(f"--{flag} does not apply to an exported model ({args.weights}): its classes and "
+                           "config are fixed at export (the .json beside it)")
+    model = load_exported(args.weights)
+    values = {**model.config, "CLASS_NAMES": model.class_names[1:], "NUM_CLASSES": len(model.class_names),
+              "IMAGES_PER_GPU": 1, "GPU_COUNT": 1, "BATCH_SIZE": 1}
+    baked = {"DETECTION_MIN_CONFIDENCE": float(values.get("DETECTION_MIN_CONFIDENCE", 0.0)),
+             "DETECTION_MAX_INSTANCES": int(values.get("DETECTION_MAX_INSTANCES", 100))}
+    asked_conf = overrides.get("DETECTION_MIN_CONFIDENCE")
+    if asked_conf is not None and asked_conf < baked["DETECTION_MIN_CONFIDENCE"]:
+        raise CLIError(f"{args.weights} was exported with --min-confidence {baked['DETECTION_MIN_CONFIDENCE']}; "
+                       f"for {asked_conf} export again with facemask-export --min-confidence {asked_conf}")
+    asked_max = overrides.get("DETECTION_MAX_INSTANCES")
+    if asked_max is not None and asked_max > baked["DETECTION_MAX_INSTANCES"]:
+        raise CLIError(f"{args.weights} was exported with --max-detections {baked['DETECTION_MAX_INSTANCES']}; "
+                       f"for {asked_max} export again with facemask-export --max-detections {asked_max}")
+    model.min_confidence = asked_conf
+    model.max_detections = asked_max
+    values["DETECTION_MIN_CONFIDENCE"] = asked_conf if asked_conf is not None else baked["DETECTION_MIN_CONFIDENCE"]
+    values["DETECTION_MAX_INSTANCES"] = asked_max if asked_max is not None else baked["DETECTION_MAX_INSTANCES"]
+    model.config = SimpleNamespace(**values)
+    ckpt = Checkpoint(args.weights, model.config, f"{model.format} export ({model.path})")
+    print(f"exported {model.format} model {args.weights}: classes {', '.join(ckpt.class_names[1:])}; "
+          f"DETECTION_MIN_CONFIDENCE={values['DETECTION_MIN_CONFIDENCE']} "
+          f"DETECTION_MAX_INSTANCES={values['DETECTION_MAX_INSTANCES']}")
+    return model, ckpt
+
+
 def load_checkpoint(args: argparse.Namespace, **overrides):
     """(model, :class:`Checkpoint`) from the parsed checkpoint options, configs overridden by
-    ``overrides`` (None values ignored). Prints the config and class names it uses."""
+    ``overrides`` (None values ignored). Prints the config and class names it uses. An exported
+    ``.onnx``/``.tflite`` file or SavedModel folder gives an :class:`mrcnn.serve.runtimes.ExportedModel`
+    (:func:`load_exported_model`)."""
+    if is_exported(args.weights):
+        return load_exported_model(args, **overrides)
     ckpt = checkpoint_config(args.weights, logs=args.logs, profile=args.profile, classes=args.classes,
                              class_key=args.class_key, config_file=args.config, **overrides)
     print(ckpt.describe())
@@ -339,9 +389,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mrcnn.config import ConfigError
     from mrcnn.data.image_io import ImageReadError, InputStreamError
     from mrcnn.data.via import ViaFormatError
+    from mrcnn.serve.runtimes import RuntimeMissingError
 
     return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError,
-            InputStreamError)
+            InputStreamError, RuntimeMissingError)
 
 
 def _names(items, show: int = 8) -> str:

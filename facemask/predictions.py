@@ -139,7 +139,7 @@ def coco_result(image_id: int, file_name: str, category_id: int, category_name: 
     (counts as str) and its ``area``."""
     from pycocotools import mask as mask_utils
 
-    from mrcnn.ops.masks import encode_rle
+    from mrcnn.ops.rle import encode_rle
 
     rle = encode_rle(mask)
     y1, x1, y2, x2 = box

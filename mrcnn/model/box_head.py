@@ -13,6 +13,7 @@ from keras import layers, ops
 
 from mrcnn.ops.boxes import apply_box_deltas_tf, box_refinement_tf, clip_boxes_tf, compute_overlaps_tf, norm_boxes_tf
 from mrcnn.ops.images import parse_image_meta_tf
+from mrcnn.ops.nms import nms_padded_tf
 
 from .backbone import BN_MOMENTUM, BatchNorm
 from .losses import mean_or_zero, smooth_l1
@@ -22,13 +23,14 @@ from .roi_align import PerROI, PyramidROIAlign
 
 
 # ---------------------------------------------------------------------------------------- layers
-def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_size, train_bn):
+def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_size, train_bn,
+                    sampler="crop_and_resize"):
     """rois [B, N, 4] -> (class logits [B, N, C], probs [B, N, C], deltas [B, N, C, 4]).
 
     Two "fully connected" layers implemented as a pool-size conv and a 1x1 conv, as Matterport
     (names ``mrcnn_class_conv1/2``, ``mrcnn_class_bn1/2``, ``mrcnn_class_logits``, ``mrcnn_bbox_fc``).
     """
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")([rois, image] + list(feature_maps))
+    x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_classifier")([rois, image] + list(feature_maps))
     x = PerROI(WholeInputConv2D(fc_size, pool_size), name="mrcnn_class_conv1")(x)
     x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
@@ -238,12 +240,35 @@ def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confiden
     return tf.pad(detections, [(0, pad), (0, 0)])
 
 
+def refine_detections_padded(rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold,
+                             max_instances):
+    """Batched twin of :func:`refine_detections` for the export graph (same rows, tested): rois
+    [B, N, 4], probs [B, N, C], deltas [B, N, C, 4], window [B, 4] (normalised) -> [B, D, 6].
+    The filtered-out ROIs stay in place as invalid boxes of :func:`mrcnn.ops.nms.nms_padded_tf`
+    instead of being dropped (no dynamic shapes, no NMS op)."""
+    class_ids = tf.argmax(probs, axis=2, output_type=tf.int32)
+    scores = tf.gather(probs, class_ids, batch_dims=2)
+    class_deltas = tf.gather(deltas, class_ids, batch_dims=2) * tf.constant(bbox_std_dev, tf.float32)
+    boxes = apply_box_deltas_tf(rois, class_deltas)
+    lo, hi = tf.tile(window[:, None, :2], [1, 1, 2]), tf.tile(window[:, None, 2:], [1, 1, 2])
+    boxes = tf.minimum(tf.maximum(boxes, lo), hi)  # clip_boxes_tf with one window per image
+    valid = (class_ids > 0) & (scores >= min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=2)
+    offset = tf.cast(class_ids, tf.float32)[..., None] * 2.0
+    keep, ok = nms_padded_tf(boxes + offset, scores, max_instances, nms_threshold, valid=valid)
+    detections = tf.concat([tf.gather(boxes, keep, batch_dims=1),
+                            tf.cast(tf.gather(class_ids, keep, batch_dims=1), tf.float32)[..., None],
+                            tf.gather(scores, keep, batch_dims=1)[..., None]], axis=2)
+    return detections * tf.cast(ok, tf.float32)[..., None]
+
+
 class DetectionLayer(Float32Layer):
     """Batched :func:`refine_detections`: [rois [B, N, 4], probs [B, N, C], deltas [B, N, C, 4],
-    image_meta [B, META]] -> detections [B, D, 6]."""
+    image_meta [B, META]] -> detections [B, D, 6]. ``nms="padded"``: :func:`refine_detections_padded`
+    (the export graph)."""
 
-    def __init__(self, bbox_std_dev, min_confidence, nms_threshold, max_instances, **kwargs):
+    def __init__(self, bbox_std_dev, min_confidence, nms_threshold, max_instances, nms="op", **kwargs):
         super().__init__(**kwargs)
+        self.nms = nms
         self.bbox_std_dev = [float(v) for v in bbox_std_dev]
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
@@ -252,6 +277,14 @@ class DetectionLayer(Float32Layer):
     def call(self, inputs):
         rois, probs, deltas, image_meta = inputs
         meta = parse_image_meta_tf(image_meta)
+        if self.nms == "padded":
+            hw = meta["image_shape"][:, :2]
+            scale = tf.concat([hw, hw], axis=1) - 1.0
+            window = (meta["window"] - tf.constant([0.0, 0.0, 1.0, 1.0])) / scale  # norm_boxes_tf per image
+            return refine_detections_padded(
+                tf.cast(rois, tf.float32), tf.cast(probs, tf.float32), tf.cast(deltas, tf.float32), window,
+                bbox_std_dev=self.bbox_std_dev, min_confidence=self.min_confidence,
+                nms_threshold=self.nms_threshold, max_instances=self.max_instances)
 
         def one(args):
             r, p, d, window, image_shape = args
@@ -268,7 +301,7 @@ class DetectionLayer(Float32Layer):
 
     def get_config(self):
         return {**super().get_config(), "bbox_std_dev": self.bbox_std_dev, "min_confidence": self.min_confidence,
-                "nms_threshold": self.nms_threshold, "max_instances": self.max_instances}
+                "nms_threshold": self.nms_threshold, "max_instances": self.max_instances, "nms": self.nms}
 
 
 class DetectionBoxes(Float32Layer):

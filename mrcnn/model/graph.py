@@ -50,14 +50,14 @@ def _features(image, config):
     return [p2, p3, p4, p5, p6], [p2, p3, p4, p5]  # RPN sees P2..P6, the heads P2..P5
 
 
-def _rpn_and_proposals(image, rpn_features, config, proposal_count):
+def _rpn_and_proposals(image, rpn_features, config, proposal_count, nms="op"):
     rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), depth=config.RPN_CONV_CHANNELS,
                   anchor_stride=config.RPN_ANCHOR_STRIDE)
     rpn_logits, rpn_probs, rpn_deltas = rpn(rpn_features)
     anchors = PyramidAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                              config.RPN_ANCHOR_STRIDE, name="anchors")([image] + list(rpn_features))
     rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
-                             config.RPN_BBOX_STD_DEV, name="ROI")([rpn_probs, rpn_deltas, anchors])
+                             config.RPN_BBOX_STD_DEV, nms=nms, name="ROI")([rpn_probs, rpn_deltas, anchors])
     return rpn_logits, rpn_probs, rpn_deltas, rpn_rois
 
 
@@ -97,24 +97,31 @@ def build_training_graph(config, model_class=keras.Model):
     return model_class(inputs=inputs, outputs=outputs, name="mask_rcnn")
 
 
-def build_inference_graph(config):
+def build_inference_graph(config, export: bool = False):
     """Inputs: molded images [B, H, W, 3] (any size divisible by 64) and image meta.
     Outputs: detections [B, D, 6] (normalised boxes, class id, score), class probs, box deltas,
-    masks [B, D, mh, mw, C] and the RPN's proposals."""
+    masks [B, D, mh, mw, C] and the RPN's proposals.
+
+    ``export=True``: the same model (same layer names and weights, tested equal) built from ops
+    that ONNX and TFLite builtins have: gather-based ROIAlign instead of CropAndResize, and
+    :func:`mrcnn.ops.nms.nms_padded_tf` without map_fn instead of the NMS op (RPN and detections).
+    """
+    nms, sampler = ("padded", "gather") if export else ("op", "crop_and_resize")
     image = keras.Input(shape=(None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
     meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
     rpn_features, head_features = _features(image, config)
     _, rpn_probs, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config,
-                                                            config.POST_NMS_ROIS_INFERENCE)
+                                                            config.POST_NMS_ROIS_INFERENCE, nms=nms)
     _, class_probs, bbox = classifier_head(rpn_rois, image, head_features, pool_size=config.POOL_SIZE,
-                                           fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
+                                           fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, sampler=sampler,
+                                           **_head_kwargs(config))
     detections = DetectionLayer(config.BBOX_STD_DEV, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES,
-                                name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
+                                nms=nms, name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
     # The mask head runs on the real detections only (class id > 0), not on the zero padding up to
     # DETECTION_MAX_INSTANCES.
     masks = mask_head(DetectionBoxes(name="detection_boxes")(detections), image, head_features,
-                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS,
+                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS, sampler=sampler,
                       keep=PositiveROIs(name="real_detections")(detections[:, :, 4]), **_head_kwargs(config))
     outputs = {"detections": detections, "mrcnn_class": class_probs, "mrcnn_bbox": bbox,
                "mrcnn_mask": masks, "rpn_rois": rpn_rois, "rpn_class": rpn_probs, "rpn_bbox": rpn_deltas}

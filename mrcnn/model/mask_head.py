@@ -18,7 +18,8 @@ from .roi_align import PerROI, PyramidROIAlign, UnpackROIs
 
 
 # ---------------------------------------------------------------------------------------- layers
-def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256, keep=None):
+def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256, keep=None,
+              sampler="crop_and_resize"):
     """rois [B, N, 4] -> per-class mask probabilities [B, N, 2*pool, 2*pool, C]
     (Matterport names ``mrcnn_mask_conv1..4``, ``mrcnn_mask_bn1..4``, ``mrcnn_mask_deconv``, ``mrcnn_mask``).
 
@@ -29,9 +30,9 @@ def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, ch
     True always) then come from real ROIs only.
     """
     if keep is None:
-        x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")([rois, image] + list(feature_maps))
+        x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_mask")([rois, image] + list(feature_maps))
     else:
-        x = PyramidROIAlign((pool_size, pool_size), packed=True, name="roi_align_mask")(
+        x = PyramidROIAlign((pool_size, pool_size), packed=True, sampler=sampler, name="roi_align_mask")(
             [rois, keep, image] + list(feature_maps))
     for i in range(1, 5):
         x = PerROI(layers.Conv2D(channels, 3, padding="same"), name=f"mrcnn_mask_conv{i}")(x)

@@ -11,6 +11,7 @@ from keras import layers
 
 from mrcnn.ops.anchors import generate_pyramid_anchors_tf
 from mrcnn.ops.boxes import apply_box_deltas_tf, clip_boxes_tf, norm_boxes_tf
+from mrcnn.ops.nms import nms_padded_tf
 
 from .losses import mean_or_zero, smooth_l1
 from .precision import Float32Layer
@@ -88,12 +89,26 @@ def propose(scores, deltas, anchors, *, proposal_count, nms_threshold, pre_nms_l
     return tf.pad(boxes, [(0, pad), (0, 0)])
 
 
+def propose_padded(scores, deltas, anchors, *, proposal_count, nms_threshold, pre_nms_limit, std_dev):
+    """Batched twin of :func:`propose` for the export graph (same proposals, tested): no map_fn and
+    no NMS op, :func:`mrcnn.ops.nms.nms_padded_tf` instead. scores [B, A], deltas [B, A, 4],
+    anchors [A, 4] -> [B, proposal_count, 4]."""
+    k = tf.minimum(pre_nms_limit, tf.shape(anchors)[0])
+    top_scores, idx = tf.math.top_k(scores, k=k, sorted=True)
+    boxes = apply_box_deltas_tf(tf.gather(anchors, idx), tf.gather(deltas, idx, batch_dims=1) * std_dev)
+    boxes = clip_boxes_tf(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+    keep, ok = nms_padded_tf(boxes, top_scores, proposal_count, nms_threshold)
+    return tf.gather(boxes, keep, batch_dims=1) * tf.cast(ok, tf.float32)[..., None]
+
+
 class ProposalLayer(Float32Layer):
     """Batched :func:`propose`: [probs [B, A, 2], deltas [B, A, 4], anchors [A, 4]]
-    -> [B, proposal_count, 4] normalised ROIs (zero padded)."""
+    -> [B, proposal_count, 4] normalised ROIs (zero padded). ``nms="padded"``:
+    :func:`propose_padded` (the export graph)."""
 
-    def __init__(self, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev, **kwargs):
+    def __init__(self, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev, nms="op", **kwargs):
         super().__init__(**kwargs)
+        self.nms = nms
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit)
@@ -104,6 +119,9 @@ class ProposalLayer(Float32Layer):
         scores = tf.cast(probs[:, :, 1], tf.float32)
         deltas = tf.cast(deltas, tf.float32)
         std = tf.constant(self.rpn_bbox_std_dev, tf.float32)
+        if self.nms == "padded":
+            return propose_padded(scores, deltas, anchors, proposal_count=self.proposal_count,
+                                  nms_threshold=self.nms_threshold, pre_nms_limit=self.pre_nms_limit, std_dev=std)
 
         def one(args):
             s, d = args
@@ -118,7 +136,7 @@ class ProposalLayer(Float32Layer):
 
     def get_config(self):
         return {**super().get_config(), "proposal_count": self.proposal_count, "nms_threshold": self.nms_threshold,
-                "pre_nms_limit": self.pre_nms_limit, "rpn_bbox_std_dev": self.rpn_bbox_std_dev}
+                "pre_nms_limit": self.pre_nms_limit, "rpn_bbox_std_dev": self.rpn_bbox_std_dev, "nms": self.nms}
 
 
 # ---------------------------------------------------------------------------------------- losses

@@ -51,11 +51,13 @@ def compute_scale(h: int, w: int, min_dim=None, max_dim=None, min_scale=0, mode=
     return scale
 
 
-def compute_scale_tf(h, w, min_dim=None, max_dim=None, min_scale=0):
-    """TF twin of :func:`compute_scale` in "square" mode (float64 like Python): scalar tensors -> scalar."""
-    h = tf.cast(h, tf.float64)
-    w = tf.cast(w, tf.float64)
-    scale = tf.constant(1.0, tf.float64)
+def compute_scale_tf(h, w, min_dim=None, max_dim=None, min_scale=0, dtype=tf.float64):
+    """TF twin of :func:`compute_scale` in "square" mode (float64 like Python): scalar tensors -> scalar.
+    ``dtype=tf.float32`` for graphs that cannot hold float64 (TFLite): the resized size can then
+    differ by 1 px where h * scale lies within float32 rounding of .5."""
+    h = tf.cast(h, dtype)
+    w = tf.cast(w, dtype)
+    scale = tf.constant(1.0, dtype)
     if min_dim:
         scale = tf.maximum(scale, float(min_dim) / tf.minimum(h, w))
     if min_scale:
@@ -114,7 +116,7 @@ def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=0, mod
     return image, ResizeInfo(window, scale, padding, None)
 
 
-def resize_image_tf(image, min_dim=None, max_dim=None, min_scale=0):
+def resize_image_tf(image, min_dim=None, max_dim=None, min_scale=0, dtype=tf.float64):
     """TF twin of :func:`resize_image` in "square" mode: uint8 [H, W, 3] ->
     (float32 [max_dim, max_dim, 3], window int32 [4], scale float64 scalar).
 
@@ -124,9 +126,9 @@ def resize_image_tf(image, min_dim=None, max_dim=None, min_scale=0):
     """
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
-    scale = compute_scale_tf(h, w, min_dim, max_dim, min_scale)
-    h2 = tf.cast(tf.round(tf.cast(h, tf.float64) * scale), tf.int32)
-    w2 = tf.cast(tf.round(tf.cast(w, tf.float64) * scale), tf.int32)
+    scale = compute_scale_tf(h, w, min_dim, max_dim, min_scale, dtype)
+    h2 = tf.cast(tf.round(tf.cast(h, dtype) * scale), tf.int32)
+    w2 = tf.cast(tf.round(tf.cast(w, dtype) * scale), tf.int32)
     img = tf.cast(image, tf.float32)
     resized = tf.cond(
         tf.logical_and(tf.equal(h2, h), tf.equal(w2, w)),
@@ -136,7 +138,8 @@ def resize_image_tf(image, min_dim=None, max_dim=None, min_scale=0):
     top = (max_dim - h2) // 2
     left = (max_dim - w2) // 2
     padded = tf.pad(resized, [[top, max_dim - h2 - top], [left, max_dim - w2 - left], [0, 0]])
-    return tf.ensure_shape(padded, [max_dim, max_dim, 3]), tf.stack([top, left, top + h2, left + w2]), scale
+    # reshape, not ensure_shape: same static shape, and TFLite has no EnsureShape builtin.
+    return tf.reshape(padded, [max_dim, max_dim, 3]), tf.stack([top, left, top + h2, left + w2]), scale
 
 
 def resize_mask(mask: np.ndarray, info: ResizeInfo) -> np.ndarray:

@@ -22,14 +22,31 @@ import tensorflow as tf
 from .graph_io import mold_image_tf, unmold_detections_tf
 
 
-class ServingModule(tf.Module):
-    """A ``tf.Module`` around the inference Keras model with a ``serve(image)`` signature."""
+def build_export_model(keras_model, config):
+    """The export-mode inference graph (:func:`mrcnn.model.graph.build_inference_graph` with
+    ``export=True``: ops ONNX and TFLite builtins have) with ``keras_model``'s weights, layer by
+    layer name."""
+    from mrcnn.model.graph import build_inference_graph
 
-    def __init__(self, keras_model, config, class_names=None):
+    export = build_inference_graph(config, export=True)
+    for layer in export.layers:
+        if layer.weights:
+            layer.set_weights(keras_model.get_layer(layer.name).get_weights())
+    return export
+
+
+class ServingModule(tf.Module):
+    """A ``tf.Module`` around the inference Keras model with a ``serve(image)`` signature.
+
+    ``portable=True``: serve the export-mode graph (:func:`build_export_model`) and paste masks
+    without a loop: what the ONNX and TFLite exports convert (same I/O, same detections)."""
+
+    def __init__(self, keras_model, config, class_names=None, portable: bool = False):
         super().__init__(name="facemask_serving")
         if config.IMAGE_RESIZE_MODE != "square":
             raise ValueError(f"export supports IMAGE_RESIZE_MODE='square' only, got {config.IMAGE_RESIZE_MODE!r}")
-        self.model = keras_model
+        self.portable = bool(portable)
+        self.model = build_export_model(keras_model, config) if portable else keras_model
         self._cfg = dict(min_dim=int(config.IMAGE_MIN_DIM or 0), max_dim=int(config.IMAGE_MAX_DIM),
                          min_scale=float(config.IMAGE_MIN_SCALE or 0),
                          mean_pixel=[float(v) for v in np.asarray(config.MEAN_PIXEL).reshape(-1)],
@@ -41,11 +58,11 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")], jit_compile=False)
     def serve(self, image):
-        molded, meta, window = mold_image_tf(image, **self._cfg)
+        molded, meta, window = mold_image_tf(image, **self._cfg, dtype=tf.float32 if self.portable else tf.float64)
         out = self.model({"input_image": molded, "input_image_meta": meta}, training=False)
         max_dim = self._cfg["max_dim"]
         return unmold_detections_tf(out["detections"][0], out["mrcnn_mask"][0], tf.shape(image)[:2],
-                                    tf.constant([max_dim, max_dim]), window)
+                                    tf.constant([max_dim, max_dim]), window, batched_paste=self.portable)
 
 
 def _json_default(obj):
