@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from mrcnn.serve.predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DEFAULT_OVERLAY_SIDE, Predictor, UploadError
+from .predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DEFAULT_OVERLAY_SIDE, Predictor, UploadError
 
 from .cli import add_checkpoint_args, cli_main, load_checkpoint, positive_float, positive_int, probability
 

@@ -57,7 +57,7 @@ class PredictionWriter:
             return
         from mrcnn.visualize import save_overlay
 
-        from mrcnn.metrics import mask_coverage
+        from .coverage import mask_coverage
 
         self.detect_s += item.detect_s
         image, result = item.image, item.result

@@ -39,7 +39,7 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def predictor(tiny_model):
-    from mrcnn.serve.predictor import Predictor
+    from facemask.predictor import Predictor
 
     return Predictor(tiny_model, ["BG", "mask"], description="tiny random-init test model")
 
@@ -169,7 +169,7 @@ def test_concurrent_large_uploads_are_decoded_one_at_a_time(predictor, monkeypat
     import httpx
 
     from facemask.app import create_app
-    from mrcnn.serve import predictor as predictor_module
+    from facemask import predictor as predictor_module
 
     state = {"active": 0, "peak": 0}
     lock = threading.Lock()
@@ -237,7 +237,7 @@ def test_large_dimensions_downscaled_or_refused(tiny_model, sample_image):
     from fastapi.testclient import TestClient
 
     from facemask.app import create_app
-    from mrcnn.serve.predictor import Predictor
+    from facemask.predictor import Predictor
 
     small = Predictor(tiny_model, ["BG", "mask"], max_side=100, max_pixels=20_000)
     with TestClient(create_app(small)) as c:
@@ -321,7 +321,7 @@ def test_the_answer_carries_an_overlay_bounded_to_the_overlay_side(tiny_model, s
     detection image's coordinates (here the 200x150 sample, overlay at most 64 px)."""
     from PIL import Image
 
-    from mrcnn.serve.predictor import Predictor
+    from facemask.predictor import Predictor
 
     small = Predictor(tiny_model, ["BG", "mask"], overlay_side=64)
     body = small.predict(sample_image)

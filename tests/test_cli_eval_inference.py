@@ -186,7 +186,7 @@ def test_no_detection_warning():
 
 def test_inference_helpers(tmp_path):
     from facemask import inference
-    from mrcnn.metrics import mask_coverage
+    from facemask.coverage import mask_coverage
 
     root = tmp_path
     files = [root / "a.jpg", root / "a.png", root / "s" / "b.tif"]

@@ -1,2 +1,3 @@
-"""Serving helpers: in-graph pre/post-processing for SavedModel export (:mod:`.graph_io`,
-:mod:`.export`) and the web app's predictor (:mod:`.predictor`)."""
+"""Serving: in-graph pre/post-processing (:mod:`.graph_io`), the SavedModel (:mod:`.saved_model`), ONNX and
+TFLite export (:mod:`.portable`) and their runtimes (:mod:`.runtimes`). The web app's predictor is the
+application's (:mod:`facemask.predictor`)."""

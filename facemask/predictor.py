@@ -1,4 +1,4 @@
-"""One-image prediction for the web app: decode bytes, detect, summarise, draw the overlay.
+"""One-image prediction for the web app (facemask-app): decode bytes, detect, summarise, draw the overlay.
 
 The result dict (JSON-ready) is documented in :meth:`Predictor.predict`.
 """
@@ -132,7 +132,7 @@ class Predictor:
         original_height, downscaled, timing_ms {detect, overlay, total}}. Coordinates refer to the
         (possibly downscaled) width x height image; the overlay shows it at most ``overlay_side``
         pixels on its long side."""
-        from mrcnn.metrics import mask_coverage
+        from .coverage import mask_coverage
         from mrcnn.visualize import draw_instances
 
         t0 = time.perf_counter()
