@@ -13,9 +13,16 @@ import facemask
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from mrcnn.model.backbone import BatchNorm
-from mrcnn.model.box_head import WholeInputConv2D, box_losses, detection_targets, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
-from mrcnn.model.mask_head import (PositiveROIs, mask_accuracy, mask_head, mrcnn_mask_loss, select_class_masks,
-                                   select_class_masks_tf)
+from mrcnn.model.box_head import WholeInputConv2D, box_losses, mrcnn_bbox_loss, mrcnn_class_loss, refine_detections
+from mrcnn.model.mask_head import (
+    PositiveROIs,
+    mask_accuracy,
+    mask_head,
+    mrcnn_mask_loss,
+    select_class_masks,
+    select_class_masks_tf,
+)
+from mrcnn.model.roi_targets import detection_targets
 from mrcnn.model.rpn import propose, rpn_bbox_loss, rpn_class_loss, rpn_losses
 from mrcnn.ops.anchors import get_anchors
 from mrcnn.ops.boxes import box_refinement

@@ -121,3 +121,13 @@ def test_the_checker_sees_lazy_and_relative_imports():
     assert "mrcnn.model.maskrcnn" in edges["mrcnn.evaluation"]  # lazy, inside PeriodicEvaluation
     assert "facemask.cli" in edges["facemask.train"]  # from .cli import ...
     assert "mrcnn.ops.anchors" in edges["mrcnn.data.pipeline"]
+
+
+def test_the_heads_are_siblings():
+    """The RPN, box and mask heads each keep their layers, losses and post-processing; what they share
+    (ROI sampling with its box and mask targets, ROIAlign, losses) sits below them, so none imports another."""
+    heads = {"mrcnn.model.rpn", "mrcnn.model.box_head", "mrcnn.model.mask_head"}
+    edges = _imports(_modules())
+    wrong = sorted(f"{h} -> {t}" for h in heads for t in edges.get(h, ()) if t in heads)
+    assert not wrong, wrong
+    assert "mrcnn.model.roi_targets" in edges["mrcnn.model.graph"]

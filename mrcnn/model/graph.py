@@ -12,10 +12,11 @@ from mrcnn.ops.anchors import compute_backbone_shapes
 from mrcnn.ops.boxes import norm_boxes_tf
 
 from .backbone import build_backbone
-from .box_head import DetectionBoxes, DetectionLayer, DetectionTargetLayer, classifier_head
+from .box_head import DetectionBoxes, DetectionLayer, classifier_head
 from .fpn import fpn_graph
 from .mask_head import PositiveROIs, mask_head
 from .precision import Float32Layer
+from .roi_targets import DetectionTargetLayer
 from .rpn import ProposalLayer, PyramidAnchors, RPNHead
 
 

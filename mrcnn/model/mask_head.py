@@ -1,4 +1,4 @@
-"""Mask head as one unit: its layers, its training targets, its loss and accuracy, and choosing
+"""Mask head as one unit: its layers, its loss and accuracy (targets: :mod:`mrcnn.model.roi_targets`), and choosing
 each detection's class mask at inference (pasting into the image is :func:`mrcnn.ops.masks.paste_masks`
 and its TF twin :func:`mrcnn.ops.masks.paste_masks_tf`).
 
@@ -58,26 +58,6 @@ class PositiveROIs(layers.Layer):
 
     def compute_output_spec(self, class_ids):
         return keras.KerasTensor(class_ids.shape, dtype="bool")
-
-
-# --------------------------------------------------------------------------------------- targets
-def mask_targets(gt_masks, assignment, positive_rois, assigned_boxes, *, mask_shape, use_mini_mask):
-    """One image: crop each positive ROI out of its GT mask and resize to ``mask_shape``.
-
-    gt_masks [h, w, G] (full-image masks, or mini-masks in their GT box's frame when
-    ``use_mini_mask``), assignment [P] (GT index of each positive), positive_rois [P, 4],
-    assigned_boxes [P, 4] -> 0/1 float masks [P, mh, mw].
-    """
-    masks = tf.expand_dims(tf.transpose(tf.cast(gt_masks, tf.float32), [2, 0, 1]), -1)
-    masks = tf.gather(masks, assignment)
-    crop_boxes = positive_rois
-    if use_mini_mask:
-        y1, x1, y2, x2 = tf.split(positive_rois, 4, axis=1)
-        gy1, gx1, gy2, gx2 = tf.split(assigned_boxes, 4, axis=1)
-        gh, gw = gy2 - gy1, gx2 - gx1
-        crop_boxes = tf.concat([(y1 - gy1) / gh, (x1 - gx1) / gw, (y2 - gy1) / gh, (x2 - gx1) / gw], axis=1)
-    masks = tf.image.crop_and_resize(masks, crop_boxes, tf.range(tf.shape(crop_boxes)[0]), mask_shape)
-    return tf.round(tf.squeeze(masks, -1))
 
 
 # ---------------------------------------------------------------------------------------- losses

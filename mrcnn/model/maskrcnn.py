@@ -23,7 +23,7 @@ from .loop import chief_value, distributed_inputs, is_chief, run_epochs, step_fu
 from .mask_head import select_class_masks
 from .precision import LossScaleOptimizer, build_policy, needs_loss_scaling, policy_name
 from .trainer import CheckpointCallback, MaskRCNNTrainingModel, layer_lr_scales, learning_rate_schedule
-from .weights import CLASS_SPECIFIC_HEADS, load_weights_by_name, iter_layers, save_weights_by_name
+from .weights import CLASS_SPECIFIC_HEADS, iter_layers, load_weights_by_name, save_weights_by_name
 
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
 _RESNET_FROM = {3: r"(res[3-5].*)|(bn[3-5].*)", 4: r"(res[4-5].*)|(bn[4-5].*)", 5: r"(res5.*)|(bn5.*)"}

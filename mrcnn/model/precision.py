@@ -23,7 +23,6 @@ from keras import layers
 
 from mrcnn.config import MIXED_PRECISION_POLICIES
 
-
 #: /proc/cpuinfo flags of x86 CPUs with bfloat16 dot products (AMD Zen 4+, Intel Cooper Lake and
 #: Sapphire Rapids+), which oneDNN uses for bfloat16 convolutions and matmuls. Elsewhere bfloat16 is
 #: emulated and slower than float32.
