@@ -516,7 +516,7 @@ class Evaluator:
                              "file_name": str(image_id)})
         from pycocotools import mask as mask_utils
 
-        from mrcnn.ops.masks import encode_rle
+        from mrcnn.ops.rle import encode_rle
 
         gv, pv = pm["gt_valid"], pm["pred_valid"]
         gt_rles = encode_rle(gt_masks[..., gv])

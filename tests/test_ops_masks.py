@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import resize_image, resize_mask
-from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, encode_rle, expand_mask,
+from mrcnn.ops.rle import encode_rle
+from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, expand_mask,
                              minimize_mask, paste_masks, paste_masks_tf, unmold_mask)
 
 

@@ -1,12 +1,11 @@
 """Instance-mask math: IoU, mini-masks, pasting ("unmolding") masks into full images (numpy and
-TF twins), COCO RLE encoding."""
+TF twins); COCO RLE encoding is TF-free in :mod:`mrcnn.ops.rle`."""
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
-from .rle import encode_rle  # noqa: F401  (kept here for callers; TF-free in .rle)
 
 
 def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
