@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """`python app.py ...` from a clone: the same as `python -m facemask.app` (see its --help)."""
+
 import sys
 
 from facemask.app import main

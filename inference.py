@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """`python inference.py ...` from a clone: the same as `python -m facemask.inference` (see its --help)."""
+
 import sys
 
 from facemask.inference import main

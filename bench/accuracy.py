@@ -21,6 +21,7 @@ Needs torch + torchvision (bench/requirements.txt) for ``--only torchvision|both
     /work/venv-bench/bin/python bench/accuracy.py --dataset /work/data/droplets --minutes 15
     python bench/accuracy.py --dataset DIR --minutes 0.5 --only ours --no-write   # smoke test
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,9 +127,26 @@ def run_ours(args, out: Path) -> dict:
     method = ours_method(args)
     stages, steps_per_epoch = ours_stages(args.minutes * 60, args.ours_step_s, lr, args.ours_weights == "synthetic")
     logs = out / f"{method}_logs_{time.strftime('%Y%m%d_%H%M%S')}"
-    cmd = [sys.executable, "train.py", "--dataset", args.dataset, "--profile", "cpu", "--weights", args.ours_weights,
-           "--classes", args.classes, "--seed", str(args.seed), "--logs", str(logs),
-           "--stages", stages, "--steps-per-epoch", str(steps_per_epoch)]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "--dataset",
+        args.dataset,
+        "--profile",
+        "cpu",
+        "--weights",
+        args.ours_weights,
+        "--classes",
+        args.classes,
+        "--seed",
+        str(args.seed),
+        "--logs",
+        str(logs),
+        "--stages",
+        stages,
+        "--steps-per-epoch",
+        str(steps_per_epoch),
+    ]
     if args.ours_weights == "none":
         cmd += ["--anchors", "auto"]  # train.py's from-scratch default, said explicitly
     if args.ours_layer_lr_decay:
@@ -138,23 +156,35 @@ def run_ours(args, out: Path) -> dict:
     log_path = out / f"{method}_train.log"
     print(f"ours: {' '.join(cmd)}\n      (log: {log_path})", flush=True)
     with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "CI": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        done = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CI": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
     if done.returncode:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        raise SystemExit(f"ours: train.py failed (exit {done.returncode}); last lines of {log_path}:\n"
-                         + "\n".join(tail))
+        raise SystemExit(
+            f"ours: train.py failed (exit {done.returncode}); last lines of {log_path}:\n" + "\n".join(tail)
+        )
     run_dir = max(logs.glob("*/train_summary.json"), key=os.path.getmtime).parent
     summary = json.loads((run_dir / "train_summary.json").read_text())
     report = json.loads((Path(summary["checkpoint"]).parent / "eval_val" / "report.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     epochs = summary["stages"][-1][2]
-    return {"method": method, "steps": epochs * int(config.get("STEPS_PER_EPOCH", steps_per_epoch)),
-            "batch": int(config.get("IMAGES_PER_GPU", 2)), "train_s": float(summary["train_seconds"]),
-            "mask_mAP50": report["mask_mAP50"],
-            "mask_mAP50_at_0.7": report.get("mask_mAP50_at_min_confidence"),
-            "reference_confidence": report.get("reference_min_confidence"),
-            "coco_segm_AP": report["coco_segm"]["AP"], "stages": stages, "run_dir": str(run_dir)}
+    return {
+        "method": method,
+        "steps": epochs * int(config.get("STEPS_PER_EPOCH", steps_per_epoch)),
+        "batch": int(config.get("IMAGES_PER_GPU", 2)),
+        "train_s": float(summary["train_seconds"]),
+        "mask_mAP50": report["mask_mAP50"],
+        "mask_mAP50_at_0.7": report.get("mask_mAP50_at_min_confidence"),
+        "reference_confidence": report.get("reference_min_confidence"),
+        "coco_segm_AP": report["coco_segm"]["AP"],
+        "stages": stages,
+        "run_dir": str(run_dir),
+    }
 
 
 # -------------------------------------------------------------------------------------- torchvision
@@ -169,17 +199,30 @@ def build_torchvision_model(num_classes: int, anchor_scales):
 
     # Trainable BatchNorm, as ours from scratch (TRAIN_BN=None): resnet_fpn_backbone's default
     # FrozenBatchNorm2d is an identity at random init, i.e. no normalisation at all.
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
-                                   norm_layer=torch.nn.BatchNorm2d)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=torch.nn.BatchNorm2d
+    )
     channels = backbone.out_channels  # 256
-    anchors = AnchorGenerator(sizes=tuple((int(s),) for s in anchor_scales),
-                              aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_scales))
+    anchors = AnchorGenerator(
+        sizes=tuple((int(s),) for s in anchor_scales), aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_scales)
+    )
     return MaskRCNN(
-        backbone, num_classes=None, min_size=256, max_size=256, rpn_anchor_generator=anchors,
-        rpn_batch_size_per_image=128, rpn_post_nms_top_n_train=300, rpn_post_nms_top_n_test=200,
-        box_batch_size_per_image=64, box_score_thresh=0.05, box_detections_per_img=100,
-        box_head=TwoMLPHead(channels * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes),
-        mask_head=MaskRCNNHeads(channels, (128,) * 4, 1), mask_predictor=MaskRCNNPredictor(128, 128, num_classes))
+        backbone,
+        num_classes=None,
+        min_size=256,
+        max_size=256,
+        rpn_anchor_generator=anchors,
+        rpn_batch_size_per_image=128,
+        rpn_post_nms_top_n_train=300,
+        rpn_post_nms_top_n_test=200,
+        box_batch_size_per_image=64,
+        box_score_thresh=0.05,
+        box_detections_per_img=100,
+        box_head=TwoMLPHead(channels * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes),
+        mask_head=MaskRCNNHeads(channels, (128,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(128, 128, num_classes),
+    )
 
 
 def torch_samples(dataset, max_side: int = 256) -> list:
@@ -198,13 +241,19 @@ def torch_samples(dataset, max_side: int = 256) -> list:
         size = (max(1, round(h * max_side / max(h, w))), max(1, round(w * max_side / max(h, w))))
         image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
         masks = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
-        masks = (F.interpolate(masks[None], size=size, mode="bilinear", align_corners=False)[0] > 0.5) \
-            if len(masks) else torch.zeros((0, *size))
+        masks = (
+            (F.interpolate(masks[None], size=size, mode="bilinear", align_corners=False)[0] > 0.5)
+            if len(masks)
+            else torch.zeros((0, *size))
+        )
         keep = masks.flatten(1).any(1)  # instances too small to survive the resize are dropped
         masks = masks[keep]
         boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # x1 y1 x2 y2, exclusive ends
-        target = {"boxes": boxes.reshape(-1, 4), "masks": masks.to(torch.uint8),
-                  "labels": torch.as_tensor(np.asarray(class_ids), dtype=torch.int64)[keep]}
+        target = {
+            "boxes": boxes.reshape(-1, 4),
+            "masks": masks.to(torch.uint8),
+            "labels": torch.as_tensor(np.asarray(class_ids), dtype=torch.int64)[keep],
+        }
         samples.append((image.contiguous(), target))
     return samples
 
@@ -256,8 +305,9 @@ def train_torchvision(model, samples, budget_s: float, seed: int, log_every: int
             steps += 1
             if steps % log_every == 0:
                 parts = " ".join(f"{k.replace('loss_', '')} {v.item():.3f}" for k, v in losses.items())
-                print(f"  torchvision step {steps} ({elapsed / 60:.1f} min) loss {loss.item():.3f} [{parts}]",
-                      flush=True)
+                print(
+                    f"  torchvision step {steps} ({elapsed / 60:.1f} min) loss {loss.item():.3f} [{parts}]", flush=True
+                )
 
 
 def predict_torchvision(model, dataset) -> list[dict]:
@@ -272,9 +322,14 @@ def predict_torchvision(model, dataset) -> list[dict]:
         for image_id in dataset.image_ids:
             image = np.ascontiguousarray(dataset.load_image(image_id))
             out = model([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
-            predictions.append({"rois": out["boxes"].numpy()[:, [1, 0, 3, 2]], "class_ids": out["labels"].numpy(),
-                                "scores": out["scores"].numpy(),
-                                "masks": (out["masks"][:, 0] > 0.5).permute(1, 2, 0).numpy()})
+            predictions.append(
+                {
+                    "rois": out["boxes"].numpy()[:, [1, 0, 3, 2]],
+                    "class_ids": out["labels"].numpy(),
+                    "scores": out["scores"].numpy(),
+                    "masks": (out["masks"][:, 0] > 0.5).permute(1, 2, 0).numpy(),
+                }
+            )
     return predictions
 
 
@@ -284,8 +339,15 @@ def save_predictions(path: Path, predictions: list[dict]) -> None:
 
     arrays = {}
     for i, p in enumerate(predictions):
-        arrays.update({f"{i}_rois": p["rois"], f"{i}_class_ids": p["class_ids"], f"{i}_scores": p["scores"],
-                       f"{i}_shape": np.asarray(p["masks"].shape), f"{i}_masks": np.packbits(p["masks"])})
+        arrays.update(
+            {
+                f"{i}_rois": p["rois"],
+                f"{i}_class_ids": p["class_ids"],
+                f"{i}_scores": p["scores"],
+                f"{i}_shape": np.asarray(p["masks"].shape),
+                f"{i}_masks": np.packbits(p["masks"]),
+            }
+        )
     np.savez_compressed(path, count=len(predictions), **arrays)
 
 
@@ -293,9 +355,17 @@ def load_predictions(path: Path) -> list[dict]:
     import numpy as np
 
     with np.load(path) as z:
-        return [{"rois": z[f"{i}_rois"], "class_ids": z[f"{i}_class_ids"], "scores": z[f"{i}_scores"],
-                 "masks": np.unpackbits(z[f"{i}_masks"], count=int(np.prod(z[f"{i}_shape"])))
-                 .reshape(z[f"{i}_shape"]).astype(bool)} for i in range(int(z["count"]))]
+        return [
+            {
+                "rois": z[f"{i}_rois"],
+                "class_ids": z[f"{i}_class_ids"],
+                "scores": z[f"{i}_scores"],
+                "masks": np.unpackbits(z[f"{i}_masks"], count=int(np.prod(z[f"{i}_shape"])))
+                .reshape(z[f"{i}_shape"])
+                .astype(bool),
+            }
+            for i in range(int(z["count"]))
+        ]
 
 
 class ReplayDetector:
@@ -309,8 +379,10 @@ class ReplayDetector:
         results = [self.predictions.pop(0) for _ in images]
         for image, r in zip(images, results):
             if r["masks"].shape[:2] != image.shape[:2]:
-                raise ValueError(f"saved detections are {r['masks'].shape[:2]}, the image {image.shape[:2]}: "
-                                 "the val folder changed since the torchvision run")
+                raise ValueError(
+                    f"saved detections are {r['masks'].shape[:2]}, the image {image.shape[:2]}: "
+                    "the val folder changed since the torchvision run"
+                )
         return results
 
 
@@ -328,14 +400,25 @@ def torchvision_worker(args) -> int:
     samples = torch_samples(train_set)
     anchor_scales = make_config("cpu").RPN_ANCHOR_SCALES
     model = build_torchvision_model(len(train_set.class_names), anchor_scales)
-    print(f"torchvision {torchvision.__version__}: training {args.budget_s / 60:.2f} min on {len(samples)} images",
-          flush=True)
+    print(
+        f"torchvision {torchvision.__version__}: training {args.budget_s / 60:.2f} min on {len(samples)} images",
+        flush=True,
+    )
     trained = train_torchvision(model, samples, args.budget_s, args.seed)
     started = time.perf_counter()
     save_predictions(out / "torchvision_val.npz", predict_torchvision(model, val_set))
-    (out / "torchvision_train.json").write_text(json.dumps({
-        **trained, "predict_s": time.perf_counter() - started, "anchor_scales": list(anchor_scales),
-        "torchvision": torchvision.__version__, "torch": torch.__version__, "class_names": train_set.class_names}))
+    (out / "torchvision_train.json").write_text(
+        json.dumps(
+            {
+                **trained,
+                "predict_s": time.perf_counter() - started,
+                "anchor_scales": list(anchor_scales),
+                "torchvision": torchvision.__version__,
+                "torch": torch.__version__,
+                "class_names": train_set.class_names,
+            }
+        )
+    )
     if "tensorflow" in sys.modules:
         print("warning: TensorFlow got imported in the torchvision worker", file=sys.stderr)
     return 0
@@ -345,23 +428,49 @@ def run_torchvision(args, budget_s: float, out: Path) -> dict:
     """Train + predict in a child process, then score its val detections here with our metric code."""
     from mrcnn.evaluation import evaluate_model
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--classes", args.classes,
-           "--seed", str(args.seed), "--torchvision-worker", str(out), "--budget-s", str(budget_s)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--dataset",
+        args.dataset,
+        "--classes",
+        args.classes,
+        "--seed",
+        str(args.seed),
+        "--torchvision-worker",
+        str(out),
+        "--budget-s",
+        str(budget_s),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
     if done.returncode:
         raise SystemExit(f"torchvision: the training child failed (exit {done.returncode}): {' '.join(cmd)}")
     trained = json.loads((out / "torchvision_train.json").read_text())
     _, val_set = load_splits(args.dataset, args.classes)
-    evaluator, _ = evaluate_model(ReplayDetector(load_predictions(out / "torchvision_val.npz")), val_set,
-                                  progress=False, keep_examples=0, class_names=trained["class_names"],
-                                  reference_confidence=REFERENCE_CONFIDENCE, reference_max=100)
+    evaluator, _ = evaluate_model(
+        ReplayDetector(load_predictions(out / "torchvision_val.npz")),
+        val_set,
+        progress=False,
+        keep_examples=0,
+        class_names=trained["class_names"],
+        reference_confidence=REFERENCE_CONFIDENCE,
+        reference_max=100,
+    )
     summary = evaluator.summary()
-    return {"method": "torchvision", "steps": trained["steps"], "batch": 1, "train_s": trained["train_s"],
-            "skipped_nonfinite": trained["skipped_nonfinite"], "mask_mAP50": summary["mask_mAP50"],
-            "mask_mAP50_at_0.7": summary["mask_mAP50_at_min_confidence"],
-            "reference_confidence": REFERENCE_CONFIDENCE, "coco_segm_AP": summary["coco_segm"]["AP"],
-            "anchor_scales": trained["anchor_scales"], "torchvision": trained["torchvision"],
-            "torch": trained["torch"]}
+    return {
+        "method": "torchvision",
+        "steps": trained["steps"],
+        "batch": 1,
+        "train_s": trained["train_s"],
+        "skipped_nonfinite": trained["skipped_nonfinite"],
+        "mask_mAP50": summary["mask_mAP50"],
+        "mask_mAP50_at_0.7": summary["mask_mAP50_at_min_confidence"],
+        "reference_confidence": REFERENCE_CONFIDENCE,
+        "coco_segm_AP": summary["coco_segm"]["AP"],
+        "anchor_scales": trained["anchor_scales"],
+        "torchvision": trained["torchvision"],
+        "torch": trained["torch"],
+    }
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -370,21 +479,26 @@ def fmt(value, spec: str = ".3f") -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| dataset | method | steps x batch | non-finite losses skipped | train minutes | mask mAP@0.5 (ranked) "
-             "| at 0.7 | COCO segm AP |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | method | steps x batch | non-finite losses skipped | train minutes | mask mAP@0.5 (ranked) "
+        "| at 0.7 | COCO segm AP |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         skipped = r.get("skipped_nonfinite")
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['steps']} x {r['batch']} | "
-                     f"{'-' if skipped is None else skipped} | {r['train_s'] / 60:.1f} | "
-                     f"{fmt(r['mask_mAP50'])} | {fmt(r['mask_mAP50_at_0.7'])} | {fmt(r['coco_segm_AP'])} |")
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {r['steps']} x {r['batch']} | "
+            f"{'-' if skipped is None else skipped} | {r['train_s'] / 60:.1f} | "
+            f"{fmt(r['mask_mAP50'])} | {fmt(r['mask_mAP50_at_0.7'])} | {fmt(r['coco_segm_AP'])} |"
+        )
     return lines
 
 
 def collect(out_root: Path) -> list[dict]:
     """Every saved result under ``out_root`` (``<dataset>/<method>.json``), datasets sorted, ours first."""
-    rows = [json.loads(p.read_text()) for p in out_root.glob("*/*.json")
-            if p.stem.split("+")[0] in ("ours", "torchvision")]
+    rows = [
+        json.loads(p.read_text()) for p in out_root.glob("*/*.json") if p.stem.split("+")[0] in ("ours", "torchvision")
+    ]
 
     def order(row):
         base = row["method"].split("+lld")[0]
@@ -398,41 +512,82 @@ def section_text(rows: list[dict], args) -> str:
     tv = next((r.get("torchvision") for r in rows if r.get("torchvision")), facts.get("torchvision", "?"))
     torch_version = next((r.get("torch") for r in rows if r.get("torch")), facts.get("torch", "?"))
     anchors = next((r.get("anchor_scales") for r in rows if r.get("anchor_scales")), "our CPU defaults")
-    lines = [SECTION, "",
-             "Both from random init on 2 CPU threads, for the same wall-clock training minutes, evaluated on the "
-             "same val images by our metric code (`python bench/accuracy.py --dataset DIR --minutes M`).", ""]
+    lines = [
+        SECTION,
+        "",
+        "Both from random init on 2 CPU threads, for the same wall-clock training minutes, evaluated on the "
+        "same val images by our metric code (`python bench/accuracy.py --dataset DIR --minutes M`).",
+        "",
+    ]
     lines += table(rows)
     labels = sorted({(r["dataset"], r.get("dataset_label", r["dataset"]), r.get("split", "")) for r in rows})
     lines += ["", "Datasets (real photos, not in the repository; see each folder's SOURCE.md):", ""]
     lines += [f"- {label}: {split}" for _, label, split in labels]
-    lines += ["", "Settings:", "", SETTINGS.format(
-        classes=args.classes, seed=args.seed, tv_version=tv, anchors=tuple(anchors) if anchors else "?",
-        lr=TV_LR, momentum=TV_MOMENTUM, wd=TV_WEIGHT_DECAY, warmup=TV_WARMUP_ITERS, threads=THREADS)]
-    lines += ["", f"Machine: {facts['nproc']} cores ({facts['cpu']}), load {facts['load']}, TensorFlow "
-              f"{facts.get('tensorflow', '?')}, torch {torch_version}, {time.strftime('%Y-%m-%d')}. "
-              "The machine is shared: minutes are wall-clock, so a loaded machine gives both fewer steps."]
+    lines += [
+        "",
+        "Settings:",
+        "",
+        SETTINGS.format(
+            classes=args.classes,
+            seed=args.seed,
+            tv_version=tv,
+            anchors=tuple(anchors) if anchors else "?",
+            lr=TV_LR,
+            momentum=TV_MOMENTUM,
+            wd=TV_WEIGHT_DECAY,
+            warmup=TV_WARMUP_ITERS,
+            threads=THREADS,
+        ),
+    ]
+    lines += [
+        "",
+        f"Machine: {facts['nproc']} cores ({facts['cpu']}), load {facts['load']}, TensorFlow "
+        f"{facts.get('tensorflow', '?')}, torch {torch_version}, {time.strftime('%Y-%m-%d')}. "
+        "The machine is shared: minutes are wall-clock, so a loaded machine gives both fewer steps.",
+    ]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="folder with train/ and val/ (VIA json + images)")
-    p.add_argument("--minutes", type=float, default=15.0,
-                   help="training budget; torchvision gets ours' measured minutes when both run")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help="training budget; torchvision gets ours' measured minutes when both run",
+    )
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--only", choices=("ours", "torchvision", "both", "none"), default="both",
-                   help="which to train; none: rewrite the table from the results already under --out")
+    p.add_argument(
+        "--only",
+        choices=("ours", "torchvision", "both", "none"),
+        default="both",
+        help="which to train; none: rewrite the table from the results already under --out",
+    )
     p.add_argument("--out", default="bench/.cache/acc", help="logs and per-method results (default %(default)s)")
     p.add_argument("--classes", default="single", help="--classes for both (default single)")
     p.add_argument("--config", help="config overrides file for ours (train.py --config)")
-    p.add_argument("--ours-weights", choices=("none", "synthetic"), default="none",
-                   help="ours from scratch (none) or fine-tuned from the synthetic pretraining (train.py --weights "
-                        "synthetic, built once and cached; its minutes are not counted); method ours+synthetic")
-    p.add_argument("--ours-layer-lr-decay", type=float, default=None, metavar="D",
-                   help="train.py --layer-lr-decay D for ours (method name gets +lldD)")
-    p.add_argument("--ours-step-s", type=float, default=0.85,
-                   help="seconds per batch-2 training step of ours, to size its epochs (default %(default)s: "
-                        "17.0 min / 1,200 steps measured on 2 shared cores)")
+    p.add_argument(
+        "--ours-weights",
+        choices=("none", "synthetic"),
+        default="none",
+        help="ours from scratch (none) or fine-tuned from the synthetic pretraining (train.py --weights "
+        "synthetic, built once and cached; its minutes are not counted); method ours+synthetic",
+    )
+    p.add_argument(
+        "--ours-layer-lr-decay",
+        type=float,
+        default=None,
+        metavar="D",
+        help="train.py --layer-lr-decay D for ours (method name gets +lldD)",
+    )
+    p.add_argument(
+        "--ours-step-s",
+        type=float,
+        default=0.85,
+        help="seconds per batch-2 training step of ours, to size its epochs (default %(default)s: "
+        "17.0 min / 1,200 steps measured on 2 shared cores)",
+    )
     p.add_argument("--no-write", action="store_true", help="print the table, leave bench/RESULTS.md alone")
     p.add_argument("--torchvision-worker", dest="worker_out", help=argparse.SUPPRESS)  # the child process
     p.add_argument("--budget-s", type=float, help=argparse.SUPPRESS)
@@ -451,14 +606,18 @@ def main(argv=None) -> int:
     name = Path(args.dataset).name
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
-    split = ", ".join(f"{s} {describe_split(d)}" for s, d in zip(("train", "val"), load_splits(args.dataset, args.classes)))
+    split = ", ".join(
+        f"{s} {describe_split(d)}" for s, d in zip(("train", "val"), load_splits(args.dataset, args.classes))
+    )
     extra = {"dataset": name, "dataset_label": dataset_label(args.dataset), "split": split, "seed": args.seed}
 
     budget_s = args.minutes * 60
     if args.only in ("ours", "both"):
         ours = {**run_ours(args, out), **extra}
         (out / f"{ours['method']}.json").write_text(json.dumps(ours, indent=2))
-        print(f"{ours['method']}: {ours['steps']} steps in {ours['train_s'] / 60:.1f} min, mask mAP@0.5 {fmt(ours['mask_mAP50'])}")
+        print(
+            f"{ours['method']}: {ours['steps']} steps in {ours['train_s'] / 60:.1f} min, mask mAP@0.5 {fmt(ours['mask_mAP50'])}"
+        )
         if args.only == "both":
             budget_s = ours["train_s"]  # the same minutes ours actually took
     if args.only in ("torchvision", "both"):

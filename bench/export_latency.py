@@ -11,6 +11,7 @@ Options: ``--rounds N`` (default 5), ``--limit N`` images (default 4), ``--no-wr
 it exports the peer in a child process, since torch and TensorFlow cannot share one; no such Python ->
 no peer row). The exports go to ``bench/.cache/export_latency`` (made by ``facemask-export``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,14 +59,18 @@ def export_all(weights: str) -> dict[str, Path]:
     """Each format once (``facemask-export`` as typed), reused when already there."""
     from facemask import export
 
-    paths = {"saved_model": CACHE / "saved_model", "onnx": CACHE / "onnx" / "model.onnx",
-             "tflite": CACHE / "tflite" / "model.tflite"}
+    paths = {
+        "saved_model": CACHE / "saved_model",
+        "onnx": CACHE / "onnx" / "model.onnx",
+        "tflite": CACHE / "tflite" / "model.tflite",
+    }
     for fmt, path in paths.items():
         if not path.exists():
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                rc = export.main(["--weights", weights, "--format", fmt, "--out", str(path if fmt == "saved_model"
-                                                                                      else path.parent)])
+                rc = export.main(
+                    ["--weights", weights, "--format", fmt, "--out", str(path if fmt == "saved_model" else path.parent)]
+                )
             assert rc == 0, f"facemask-export --format {fmt} failed"
             print(f"exported {fmt} in {time.perf_counter() - t0:.0f} s")
     return paths
@@ -80,8 +85,9 @@ def export_peer(python: str) -> tuple[Path | None, str]:
     if not python or not os.path.exists(python):
         return None, f"no torch Python at {python}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([python, "-c", PEER_EXPORT.format(size=PEER_SIZE), str(path)], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [python, "-c", PEER_EXPORT.format(size=PEER_SIZE), str(path)], capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0:
         return None, "export failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
     note.write_text("torch/torchvision " + proc.stdout.strip().splitlines()[-1])
@@ -131,14 +137,19 @@ def xla_check(keras_model, config, image) -> str:
             first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             return None, f"{type(e).__name__}: {first[:160]}"
 
-    cfg = dict(min_dim=int(config.IMAGE_MIN_DIM or 0), max_dim=int(config.IMAGE_MAX_DIM),
-               min_scale=float(config.IMAGE_MIN_SCALE or 0),
-               mean_pixel=[float(v) for v in np.asarray(config.MEAN_PIXEL).reshape(-1)],
-               num_classes=int(config.NUM_CLASSES))
+    cfg = dict(
+        min_dim=int(config.IMAGE_MIN_DIM or 0),
+        max_dim=int(config.IMAGE_MAX_DIM),
+        min_scale=float(config.IMAGE_MIN_SCALE or 0),
+        mean_pixel=[float(v) for v in np.asarray(config.MEAN_PIXEL).reshape(-1)],
+        num_classes=int(config.NUM_CLASSES),
+    )
     molded, meta, _ = mold_image_tf(tf.constant(image), **cfg, dtype=tf.float32)
     parts = []
-    for name, model in (("export-mode model", build_export_model(keras_model, config)),
-                        ("detect() model", keras_model)):
+    for name, model in (
+        ("export-mode model", build_export_model(keras_model, config)),
+        ("detect() model", keras_model),
+    ):
         call = lambda a, b, m=model: m({"input_image": a, "input_image_meta": b}, training=False)  # noqa: E731
         xla, plain = tf.function(call, jit_compile=True), tf.function(call, jit_compile=False)
         compile_s, error = attempt(xla, molded, meta)
@@ -148,13 +159,17 @@ def xla_check(keras_model, config, image) -> str:
         plain(molded, meta)
         t_xla = statistics.median(attempt(xla, molded, meta)[0] for _ in range(5))
         t_plain = statistics.median(attempt(plain, molded, meta)[0] for _ in range(5))
-        parts.append(f"{name}: yes, compiled in {compile_s:.1f} s; {1000 * t_xla:.0f} ms a call vs "
-                     f"{1000 * t_plain:.0f} ms without XLA (median of 5)")
+        parts.append(
+            f"{name}: yes, compiled in {compile_s:.1f} s; {1000 * t_xla:.0f} ms a call vs "
+            f"{1000 * t_plain:.0f} ms without XLA (median of 5)"
+        )
     module = ServingModule(keras_model, config, portable=True)
     serve = tf.function(lambda x: module.serve.python_function(x), jit_compile=True)
     compile_s, error = attempt(serve, tf.constant(image))
-    parts.append("whole export-mode serving function (image of any size in): " +
-                 (f"yes, compiled in {compile_s:.1f} s" if compile_s is not None else f"no ({error})"))
+    parts.append(
+        "whole export-mode serving function (image of any size in): "
+        + (f"yes, compiled in {compile_s:.1f} s" if compile_s is not None else f"no ({error})")
+    )
     return "; ".join(parts)
 
 
@@ -178,7 +193,7 @@ def main(argv=None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     load_start = os.getloadavg()
-    files = sorted(f for f in Path(a.images).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[:a.limit]
+    files = sorted(f for f in Path(a.images).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.limit]
     images = [read_image_rgb(f) for f in files]
     paths = export_all(a.weights)
     peer_path, peer_note = export_peer(a.peer_python)
@@ -188,8 +203,12 @@ def main(argv=None) -> int:
         ckpt = checkpoint_config(a.weights)
         keras_model = build_model(ckpt)
     runners = {"Keras detect()": keras_model}
-    labels = {"Keras detect()": "Keras `detect()` (TF, numpy pasting)",
-              "SavedModel": "SavedModel (TF)", "ONNX Runtime": "ONNX (onnxruntime)", "TFLite": "TFLite (ai_edge_litert)"}
+    labels = {
+        "Keras detect()": "Keras `detect()` (TF, numpy pasting)",
+        "SavedModel": "SavedModel (TF)",
+        "ONNX Runtime": "ONNX (onnxruntime)",
+        "TFLite": "TFLite (ai_edge_litert)",
+    }
     for name, fmt in (("SavedModel", "saved_model"), ("ONNX Runtime", "onnx"), ("TFLite", "tflite")):
         runners[name] = load_exported(str(paths[fmt]), num_threads=THREADS)
     if peer_path is not None:
@@ -210,8 +229,12 @@ def main(argv=None) -> int:
     xla = "not tried (--no-xla)" if a.no_xla else xla_check(keras_model.keras_model, ckpt.config, images[0])
     print("XLA:", xla)
 
-    sizes = {"Keras detect()": size_mb(Path(a.weights)), "SavedModel": size_mb(paths["saved_model"]),
-             "ONNX Runtime": size_mb(paths["onnx"]), "TFLite": size_mb(paths["tflite"])}
+    sizes = {
+        "Keras detect()": size_mb(Path(a.weights)),
+        "SavedModel": size_mb(paths["saved_model"]),
+        "ONNX Runtime": size_mb(paths["onnx"]),
+        "TFLite": size_mb(paths["tflite"]),
+    }
     if peer_path is not None:
         sizes["torchvision ONNX"] = size_mb(peer_path)
     base = statistics.median(times["Keras detect()"])
@@ -219,35 +242,48 @@ def main(argv=None) -> int:
     for name, t in times.items():
         q = np.percentile(t, [10, 90])
         med = statistics.median(t)
-        rows.append(f"| {labels[name]} | {med:.0f} | {q[0]:.0f}-{q[1]:.0f} | {med / base:.2f} | "
-                    f"{sizes[name]:.1f} | {'/'.join(map(str, counts[name]))} |")
+        rows.append(
+            f"| {labels[name]} | {med:.0f} | {q[0]:.0f}-{q[1]:.0f} | {med / base:.2f} | "
+            f"{sizes[name]:.1f} | {'/'.join(map(str, counts[name]))} |"
+        )
         print(rows[-1])
 
     facts = machine_facts()
     c = ckpt.config
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"`python bench/export_latency.py --weights {a.weights} --images {a.images}` ({_dt.date.today()}): one trained "
         f"checkpoint (profile {getattr(c, 'PROFILE', '?')}, {c.BACKBONE}, {c.IMAGE_MAX_DIM} px, "
         f"DETECTION_MIN_CONFIDENCE={c.DETECTION_MIN_CONFIDENCE}) run four ways on {len(images)} images of "
         f"{'/'.join(sorted({f'{im.shape[1]}x{im.shape[0]}' for im in images}))}, batch 1, {THREADS} threads each; "
         f"{a.rounds} rounds, interleaved image by image and runtime by runtime after one warm-up call per image. "
         "Each time is the whole call: image in, boxes, classes, scores and full-size masks out (resize and mask "
-        "pasting included).", "",
+        "pasting included).",
+        "",
         f"Machine: {facts['nproc']} CPU cores ({facts['cpu']}; {facts['isa']}), Python {facts['python']}, TensorFlow "
         f"{facts.get('tensorflow', '?')}, onnxruntime {_version('onnxruntime')}, ai-edge-litert {_version('ai-edge-litert')}; "
         f"load average {' / '.join(f'{v:.2f}' for v in load_start)} at start, "
-        f"{' / '.join(f'{v:.2f}' for v in load_end)} at the end (shared machine: other work slows every row alike).", "",
+        f"{' / '.join(f'{v:.2f}' for v in load_end)} at the end (shared machine: other work slows every row alike).",
+        "",
         "| runtime | median ms/image | p10-p90 | vs Keras | model file MB | detections per image |",
-        "|---|---:|---:|---:|---:|---:|", *rows, "",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
         "TFLite re-plans its tensors whenever the input size changes (these images alternate two sizes), "
-        "part of its time here; ONNX Runtime and TensorFlow take any size as it comes.", "",
-        f"XLA (`jit_compile=True`, tried once each): {xla}.", "",
-        "Peer: " + (f"torchvision's Mask R-CNN exported with `torch.onnx.export` (opset 17), {peer_note}; random "
-                    "weights (no face-mask torchvision model exists), so its detection count and the work in its heads "
-                    "differ from a trained model's, and it is ResNet-50 FPN at 512 px against our profile's smaller "
-                    "backbone and input: an order of magnitude, not a like-for-like ratio."
-                    if peer_path is not None else f"skipped ({peer_note})."),
+        "part of its time here; ONNX Runtime and TensorFlow take any size as it comes.",
+        "",
+        f"XLA (`jit_compile=True`, tried once each): {xla}.",
+        "",
+        "Peer: "
+        + (
+            f"torchvision's Mask R-CNN exported with `torch.onnx.export` (opset 17), {peer_note}; random "
+            "weights (no face-mask torchvision model exists), so its detection count and the work in its heads "
+            "differ from a trained model's, and it is ResNet-50 FPN at 512 px against our profile's smaller "
+            "backbone and input: an order of magnitude, not a like-for-like ratio."
+            if peer_path is not None
+            else f"skipped ({peer_note})."
+        ),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

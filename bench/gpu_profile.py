@@ -10,6 +10,7 @@ time and memory do not depend on the values; nothing can be downloaded here). Ea
 runs in its own child process, so its peak RSS (VmHWM) is its own; the first two steps (tracing) are
 timed apart. The train step is ``train_on_batch`` on the synthetic set's batches, as ``train.py`` runs it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ T4 = {"memory_gib": 15.0, "fp32_tflops": 8.1, "fp16_tflops": 65.0, "efficiency":
 def config(batch: int, size: int, profile: str = "gpu"):
     import facemask
 
-    return facemask.make_config(profile, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=batch,
-                                MIXED_PRECISION=False)
+    return facemask.make_config(
+        profile, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=batch, MIXED_PRECISION=False
+    )
 
 
 def status_mib(key: str) -> float:
@@ -109,15 +111,34 @@ def child(layers: str, batch: int, size: int, steps: int, profile: str = "gpu") 
     macs = conv_macs(model.keras_model)
     macs.update(head_macs(cfg, cfg.TRAIN_ROIS_PER_IMAGE, int(cfg.TRAIN_ROIS_PER_IMAGE * cfg.ROI_POSITIVE_RATIO)))
     params = sum(int(v.numpy().size) for v in model.keras_model.weights)
-    return {"layers": layers, "batch": batch, "size": size, "trained_layers": len(trained), "build_s": build_s,
-            "first_steps_s": times[:2], "steps_s": times[2:], "peak_rss_mib": status_mib("VmHWM"),
-            "rest_rss_mib": rest_mib,
-            "forward_gmacs_per_image": {k: v / 1e9 for k, v in macs.items()}, "parameters": params}
+    return {
+        "layers": layers,
+        "batch": batch,
+        "size": size,
+        "trained_layers": len(trained),
+        "build_s": build_s,
+        "first_steps_s": times[:2],
+        "steps_s": times[2:],
+        "peak_rss_mib": status_mib("VmHWM"),
+        "rest_rss_mib": rest_mib,
+        "forward_gmacs_per_image": {k: v / 1e9 for k, v in macs.items()},
+        "parameters": params,
+    }
 
 
 def run_child(layers: str, batch: int, size: int, steps: int, profile: str) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", layers, str(batch), str(size), "--steps", str(steps),
-           "--profile", profile]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        layers,
+        str(batch),
+        str(size),
+        "--steps",
+        str(steps),
+        "--profile",
+        profile,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
@@ -142,48 +163,65 @@ def estimate_t4(row: dict) -> dict:
     return {"step_gflops": step_gflops, "t4_fp32_s": fp32, "t4_fp16_s": fp16, "state_gib": state_gib}
 
 
-def render(rows: list[dict], facts: dict, steps: int, started: str, load_end: str, title: str = TITLE,
-           profile: str = "gpu") -> str:
-    model = ("The gpu profile (ResNet-101 FPN, Matterport's sizes: 512-wide RPN conv, 200 ROIs a image, "
-             "1024-wide box head, 256-channel mask head, frozen BatchNorm)" if profile == "gpu" else
-             "The r50 profile (ResNet-50 FPN at 512 px with Matterport's head sizes, 128 ROIs a image, frozen "
-             "BatchNorm; COCO's ResNet-101 file loads into it by name)")
-    lines = [title, "",
-             f"`python bench/gpu_profile.py{'' if profile == 'gpu' else ' --profile r50 --sizes 512'}` ({started}; {facts['cpu']} ({facts['isa']}), {facts['nproc']} cores, load "
-             f"{facts['load']} at the start and {load_end} at the end; TensorFlow {facts.get('tensorflow', '?')}). "
-             f"{model}, float32, from the COCO stand-in "
-             "(tools/coco_standin.py: Matterport's layout, so the same load and the same model), "
-             f"class heads excluded; `train_on_batch` steps, median of {steps} after 2 tracing steps; "
-             "peak RSS of a child process per row (model, optimizer, TensorFlow and the step's activations).",
-             "",
-             "| size | stage | batch | layers trained | build + load | first 2 steps | step (median, min-max) | peak RSS |",
-             "|---|---|---|---|---|---|---|---|"]
+def render(
+    rows: list[dict], facts: dict, steps: int, started: str, load_end: str, title: str = TITLE, profile: str = "gpu"
+) -> str:
+    model = (
+        "The gpu profile (ResNet-101 FPN, Matterport's sizes: 512-wide RPN conv, 200 ROIs a image, "
+        "1024-wide box head, 256-channel mask head, frozen BatchNorm)"
+        if profile == "gpu"
+        else "The r50 profile (ResNet-50 FPN at 512 px with Matterport's head sizes, 128 ROIs a image, frozen "
+        "BatchNorm; COCO's ResNet-101 file loads into it by name)"
+    )
+    lines = [
+        title,
+        "",
+        f"`python bench/gpu_profile.py{'' if profile == 'gpu' else ' --profile r50 --sizes 512'}` ({started}; {facts['cpu']} ({facts['isa']}), {facts['nproc']} cores, load "
+        f"{facts['load']} at the start and {load_end} at the end; TensorFlow {facts.get('tensorflow', '?')}). "
+        f"{model}, float32, from the COCO stand-in "
+        "(tools/coco_standin.py: Matterport's layout, so the same load and the same model), "
+        f"class heads excluded; `train_on_batch` steps, median of {steps} after 2 tracing steps; "
+        "peak RSS of a child process per row (model, optimizer, TensorFlow and the step's activations).",
+        "",
+        "| size | stage | batch | layers trained | build + load | first 2 steps | step (median, min-max) | peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s = r["steps_s"]
-        lines.append(f"| {r['size']} | {r['layers']} | {r['batch']} | {r['trained_layers']} | {r['build_s']:.0f} s | "
-                     f"{r['first_steps_s'][0]:.0f} s, {r['first_steps_s'][1]:.1f} s | {statistics.median(s):.2f} s "
-                     f"({min(s):.2f}-{max(s):.2f}) | {r['peak_rss_mib'] / 1024:.2f} GiB |")
+        lines.append(
+            f"| {r['size']} | {r['layers']} | {r['batch']} | {r['trained_layers']} | {r['build_s']:.0f} s | "
+            f"{r['first_steps_s'][0]:.0f} s, {r['first_steps_s'][1]:.1f} s | {statistics.median(s):.2f} s "
+            f"({min(s):.2f}-{max(s):.2f}) | {r['peak_rss_mib'] / 1024:.2f} GiB |"
+        )
     big = [r for r in rows if r["size"] == max(x["size"] for x in rows)]
     if big:
         g = big[0]["forward_gmacs_per_image"]
-        lines += ["", f"Forward pass at {big[0]['size']} px, per image (multiply-accumulates counted from the layer "
-                  "shapes): " + ", ".join(f"{k} {v:.1f} G" for k, v in g.items()) +
-                  f"; {big[0]['parameters']:,} parameters."]
-    lines += ["", "**On paper, not measured: a 16 GB T4 (Colab).** Step time = the step's FLOPs (3x the forward "
-              "pass where all layers train, the forward pass plus 2x the FPN/RPN/heads' share in the heads stage) / "
-              f"({T4['fp32_tflops']} TFLOPS float32 x {T4['efficiency']:.0%}, or {T4['fp16_tflops']} TFLOPS float16 "
-              f"tensor cores x {T4['fp16_efficiency']:.0%}: detection steps reach a fraction of the peak). Memory = "
-              "float32 weights + gradients + SGD momentum, plus the step's activations (the CPU run's peak RSS above "
-              "its RSS at rest before the first step; tracing's own peak is in there too, so this errs high), plus "
-              "~0.6 GB of CUDA context.", "",
-              "| size | stage | batch | step GFLOPs | T4 float32 | T4 float16 (`MIXED_PRECISION=True`) | GPU memory | fits 15 GiB |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Forward pass at {big[0]['size']} px, per image (multiply-accumulates counted from the layer "
+            "shapes): " + ", ".join(f"{k} {v:.1f} G" for k, v in g.items()) + f"; {big[0]['parameters']:,} parameters.",
+        ]
+    lines += [
+        "",
+        "**On paper, not measured: a 16 GB T4 (Colab).** Step time = the step's FLOPs (3x the forward "
+        "pass where all layers train, the forward pass plus 2x the FPN/RPN/heads' share in the heads stage) / "
+        f"({T4['fp32_tflops']} TFLOPS float32 x {T4['efficiency']:.0%}, or {T4['fp16_tflops']} TFLOPS float16 "
+        f"tensor cores x {T4['fp16_efficiency']:.0%}: detection steps reach a fraction of the peak). Memory = "
+        "float32 weights + gradients + SGD momentum, plus the step's activations (the CPU run's peak RSS above "
+        "its RSS at rest before the first step; tracing's own peak is in there too, so this errs high), plus "
+        "~0.6 GB of CUDA context.",
+        "",
+        "| size | stage | batch | step GFLOPs | T4 float32 | T4 float16 (`MIXED_PRECISION=True`) | GPU memory | fits 15 GiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         e = estimate_t4(r)
         activations = max(0.0, r["peak_rss_mib"] - r["rest_rss_mib"]) / 1024
         memory = e["state_gib"] + activations + 0.6
-        lines.append(f"| {r['size']} | {r['layers']} | {r['batch']} | {e['step_gflops']:.0f} | ~{e['t4_fp32_s']:.2f} s | "
-                     f"~{e['t4_fp16_s']:.2f} s | ~{memory:.1f} GiB | {'yes' if memory < T4['memory_gib'] else 'no'} |")
+        lines.append(
+            f"| {r['size']} | {r['layers']} | {r['batch']} | {e['step_gflops']:.0f} | ~{e['t4_fp32_s']:.2f} s | "
+            f"~{e['t4_fp16_s']:.2f} s | ~{memory:.1f} GiB | {'yes' if memory < T4['memory_gib'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -193,9 +231,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per row (after 2 tracing steps)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 512])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--profile", choices=("gpu", "r50"), default="gpu",
-                   help="gpu (ResNet-101, the default) or r50 (ResNet-50 at 512 px: the CPU recipe from COCO "
-                        "weights; its own section)")
+    p.add_argument(
+        "--profile",
+        choices=("gpu", "r50"),
+        default="gpu",
+        help="gpu (ResNet-101, the default) or r50 (ResNet-50 at 512 px: the CPU recipe from COCO "
+        "weights; its own section)",
+    )
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     if a.child:
@@ -221,8 +263,11 @@ def main(argv=None) -> int:
                 if size < 1024 and batch > 1:
                     continue  # the CPU recipe: batch 1
                 row = run_child(layers, batch, size, a.steps, a.profile)
-                print(f"{size} px {layers:5s} batch {batch}: step {statistics.median(row['steps_s']):.2f} s, "
-                      f"peak RSS {row['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
+                print(
+                    f"{size} px {layers:5s} batch {batch}: step {statistics.median(row['steps_s']):.2f} s, "
+                    f"peak RSS {row['peak_rss_mib'] / 1024:.2f} GiB",
+                    flush=True,
+                )
                 rows.append(row)
     load_end = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(rows, facts, a.steps, started, load_end, title, a.profile)

@@ -21,6 +21,7 @@ scheduling and the Python loop.
     python bench/isa_profile.py                 # writes "## Train-step profile by ISA" in bench/RESULTS.md
     python bench/isa_profile.py --reps 1 --steps 2 --no-write   # a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,10 +91,18 @@ def primitive_row(fields: list[str]) -> tuple[str, str, float] | None:
         ms = float(fields[-1])
     except ValueError:
         return None
-    direction = {"forward_training": "fwd", "forward_inference": "fwd", "backward_data": "bwd data",
-                 "backward_weights": "bwd weights", "backward": "bwd"}.get(prop, "")
-    name = f"{kind} {direction}".strip() if kind in ("convolution", "batch_normalization", "pooling",
-                                                     "inner_product", "matmul", "eltwise") else kind
+    direction = {
+        "forward_training": "fwd",
+        "forward_inference": "fwd",
+        "backward_data": "bwd data",
+        "backward_weights": "bwd weights",
+        "backward": "bwd",
+    }.get(prop, "")
+    name = (
+        f"{kind} {direction}".strip()
+        if kind in ("convolution", "batch_normalization", "pooling", "inner_product", "matmul", "eltwise")
+        else kind
+    )
     return name, impl, ms
 
 
@@ -117,18 +126,34 @@ def aggregate(output: str, steps: int) -> tuple[dict[str, float], dict[str, coll
 
 
 def run_child(isa: str, args) -> dict:
-    env = {**os.environ, **ISA_ENV[isa], "ONEDNN_VERBOSE": "profile_exec", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "OMP_NUM_THREADS": "2"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--steps", str(args.steps),
-           "--warmup", str(args.warmup)]
+    env = {
+        **os.environ,
+        **ISA_ENV[isa],
+        "ONEDNN_VERBOSE": "profile_exec",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "OMP_NUM_THREADS": "2",
+    }
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode:
         raise SystemExit(f"{isa} child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = next(json.loads(line[len(RESULT):]) for line in proc.stdout.splitlines() if line.startswith(RESULT))
+    result = next(json.loads(line[len(RESULT) :]) for line in proc.stdout.splitlines() if line.startswith(RESULT))
     header = next((line.split(",isa:", 1)[1] for line in proc.stdout.splitlines() if ",isa:" in line), "?")
     per_row, impls = aggregate(proc.stdout, args.steps)
-    return {"step_ms": 1000 * statistics.median(result["step_s"]), "rows": per_row, "isa": header.strip(),
-            "impls": {k: dict(v.most_common(3)) for k, v in impls.items()}}
+    return {
+        "step_ms": 1000 * statistics.median(result["step_s"]),
+        "rows": per_row,
+        "isa": header.strip(),
+        "impls": {k: dict(v.most_common(3)) for k, v in impls.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -136,17 +161,21 @@ def render(runs: dict[str, list[dict]], args, load_start, load_end) -> str:
     def median_row(isa, name):
         return statistics.median(r["rows"].get(name, 0.0) for r in runs[isa])
 
-    names = sorted({n for rs in runs.values() for r in rs for n in r["rows"]},
-                   key=lambda n: -median_row("native", n))
+    names = sorted({n for rs in runs.values() for r in rs for n in r["rows"]}, key=lambda n: -median_row("native", n))
     step = {isa: statistics.median(r["step_ms"] for r in rs) for isa, rs in runs.items()}
     spread = {isa: (min(r["step_ms"] for r in rs), max(r["step_ms"] for r in rs)) for isa, rs in runs.items()}
     total = {isa: sum(median_row(isa, n) for n in names) for isa in runs}
-    lines = [SECTION, "",
-             f"`python bench/isa_profile.py --reps {args.reps} --steps {args.steps}` "
-             f"({time.strftime('%Y-%m-%d')}): the cpu profile's train step (ResNet-18 FPN-128, 256 px, float32, "
-             "batch 2, all layers), oneDNN's `profile_exec` times by primitive, native ISA against oneDNN capped "
-             "at AVX2, alternating children; ms per step, median over the reps.", "",
-             "| row | native ms | avx2 ms | avx2 / native |", "|---|---|---|---|"]
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/isa_profile.py --reps {args.reps} --steps {args.steps}` "
+        f"({time.strftime('%Y-%m-%d')}): the cpu profile's train step (ResNet-18 FPN-128, 256 px, float32, "
+        "batch 2, all layers), oneDNN's `profile_exec` times by primitive, native ISA against oneDNN capped "
+        "at AVX2, alternating children; ms per step, median over the reps.",
+        "",
+        "| row | native ms | avx2 ms | avx2 / native |",
+        "|---|---|---|---|",
+    ]
 
     def cells(a, b):
         return f"{a:.1f} | {b:.1f} | {b / a:.2f}x" if a > 0 else f"{a:.1f} | {b:.1f} | -"
@@ -157,16 +186,23 @@ def render(runs: dict[str, list[dict]], args, load_start, load_end) -> str:
             lines.append(f"| {n} | {cells(a, b)} |")
     lines.append(f"| **oneDNN total** | {cells(total['native'], total['avx2'])} |")
     outside = {isa: max(0.0, step[isa] - total[isa]) for isa in runs}
-    lines.append(f"| outside oneDNN (step wall - oneDNN sum, at least 0) | {cells(outside['native'], outside['avx2'])} |")
-    lines.append(f"| **step wall** (min-max over reps) | {step['native']:.0f} ({spread['native'][0]:.0f}-"
-                 f"{spread['native'][1]:.0f}) | {step['avx2']:.0f} ({spread['avx2'][0]:.0f}-{spread['avx2'][1]:.0f}) "
-                 f"| {step['avx2'] / step['native']:.2f}x |")
+    lines.append(
+        f"| outside oneDNN (step wall - oneDNN sum, at least 0) | {cells(outside['native'], outside['avx2'])} |"
+    )
+    lines.append(
+        f"| **step wall** (min-max over reps) | {step['native']:.0f} ({spread['native'][0]:.0f}-"
+        f"{spread['native'][1]:.0f}) | {step['avx2']:.0f} ({spread['avx2'][0]:.0f}-{spread['avx2'][1]:.0f}) "
+        f"| {step['avx2'] / step['native']:.2f}x |"
+    )
     conv = {isa: runs[isa][0]["impls"].get("convolution fwd", {}) for isa in runs}
     facts = machine_facts()
-    lines += ["", f"oneDNN reported ISA: native `{runs['native'][0]['isa']}`, capped `{runs['avx2'][0]['isa']}`; "
-              f"forward convolution implementations: native {sorted(conv['native'])}, capped {sorted(conv['avx2'])}.",
-              f"Machine: {facts['nproc']} cores ({facts['cpu']}; {facts.get('isa', '?')}), load {load_start} at the "
-              f"start and {load_end} at the end, TensorFlow {facts.get('tensorflow', '?')}."]
+    lines += [
+        "",
+        f"oneDNN reported ISA: native `{runs['native'][0]['isa']}`, capped `{runs['avx2'][0]['isa']}`; "
+        f"forward convolution implementations: native {sorted(conv['native'])}, capped {sorted(conv['avx2'])}.",
+        f"Machine: {facts['nproc']} cores ({facts['cpu']}; {facts.get('isa', '?')}), load {load_start} at the "
+        f"start and {load_end} at the end, TensorFlow {facts.get('tensorflow', '?')}.",
+    ]
     return "\n".join(lines)
 
 
@@ -186,8 +222,11 @@ def main(argv=None) -> int:
         for isa in ISA_ENV:
             r = run_child(isa, args)
             runs[isa].append(r)
-            print(f"rep {rep + 1}/{args.reps} {isa}: step {r['step_ms']:.0f} ms, oneDNN {sum(r['rows'].values()):.0f} "
-                  f"ms/step, isa {r['isa']}", flush=True)
+            print(
+                f"rep {rep + 1}/{args.reps} {isa}: step {r['step_ms']:.0f} ms, oneDNN {sum(r['rows'].values()):.0f} "
+                f"ms/step, isa {r['isa']}",
+                flush=True,
+            )
     load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(runs, args, load_start, load_end)
     print("\n" + text)

@@ -18,6 +18,7 @@ Options: ``--reps N`` timed reps per model and phase (default 5), ``--batches 1 
 ``MIXED_PRECISION="mixed_bfloat16"``, torchvision under ``torch.autocast("cpu", torch.bfloat16)``;
 writes ``## Model speed, bfloat16``; worth it only on CPUs with bfloat16 instructions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from results import machine_facts as section_facts, write_section  # noqa: E402  (bench/results.py)
+from results import machine_facts as section_facts  # noqa: E402  (bench/results.py)
+from results import write_section
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DATA_DIR = os.path.join(ROOT, "bench", ".cache", "facemask_512")  # bench/pipeline.py caches 384x512 images in "facemask"
+DATA_DIR = os.path.join(
+    ROOT, "bench", ".cache", "facemask_512"
+)  # bench/pipeline.py caches 384x512 images in "facemask"
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 SECTIONS = {"float32": "## Model speed", "bfloat16": "## Model speed, bfloat16"}
 PRECISION = "float32"  # or "bfloat16" (--bfloat16): the precision both frameworks compute in
@@ -96,8 +101,8 @@ def timed(fn) -> float:
 
 
 def prepare_data():
-    from facemask.synthetic import make_dataset
     import facemask
+    from facemask.synthetic import make_dataset
 
     make_dataset(DATA_DIR, n_train=16, n_val=4, seed=0, image_size=(SIZE, SIZE))
     return facemask.load_dataset(DATA_DIR, "train", verbose=False)
@@ -107,12 +112,26 @@ def our_config(batch: int, inference: bool, rpn_channels: int = 512):
     import facemask
 
     return facemask.make_config(
-        "gpu", IMAGE_MIN_DIM=SIZE, IMAGE_MAX_DIM=SIZE, BACKBONE="resnet50", NUM_CLASSES=2,
-        IMAGES_PER_GPU=batch, GPU_COUNT=1, TRAIN_ROIS_PER_IMAGE=512, ROI_POSITIVE_RATIO=0.25,
-        POST_NMS_ROIS_TRAINING=2000, POST_NMS_ROIS_INFERENCE=1000, PRE_NMS_LIMIT=2000,
-        RPN_TRAIN_ANCHORS_PER_IMAGE=256, DETECTION_MAX_INSTANCES=100, TRAIN_BN=False,
-        DETECTION_MIN_CONFIDENCE=0.0 if inference else 0.9, DETECTION_NMS_THRESHOLD=0.5,
-        MIXED_PRECISION="mixed_bfloat16" if PRECISION == "bfloat16" else False, RPN_CONV_CHANNELS=rpn_channels)
+        "gpu",
+        IMAGE_MIN_DIM=SIZE,
+        IMAGE_MAX_DIM=SIZE,
+        BACKBONE="resnet50",
+        NUM_CLASSES=2,
+        IMAGES_PER_GPU=batch,
+        GPU_COUNT=1,
+        TRAIN_ROIS_PER_IMAGE=512,
+        ROI_POSITIVE_RATIO=0.25,
+        POST_NMS_ROIS_TRAINING=2000,
+        POST_NMS_ROIS_INFERENCE=1000,
+        PRE_NMS_LIMIT=2000,
+        RPN_TRAIN_ANCHORS_PER_IMAGE=256,
+        DETECTION_MAX_INSTANCES=100,
+        TRAIN_BN=False,
+        DETECTION_MIN_CONFIDENCE=0.0 if inference else 0.9,
+        DETECTION_NMS_THRESHOLD=0.5,
+        MIXED_PRECISION="mixed_bfloat16" if PRECISION == "bfloat16" else False,
+        RPN_CONV_CHANNELS=rpn_channels,
+    )
 
 
 # ---------------------------------------------------------------------------------------- ours
@@ -125,6 +144,7 @@ class Ours:
 
     def setup_train(self, batch: int, n_batches: int):
         import keras
+
         from mrcnn.data.pipeline import build_dataset
         from mrcnn.model import MaskRCNN
 
@@ -143,12 +163,14 @@ class Ours:
 
     def setup_infer(self, batch: int):
         import keras
+
         from mrcnn.model import MaskRCNN
 
         self.model = None
         keras.backend.clear_session()
-        self.model = MaskRCNN("inference", our_config(batch, inference=True, rpn_channels=self.rpn_channels),
-                              self.model_dir)
+        self.model = MaskRCNN(
+            "inference", our_config(batch, inference=True, rpn_channels=self.rpn_channels), self.model_dir
+        )
         # Random weights leave some ROIs' argmax on background, and the mask head and the pasting run
         # on real detections only: bias the logits to foreground so every image returns 100, as
         # torchvision's (which scores every class of every box).
@@ -178,8 +200,9 @@ class Theirs:
         self.dataset = dataset
         self.targets = {}
         # torchvision's mixed precision: autocast runs convs/matmuls in bfloat16, weights stay float32
-        self.autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if PRECISION == "bfloat16"
-                         else contextlib.nullcontext)
+        self.autocast = (
+            (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if PRECISION == "bfloat16" else contextlib.nullcontext
+        )
 
     def build(self):
         import torch
@@ -187,21 +210,34 @@ class Theirs:
         from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
         from torchvision.ops.misc import FrozenBatchNorm2d
 
-        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
-                                       trainable_layers=5)
+        backbone = resnet_fpn_backbone(
+            backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=5
+        )
         self.model = MaskRCNN(
-            backbone, num_classes=2, min_size=SIZE, max_size=SIZE,
-            rpn_pre_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000,
-            rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
-            rpn_nms_thresh=0.7, rpn_batch_size_per_image=256, rpn_positive_fraction=0.5,
-            box_batch_size_per_image=512, box_positive_fraction=0.25,
-            box_detections_per_img=100, box_score_thresh=0.0, box_nms_thresh=0.5)
+            backbone,
+            num_classes=2,
+            min_size=SIZE,
+            max_size=SIZE,
+            rpn_pre_nms_top_n_train=2000,
+            rpn_pre_nms_top_n_test=1000,
+            rpn_post_nms_top_n_train=2000,
+            rpn_post_nms_top_n_test=1000,
+            rpn_nms_thresh=0.7,
+            rpn_batch_size_per_image=256,
+            rpn_positive_fraction=0.5,
+            box_batch_size_per_image=512,
+            box_positive_fraction=0.25,
+            box_detections_per_img=100,
+            box_score_thresh=0.0,
+            box_nms_thresh=0.5,
+        )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=1e-4)
         self.params = params
 
     def sample(self, image_id: int):
         import torch
+
         from mrcnn.ops.boxes import extract_bboxes
 
         if image_id not in self.targets:
@@ -264,7 +300,9 @@ def run_interleaved(batches, reps, warmup, log=print):
     import tempfile
 
     dataset = prepare_data()
-    models = {name: Ours(dataset, tempfile.mkdtemp(prefix="bench_logs_"), channels) for name, channels in VARIANTS.items()}
+    models = {
+        name: Ours(dataset, tempfile.mkdtemp(prefix="bench_logs_"), channels) for name, channels in VARIANTS.items()
+    }
     theirs = models["torchvision"] = Theirs(dataset)
     rows = []
 
@@ -293,8 +331,13 @@ def run_interleaved(batches, reps, warmup, log=print):
         for name, m in models.items():
             m.setup_infer() if name == "torchvision" else m.setup_infer(batch)
         dets = {name: m.infer(images) for name, m in models.items()}  # a second warm-up call each
-        rows.append({**interleave("inference", batch, lambda m, k, images=images: m.infer(images)), "dets": dets,
-                     "rss": maxrss_mib()})
+        rows.append(
+            {
+                **interleave("inference", batch, lambda m, k, images=images: m.infer(images)),
+                "dets": dets,
+                "rss": maxrss_mib(),
+            }
+        )
         for m in models.values():
             m.teardown()
     return rows
@@ -314,7 +357,7 @@ def run_memory_only(which: str, batches):
         if which == "ours":
             model.setup_train(batch, 2)
         else:
-            model.setup_train([[int(i) for i in dataset.image_ids[k * batch:(k + 1) * batch]] for k in range(2)])
+            model.setup_train([[int(i) for i in dataset.image_ids[k * batch : (k + 1) * batch]] for k in range(2)])
         model.train_step(0), model.train_step(1)
         out[f"train step/{batch}"] = maxrss_mib()
         model.teardown()
@@ -332,7 +375,7 @@ def child_memory(which: str, batches):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("MEMORY_JSON "):
-            return json.loads(line[len("MEMORY_JSON "):])
+            return json.loads(line[len("MEMORY_JSON ") :])
     print(f"memory child {which} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
     return None
 
@@ -350,11 +393,13 @@ def machine_facts(load_start, load_end) -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"Machine: {os.cpu_count()} CPU cores available ({cpu}), Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {torch.__version__}, "
-            f"torchvision {torchvision.__version__}; load average (1/5/15 min) "
-            f"{' / '.join(f'{x:.2f}' for x in load_start)} at start, "
-            f"{' / '.join(f'{x:.2f}' for x in load_end)} at end.")
+    return (
+        f"Machine: {os.cpu_count()} CPU cores available ({cpu}), Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}; load average (1/5/15 min) "
+        f"{' / '.join(f'{x:.2f}' for x in load_start)} at start, "
+        f"{' / '.join(f'{x:.2f}' for x in load_end)} at end."
+    )
 
 
 def timing_cells(times: dict, ours: list[str]) -> tuple[list[str], list[str]]:
@@ -368,39 +413,64 @@ def render(rows, memory, reps, warmup, load_start, load_end) -> str:
     date = _dt.date.today().isoformat()
     ours = list(VARIANTS)
     flag = " --bfloat16" if PRECISION == "bfloat16" else ""
-    in_bf16 = (" Both compute in bfloat16 with float32 weights: ours with `MIXED_PRECISION=\"mixed_bfloat16\"` "
-               "(box geometry and ROIAlign's boxes in float32), torchvision under "
-               "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` (convs and matmuls in bfloat16, by autocast's op lists). "
-               "Run on a CPU with bfloat16 instructions (avx512_bf16), where oneDNN computes them natively."
-               if PRECISION == "bfloat16" else "")
-    lines = [SECTIONS[PRECISION], "",
-             f"`bench/.venv-bench/bin/python bench/model_speed.py{flag}` ({date}): our Mask R-CNN vs torchvision "
-             f"`MaskRCNN` with a ResNet-50 FPN backbone, on CPU, in one process. Per phase and batch size: "
-             f"{warmup} (train) / {warmup + 1} (inference) untimed warm-up calls each (the first one traces/compiles), then {reps} timed calls "
-             f"each, interleaved ({', '.join(ours)}, torchvision, {ours[0]}, ...); medians, min-max in brackets. "
-             f"Ratios are ours / torchvision (below 1 = ours faster). \"{ours[0]}\" is Matterport's layout "
-             f"(512-wide RPN conv); \"{ours[1]}\" has torchvision's own RPN width, so it computes what torchvision "
-             f"computes (see Settings for what still differs).{in_bf16}", "",
-             machine_facts(load_start, load_end), "",
-             "| phase | batch | " + " | ".join(f"{n} s/iter" for n in ours) + " | torchvision s/iter | "
-             + " | ".join(f"ratio {n} / tv" for n in ours) + " | first call " + " / ".join(ours + ["tv"]) + " (s) |",
-             "|---|---:|" + "---:|" * (2 * len(ours) + 2)]
+    in_bf16 = (
+        ' Both compute in bfloat16 with float32 weights: ours with `MIXED_PRECISION="mixed_bfloat16"` '
+        "(box geometry and ROIAlign's boxes in float32), torchvision under "
+        '`torch.autocast("cpu", dtype=torch.bfloat16)` (convs and matmuls in bfloat16, by autocast\'s op lists). '
+        "Run on a CPU with bfloat16 instructions (avx512_bf16), where oneDNN computes them natively."
+        if PRECISION == "bfloat16"
+        else ""
+    )
+    lines = [
+        SECTIONS[PRECISION],
+        "",
+        f"`bench/.venv-bench/bin/python bench/model_speed.py{flag}` ({date}): our Mask R-CNN vs torchvision "
+        f"`MaskRCNN` with a ResNet-50 FPN backbone, on CPU, in one process. Per phase and batch size: "
+        f"{warmup} (train) / {warmup + 1} (inference) untimed warm-up calls each (the first one traces/compiles), then {reps} timed calls "
+        f"each, interleaved ({', '.join(ours)}, torchvision, {ours[0]}, ...); medians, min-max in brackets. "
+        f'Ratios are ours / torchvision (below 1 = ours faster). "{ours[0]}" is Matterport\'s layout '
+        f'(512-wide RPN conv); "{ours[1]}" has torchvision\'s own RPN width, so it computes what torchvision '
+        f"computes (see Settings for what still differs).{in_bf16}",
+        "",
+        machine_facts(load_start, load_end),
+        "",
+        "| phase | batch | "
+        + " | ".join(f"{n} s/iter" for n in ours)
+        + " | torchvision s/iter | "
+        + " | ".join(f"ratio {n} / tv" for n in ours)
+        + " | first call "
+        + " / ".join(ours + ["tv"])
+        + " (s) |",
+        "|---|---:|" + "---:|" * (2 * len(ours) + 2),
+    ]
     for r in rows:
         cells, ratios = timing_cells(r["times"], ours)
         first = " / ".join(f"{r['first'][n]:.1f}" for n in ours + ["torchvision"])
         lines.append(f"| {r['phase']} | {r['batch']} | " + " | ".join(cells + ratios) + f" | {first} |")
     dets = [f"batch {r['batch']}: " + ", ".join(f"{n} {v}" for n, v in r["dets"].items()) for r in rows if "dets" in r]
-    lines += ["", f"Detections returned per inference call (random-init weights, score threshold 0): {'; '.join(dets)}."]
+    lines += [
+        "",
+        f"Detections returned per inference call (random-init weights, score threshold 0): {'; '.join(dets)}.",
+    ]
     if memory and all(memory.values()):
-        lines += ["", "Peak RSS (MiB, `VmHWM`, monotonic, so each column includes the phases before it), "
-                  "each framework alone in its own child process (2 calls per phase; the baseline is "
-                  "after imports and data loading; ours in Matterport's layout):", "",
-                  "| after | ours | torchvision |", "|---|---:|---:|"]
+        lines += [
+            "",
+            "Peak RSS (MiB, `VmHWM`, monotonic, so each column includes the phases before it), "
+            "each framework alone in its own child process (2 calls per phase; the baseline is "
+            "after imports and data loading; ours in Matterport's layout):",
+            "",
+            "| after | ours | torchvision |",
+            "|---|---:|---:|",
+        ]
         for key in memory["ours"]:
             lines.append(f"| {key} | {memory['ours'][key]:.0f} | {memory['torch'][key]:.0f} |")
     else:
-        lines += ["", "Peak RSS of the shared timing process (all models loaded, so not separable): " +
-                  ", ".join(f"{r['phase']}/{r['batch']}: {r['rss']:.0f} MiB" for r in rows) + "."]
+        lines += [
+            "",
+            "Peak RSS of the shared timing process (all models loaded, so not separable): "
+            + ", ".join(f"{r['phase']}/{r['batch']}: {r['rss']:.0f} MiB" for r in rows)
+            + ".",
+        ]
     lines += ["", "Settings:", "", SETTINGS_DOC, ""]
     return "\n".join(lines)
 
@@ -412,9 +482,14 @@ ISA_SECTION = "## Model speed by ISA"
 
 def onednn_isa(env: dict) -> str:
     """The ISA TensorFlow's oneDNN reports under ``env`` (its verbose header, from one conv in a child)."""
-    probe = ("import tensorflow as tf; tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, 'SAME')")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env, "ONEDNN_VERBOSE": "1"})
+    probe = "import tensorflow as tf; tf.nn.conv2d(tf.ones([1, 8, 8, 8]), tf.ones([3, 3, 8, 8]), 1, 'SAME')"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env, "ONEDNN_VERBOSE": "1"},
+    )
     for line in (proc.stdout + proc.stderr).splitlines():
         if ",isa:" in line:
             return line.split(",isa:", 1)[1].strip()
@@ -431,8 +506,20 @@ def run_isas(args) -> None:
         env = ISA_ENV[isa]
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
-        cmd = [sys.executable, os.path.abspath(__file__), "--isa-child", out, "--no-memory", "--no-write",
-               "--reps", str(args.reps), "--warmup", str(args.warmup), "--batches", *map(str, args.batches)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--isa-child",
+            out,
+            "--no-memory",
+            "--no-write",
+            "--reps",
+            str(args.reps),
+            "--warmup",
+            str(args.warmup),
+            "--batches",
+            *map(str, args.batches),
+        ]
         if args.bfloat16:
             cmd.append("--bfloat16")
         print(f"== {isa}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(no cap)'}", flush=True)
@@ -450,30 +537,46 @@ def run_isas(args) -> None:
 def render_isas(results: dict, args) -> str:
     ours = list(VARIANTS)
     cpu_isa = section_facts()["isa"]
-    lines = [ISA_SECTION, "",
-             f"`bench/.venv-bench/bin/python bench/model_speed.py --isas {' '.join(args.isas)}` "
-             f"({_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC): the `## Model speed` timing "
-             f"({PRECISION}, {args.reps} timed calls each after {args.warmup} warm-up, interleaved ours / "
-             "torchvision), once per ISA in its own process, one after the other on the same machine. `avx2` caps "
-             "both frameworks' kernels: `ONEDNN_MAX_CPU_ISA=AVX2` (TensorFlow's oneDNN and torch's) and "
-             "`ATEN_CPU_CAPABILITY=avx2` (torch's own kernels); the ISA each one ran is read back (oneDNN's verbose "
-             f"header from a conv in TensorFlow; `torch.backends.cpu.get_cpu_capability()`). CPU flags: {cpu_isa}; "
-             f"{os.cpu_count()} cores.", "",
-             "| ISA | oneDNN (TF) ran | torch ran | phase | batch | " + " | ".join(f"{n} s/iter" for n in ours)
-             + " | torchvision s/iter | " + " | ".join(f"ratio {n} / tv" for n in ours) + " | load start / end |",
-             "|---|---|---|---|---:|" + "---:|" * (2 * len(ours) + 1) + "---|"]
+    lines = [
+        ISA_SECTION,
+        "",
+        f"`bench/.venv-bench/bin/python bench/model_speed.py --isas {' '.join(args.isas)}` "
+        f"({_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC): the `## Model speed` timing "
+        f"({PRECISION}, {args.reps} timed calls each after {args.warmup} warm-up, interleaved ours / "
+        "torchvision), once per ISA in its own process, one after the other on the same machine. `avx2` caps "
+        "both frameworks' kernels: `ONEDNN_MAX_CPU_ISA=AVX2` (TensorFlow's oneDNN and torch's) and "
+        "`ATEN_CPU_CAPABILITY=avx2` (torch's own kernels); the ISA each one ran is read back (oneDNN's verbose "
+        f"header from a conv in TensorFlow; `torch.backends.cpu.get_cpu_capability()`). CPU flags: {cpu_isa}; "
+        f"{os.cpu_count()} cores.",
+        "",
+        "| ISA | oneDNN (TF) ran | torch ran | phase | batch | "
+        + " | ".join(f"{n} s/iter" for n in ours)
+        + " | torchvision s/iter | "
+        + " | ".join(f"ratio {n} / tv" for n in ours)
+        + " | load start / end |",
+        "|---|---|---|---|---:|" + "---:|" * (2 * len(ours) + 1) + "---|",
+    ]
     for isa, res in results.items():
         load = " / ".join(f"{v[0]:.2f}" for v in res["load"])
         for r in res["rows"]:
             cells, ratios = timing_cells(r["times"], ours)
-            lines.append(f"| {isa} | {res['onednn']} | {res['torch_capability']} | {r['phase']} | {r['batch']} | "
-                         + " | ".join(cells + ratios) + f" | {load} |")
+            lines.append(
+                f"| {isa} | {res['onednn']} | {res['torch_capability']} | {r['phase']} | {r['batch']} | "
+                + " | ".join(cells + ratios)
+                + f" | {load} |"
+            )
     native, capped = results.get("native"), results.get("avx2")
     if native and capped:
-        lines += ["", "Slowdown under the AVX2 cap (avx2 median / native median, same phase and batch): " + "; ".join(
-            f"{a['phase']} b{a['batch']}: ours {statistics.median(b['times'][ours[0]]) / statistics.median(a['times'][ours[0]]):.2f}x, "
-            f"torchvision {statistics.median(b['times']['torchvision']) / statistics.median(a['times']['torchvision']):.2f}x"
-            for a, b in zip(native["rows"], capped["rows"])) + "."]
+        lines += [
+            "",
+            "Slowdown under the AVX2 cap (avx2 median / native median, same phase and batch): "
+            + "; ".join(
+                f"{a['phase']} b{a['batch']}: ours {statistics.median(b['times'][ours[0]]) / statistics.median(a['times'][ours[0]]):.2f}x, "
+                f"torchvision {statistics.median(b['times']['torchvision']) / statistics.median(a['times']['torchvision']):.2f}x"
+                for a, b in zip(native["rows"], capped["rows"])
+            )
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -486,9 +589,14 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--bfloat16", action="store_true", help="both frameworks in bfloat16 (CPUs with avx512_bf16)")
     p.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    p.add_argument("--isas", nargs="+", choices=sorted(ISA_ENV), metavar="ISA",
-                   help="run the timing once per ISA (native, avx2), each in a child process with oneDNN and "
-                        "ATen capped to it; writes '## Model speed by ISA' with an ISA column")
+    p.add_argument(
+        "--isas",
+        nargs="+",
+        choices=sorted(ISA_ENV),
+        metavar="ISA",
+        help="run the timing once per ISA (native, avx2), each in a child process with oneDNN and "
+        "ATen capped to it; writes '## Model speed by ISA' with an ISA column",
+    )
     p.add_argument("--isa-child", metavar="JSON", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     global PRECISION
@@ -498,6 +606,7 @@ def main(argv=None):
     # torch before TensorFlow: the other order segfaulted in torch's libtriton.so (clashing bundled LLVM)
     import torch  # noqa: F401
     import torchvision  # noqa: F401
+
     if args.only:
         run_memory_only(args.only, args.batches)
         return
@@ -505,8 +614,14 @@ def main(argv=None):
     rows = run_interleaved(args.batches, args.reps, max(1, args.warmup), log=lambda s: print(s, flush=True))
     if args.isa_child:
         with open(args.isa_child, "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "torch_capability": torch.backends.cpu.get_cpu_capability(),
-                       "load": [load_start, os.getloadavg()]}, f)
+            json.dump(
+                {
+                    "rows": rows,
+                    "torch_capability": torch.backends.cpu.get_cpu_capability(),
+                    "load": [load_start, os.getloadavg()],
+                },
+                f,
+            )
         return
     memory = None
     if not args.no_memory:

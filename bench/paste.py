@@ -7,6 +7,7 @@ are asserted equal. Sigmoid-like random 28x28 masks in random boxes, for three i
 profile's 256 px, the model-speed bench's 512 px, and a 12-megapixel phone photo (inference.py pastes
 at the original size). Writes the "## Mask pasting in detect()" section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,18 @@ def scikit_image_paste(masks, boxes, image_shape, threshold=0.5):
         y1, x1, y2, x2 = (int(v) for v in box)
         if y2 <= y1 or x2 <= x1:
             continue
-        soft = resize(mask, (y2 - y1, x2 - x1), order=1, mode="constant", cval=0, clip=True,
-                      preserve_range=True, anti_aliasing=False)
+        soft = resize(
+            mask,
+            (y2 - y1, x2 - x1),
+            order=1,
+            mode="constant",
+            cval=0,
+            clip=True,
+            preserve_range=True,
+            anti_aliasing=False,
+        )
         ys, xs = slice(max(y1, 0), min(y2, image_shape[0])), slice(max(x1, 0), min(x2, image_shape[1]))
-        full[ys, xs, i] = soft[ys.start - y1:ys.stop - y1, xs.start - x1:xs.stop - x1] >= threshold
+        full[ys, xs, i] = soft[ys.start - y1 : ys.stop - y1, xs.start - x1 : xs.stop - x1] >= threshold
     return full
 
 
@@ -83,18 +92,26 @@ def main(argv=None):
         old, new = (statistics.median(t) for t in times.values())
         rows.append(f"| {label} | {n} | {sides[0]}-{sides[1]} px | {cells[0]} | {cells[1]} | **{old / new:.1f}x** |")
         print(rows[-1], flush=True)
-    text = "\n".join([
-        SECTION, "",
-        f"`python bench/paste.py --reps {args.reps}` ({_dt.date.today()}): detect()'s last step, each detection's "
-        "28x28 soft mask pasted into its box at the original image size. Matterport (and ours until 80f1043) "
-        "resized each mask with scikit-image; `mrcnn.ops.masks.paste_masks` reproduces that sampling with two "
-        "bilinear taps per axis over the box's in-image pixels (`test_paste_masks_equals_scikit_image_resize` "
-        "pins it pixel for pixel; here the outputs are asserted equal too). Same random masks and boxes for both, "
-        f"interleaved, one untimed call then {args.reps} timed each; ms, median (min-max), one thread.", "",
-        f"Machine: {facts['nproc']} CPU cores ({facts['cpu']}), numpy {facts.get('numpy', '?')}; load average "
-        f"(1/5/15 min) {facts['load']} at start.", "",
-        "| image | masks | box sides | scikit-image per mask | two taps (paste_masks) | speed-up |",
-        "|---|---:|---|---:|---:|---:|", *rows, ""])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"`python bench/paste.py --reps {args.reps}` ({_dt.date.today()}): detect()'s last step, each detection's "
+            "28x28 soft mask pasted into its box at the original image size. Matterport (and ours until 80f1043) "
+            "resized each mask with scikit-image; `mrcnn.ops.masks.paste_masks` reproduces that sampling with two "
+            "bilinear taps per axis over the box's in-image pixels (`test_paste_masks_equals_scikit_image_resize` "
+            "pins it pixel for pixel; here the outputs are asserted equal too). Same random masks and boxes for both, "
+            f"interleaved, one untimed call then {args.reps} timed each; ms, median (min-max), one thread.",
+            "",
+            f"Machine: {facts['nproc']} CPU cores ({facts['cpu']}), numpy {facts.get('numpy', '?')}; load average "
+            f"(1/5/15 min) {facts['load']} at start.",
+            "",
+            "| image | masks | box sides | scikit-image per mask | two taps (paste_masks) | speed-up |",
+            "|---|---:|---|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
     print("\n" + text)
     if not args.no_write:
         write_section(SECTION, text)

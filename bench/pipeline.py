@@ -12,6 +12,7 @@ Prints a table and writes the "## Input pipeline" section of bench/RESULTS.md (o
 the CPU profile's pipeline (256 px, default augmentation, AUTOTUNE) on it instead, with the
 resized-input cache off and warm, and writes "## Input pipeline on real photos".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from results import machine_facts, write_section  # noqa: E402  (bench/results.py)
 
 from mrcnn.config import Config  # noqa: E402
-from results import machine_facts, write_section  # noqa: E402  (bench/results.py)
 from mrcnn.data import ViaDataset  # noqa: E402
 from mrcnn.data.augment import as_augmenter  # noqa: E402
 from mrcnn.data.pipeline import build_dataset  # noqa: E402
@@ -106,8 +107,16 @@ def stage_breakdown(dataset, config, samples: int) -> dict[str, float]:
         boxes = clock("boxes", extract_bboxes, masks)
         clock("mini-masks", minimize_mask, boxes, masks, config.MINI_MASK_SHAPE)
         anchors = clock("anchors (cached)", get_anchors, config, image.shape)
-        clock("RPN targets", build_rpn_targets, anchors, class_ids[: len(boxes)], boxes,
-              anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE, bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
+        clock(
+            "RPN targets",
+            build_rpn_targets,
+            anchors,
+            class_ids[: len(boxes)],
+            boxes,
+            anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE,
+            bbox_std_dev=config.RPN_BBOX_STD_DEV,
+            rng=rng,
+        )
         clock("mold", mold_image, image, config)
     return {k: 1000 * v / len(ids) for k, v in totals.items()}
 
@@ -128,10 +137,13 @@ def real_photos(args, facts) -> str:
     for cache_mb in (0, base.INPUT_CACHE_MB):
         config = facemask.make_config("cpu", NUM_CLASSES=2, INPUT_CACHE_MB=cache_mb)
         warmup = args.warmup + (epoch if cache_mb else 0)
-        runs = [time_build_dataset(dataset, config, "default", tf.data.AUTOTUNE, args.batches, warmup)
-                for _ in range(args.repeats)]
-        rows.append((f"{cache_mb} MB" + (" (off)" if not cache_mb else ", warm"), float(np.median(runs)),
-                     min(runs), max(runs)))
+        runs = [
+            time_build_dataset(dataset, config, "default", tf.data.AUTOTUNE, args.batches, warmup)
+            for _ in range(args.repeats)
+        ]
+        rows.append(
+            (f"{cache_mb} MB" + (" (off)" if not cache_mb else ", warm"), float(np.median(runs)), min(runs), max(runs))
+        )
         print(f"INPUT_CACHE_MB={cache_mb:5d}: {rows[-1][1]:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in runs)})")
     samples = min(args.breakdown_samples, len(dataset.image_ids))
     stages = stage_breakdown(dataset, base, samples)
@@ -152,9 +164,14 @@ def real_photos(args, facts) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {label} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |" for label, ips, lo, hi in rows]
-    lines += ["", f"Per-stage cost without the cache, one thread (mean over {samples} "
-              "images; the cache skips the first four rows from the second epoch on):", "",
-              "| stage | ms/image |", "|---|---:|"]
+    lines += [
+        "",
+        f"Per-stage cost without the cache, one thread (mean over {samples} "
+        "images; the cache skips the first four rows from the second epoch on):",
+        "",
+        "| stage | ms/image |",
+        "|---|---:|",
+    ]
     lines += [f"| {stage} | {ms:.2f} |" for stage, ms in stages.items()]
     lines += [f"| **total** | **{sum(stages.values()):.2f}** |"]
     return "\n".join(lines)
@@ -188,12 +205,16 @@ def main(argv=None) -> int:
     rows = []
     for augmentation in (None, "default"):
         for npc, npc_name in ((1, "1"), (tf.data.AUTOTUNE, "AUTOTUNE")):
-            runs = [time_build_dataset(dataset, config, augmentation, npc, args.batches, args.warmup)
-                    for _ in range(args.repeats)]
+            runs = [
+                time_build_dataset(dataset, config, augmentation, npc, args.batches, args.warmup)
+                for _ in range(args.repeats)
+            ]
             ips = float(np.median(runs))
             rows.append((augmentation or "none", npc_name, ips, min(runs), max(runs)))
-            print(f"augmentation={augmentation or 'none':8} num_parallel_calls={npc_name:8} {ips:7.1f} images/s "
-                  f"(runs {', '.join(f'{r:.1f}' for r in runs)})")
+            print(
+                f"augmentation={augmentation or 'none':8} num_parallel_calls={npc_name:8} {ips:7.1f} images/s "
+                f"(runs {', '.join(f'{r:.1f}' for r in runs)})"
+            )
     stages = stage_breakdown(dataset, config, args.breakdown_samples)
 
     lines = [
@@ -213,8 +234,7 @@ def main(argv=None) -> int:
         "| augmentation | num_parallel_calls | images/s | ms/image |",
         "|---|---|---:|---:|",
     ]
-    lines += [f"| {aug} | {npc} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |"
-              for aug, npc, ips, lo, hi in rows]
+    lines += [f"| {aug} | {npc} | {ips:.1f} ({lo:.1f}-{hi:.1f}) | {1000 / ips:.1f} |" for aug, npc, ips, lo, hi in rows]
     lines += [
         "",
         f"Per-stage cost, one thread, default augmentation (mean over {args.breakdown_samples} images):",
@@ -224,11 +244,14 @@ def main(argv=None) -> int:
     ]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in stages.items()]
     total = sum(stages.values())
-    lines += [f"| **total** | **{total:.2f}** |", "",
-              f"The stage total ({total:.1f} ms, i.e. {1000 / total:.0f} images/s on one thread) is roughly what "
-              "the num_parallel_calls=1 rows can reach (tf.data, numpy_function and batching add a little); "
-              "AUTOTUNE can gain at most the number of free cores. On a shared machine rows vary by up to ~30% "
-              "run to run (see the min-max), so only large differences are meaningful."]
+    lines += [
+        f"| **total** | **{total:.2f}** |",
+        "",
+        f"The stage total ({total:.1f} ms, i.e. {1000 / total:.0f} images/s on one thread) is roughly what "
+        "the num_parallel_calls=1 rows can reach (tf.data, numpy_function and batching add a little); "
+        "AUTOTUNE can gain at most the number of free cores. On a shared machine rows vary by up to ~30% "
+        "run to run (see the min-max), so only large differences are meaningful.",
+    ]
     table = "\n".join(lines)
     print()
     print(table)

@@ -6,6 +6,7 @@ CPU with bfloat16 instructions (and costs on one without: there bfloat16 is emul
 Writes the "## CPU profile: float32 vs bfloat16" section of bench/RESULTS.md. Both models start from the
 same random weights; only the compute dtype differs. ``--reps`` timed calls each after 2 untimed ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,10 +76,17 @@ def main(argv=None) -> int:
     trainers = {name: build(policy, dataset, "training") for name, policy in POLICIES.items()}
     weights = trainers["float32"].keras_model.get_weights()
     trainers["bfloat16"].keras_model.set_weights(weights)
-    batches = [b for _, b in zip(range(8), build_dataset(dataset, trainers["float32"].config, shuffle=False,
-                                                          augmentation=None))]
-    train = interleave({name: (lambda k, m=m: m.keras_model.train_on_batch(batches[k % len(batches)]))
-                        for name, m in trainers.items()}, args.reps)
+    batches = [
+        b
+        for _, b in zip(range(8), build_dataset(dataset, trainers["float32"].config, shuffle=False, augmentation=None))
+    ]
+    train = interleave(
+        {
+            name: (lambda k, m=m: m.keras_model.train_on_batch(batches[k % len(batches)]))
+            for name, m in trainers.items()
+        },
+        args.reps,
+    )
     trainers.clear()
 
     images = [dataset.load_image(i) for i in dataset.image_ids]
@@ -91,30 +99,42 @@ def main(argv=None) -> int:
     bias[1:] += 20.0
     logits.set_weights([kernel, bias])
     detectors["bfloat16"].keras_model.set_weights(detectors["float32"].keras_model.get_weights())
-    infer = interleave({name: (lambda k, m=m: m.detect([images[k % len(images)]]))
-                        for name, m in detectors.items()}, args.reps)
+    infer = interleave(
+        {name: (lambda k, m=m: m.detect([images[k % len(images)]])) for name, m in detectors.items()}, args.reps
+    )
     found = {name: len(m.detect([images[0]])[0]["scores"]) for name, m in detectors.items()}
 
     facts = machine_facts()
     flags = cpu_flags()
     bf16 = ", ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags) or "none"
-    med = {(phase, name): statistics.median(t) for phase, times in (("train step", train), ("detect", infer))
-           for name, t in times.items()}
-    lines = [SECTION, "",
-             f"`bench/.venv-bench/bin/python bench/precision.py --reps {args.reps}` ({_dt.date.today()}): the CPU "
-             "profile (ResNet-18 FPN, 256 px, batch 2 for training, 1 image per detect()) built twice, with "
-             "`MIXED_PRECISION=False` and `\"mixed_bfloat16\"`, timed interleaved after 2 untimed calls each; "
-             "medians, min-max in brackets. The train step is `train_on_batch` on batches pulled before timing "
-             "(random init, all layers trained); detect() includes molding and mask pasting, "
-             f"{found['float32']} / {found['bfloat16']} detections per image (float32 / bfloat16).", "",
-             f"Machine: {facts['nproc']} CPU cores ({facts['cpu']}), bfloat16 instructions: {bf16}; TensorFlow "
-             f"{facts.get('tensorflow', '?')}, Keras {facts.get('keras', '?')}; load average (1/5/15 min) "
-             f"{load_start} at start, {facts['load']} at end. `MIXED_PRECISION=\"auto\"` here means "
-             f"`{policy_name('auto')}`.", "",
-             "| call | float32 s | bfloat16 s | bfloat16 / float32 |", "|---|---:|---:|---:|"]
+    med = {
+        (phase, name): statistics.median(t)
+        for phase, times in (("train step", train), ("detect", infer))
+        for name, t in times.items()
+    }
+    lines = [
+        SECTION,
+        "",
+        f"`bench/.venv-bench/bin/python bench/precision.py --reps {args.reps}` ({_dt.date.today()}): the CPU "
+        "profile (ResNet-18 FPN, 256 px, batch 2 for training, 1 image per detect()) built twice, with "
+        '`MIXED_PRECISION=False` and `"mixed_bfloat16"`, timed interleaved after 2 untimed calls each; '
+        "medians, min-max in brackets. The train step is `train_on_batch` on batches pulled before timing "
+        "(random init, all layers trained); detect() includes molding and mask pasting, "
+        f"{found['float32']} / {found['bfloat16']} detections per image (float32 / bfloat16).",
+        "",
+        f"Machine: {facts['nproc']} CPU cores ({facts['cpu']}), bfloat16 instructions: {bf16}; TensorFlow "
+        f"{facts.get('tensorflow', '?')}, Keras {facts.get('keras', '?')}; load average (1/5/15 min) "
+        f'{load_start} at start, {facts["load"]} at end. `MIXED_PRECISION="auto"` here means '
+        f"`{policy_name('auto')}`.",
+        "",
+        "| call | float32 s | bfloat16 s | bfloat16 / float32 |",
+        "|---|---:|---:|---:|",
+    ]
     for phase, times in (("train step", train), ("detect", infer)):
         cells = [f"{med[phase, n]:.3f} ({min(times[n]):.3f}-{max(times[n]):.3f})" for n in POLICIES]
-        lines.append(f"| {phase} | " + " | ".join(cells) + f" | **{med[phase, 'bfloat16'] / med[phase, 'float32']:.2f}** |")
+        lines.append(
+            f"| {phase} | " + " | ".join(cells) + f" | **{med[phase, 'bfloat16'] / med[phase, 'float32']:.2f}** |"
+        )
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if not args.no_write:

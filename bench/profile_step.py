@@ -21,6 +21,7 @@ Usage: ``bench/.venv-bench/bin/python bench/profile_step.py [--batch 1|2] [--rep
 [--phase train|infer] [--no-write]``; writes the ``## Train-step profile`` (or ``## Inference
 profile``) section of bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,32 @@ from results import write_section  # noqa: E402
 SECTIONS = {"train": "## Train-step profile", "infer": "## Inference profile"}
 WARMUP = 3
 PREFIX, STEP = "phase::", "profile_step"
-ROWS = ("transform", "backbone", "FPN", "RPN head", "anchors", "proposals", "RPN targets", "detection targets",
-        "ROIAlign", "box head", "detections", "mask head", "mask paste", "losses", "weight decay", "diagnostics",
-        "other unscoped", "model glue", "grad aggregation", "backward other", "grad clipping", "optimizer step",
-        "zero_grad", "untraced")
+ROWS = (
+    "transform",
+    "backbone",
+    "FPN",
+    "RPN head",
+    "anchors",
+    "proposals",
+    "RPN targets",
+    "detection targets",
+    "ROIAlign",
+    "box head",
+    "detections",
+    "mask head",
+    "mask paste",
+    "losses",
+    "weight decay",
+    "diagnostics",
+    "other unscoped",
+    "model glue",
+    "grad aggregation",
+    "backward other",
+    "grad clipping",
+    "optimizer step",
+    "zero_grad",
+    "untraced",
+)
 UNSPLIT = {"grad clipping", "optimizer step", "zero_grad", "untraced"}  # no forward/backward columns
 BUSY_WARNING = 1.6  # process CPU time / wall (2 threads each) below which the run is flagged as contended
 
@@ -54,6 +77,7 @@ BUSY_WARNING = 1.6  # process CPU time / wall (2 threads each) below which the r
 @dataclass
 class Profile:
     """Milliseconds per step (mean over the profiled steps) by row, forward and backward."""
+
     walls: list[float]
     fwd: collections.Counter = field(default_factory=collections.Counter)
     bwd: collections.Counter = field(default_factory=collections.Counter)
@@ -81,12 +105,21 @@ def _wrap_attribute(owner, attr: str, make_range, stack: contextlib.ExitStack):
 
 
 # ---------------------------------------------------------------------------------------- ours (TF)
-LAYER_RULES = [(re.compile(p), row) for p, row in (
-    (r"(conv1|bn_conv1|res\d|bn\d|max_pooling2d|zero_padding2d)", "backbone"), (r"fpn_", "FPN"),
-    (r"rpn_", "RPN head"), (r"anchors$", "anchors"), (r"ROI$", "proposals"),
-    (r"(proposal_targets|gt_boxes_normalized)$", "detection targets"), (r"roi_align_", "ROIAlign"),
-    (r"(mrcnn_class|mrcnn_bbox|pool_squeeze)", "box head"), (r"(mrcnn_detection|detection_boxes)$", "detections"),
-    (r"(mrcnn_mask|positive_rois|real_detections)", "mask head"))]
+LAYER_RULES = [
+    (re.compile(p), row)
+    for p, row in (
+        (r"(conv1|bn_conv1|res\d|bn\d|max_pooling2d|zero_padding2d)", "backbone"),
+        (r"fpn_", "FPN"),
+        (r"rpn_", "RPN head"),
+        (r"anchors$", "anchors"),
+        (r"ROI$", "proposals"),
+        (r"(proposal_targets|gt_boxes_normalized)$", "detection targets"),
+        (r"roi_align_", "ROIAlign"),
+        (r"(mrcnn_class|mrcnn_bbox|pool_squeeze)", "box head"),
+        (r"(mrcnn_detection|detection_boxes)$", "detections"),
+        (r"(mrcnn_mask|positive_rois|real_detections)", "mask head"),
+    )
+]
 OUTSIDE_SCOPES = {"losses": "losses", "weight_decay": "weight decay", "diagnostics": "diagnostics"}
 NORM_TYPES = {"Square", "Sum", "Pack", "Sqrt", "Minimum", "Reciprocal", "RealDiv"}  # Keras clip_by_global_norm
 OP_EVENT = re.compile(r"^([^\s:]+):(\w+)$")
@@ -161,7 +194,7 @@ def read_xplane(path: Path):
             if name == STEP:
                 steps.append(span)
             elif name.startswith(PREFIX):
-                ranges.append((name[len(PREFIX):], span))
+                ranges.append((name[len(PREFIX) :], span))
             elif name == "ExecutorState::ProcessAsync::Start":
                 ops.append((_stat(plane, ev, "name"), _stat(plane, ev, "kernel_type"), span))
             elif m := OP_EVENT.match(name):
@@ -173,8 +206,9 @@ def read_xplane(path: Path):
 
 def share_wall(spans) -> collections.Counter:
     """key -> ps of wall time: while k ops run at once, each gets 1/k of it (sums to their union)."""
-    marks = sorted([(a, 1, key) for a, _, key in spans] + [(b, -1, key) for _, b, key in spans],
-                   key=lambda m: (m[0], m[1]))
+    marks = sorted(
+        [(a, 1, key) for a, _, key in spans] + [(b, -1, key) for _, b, key in spans], key=lambda m: (m[0], m[1])
+    )
     shares, running, last = collections.Counter(), collections.Counter(), 0
     for t, delta, key in marks:
         count = sum(running.values())
@@ -208,25 +242,45 @@ def ours_profile(path: Path, rows: dict[str, str]) -> Profile:
         prof.fwd[row] += t
     prof.fwd["untraced"] = sum(prof.walls) / n - union - sum(t for _, t in python)
     graph = sum(b - a for a, b in functions if inside((a, b))) * ms / n
-    prof.note = (f"ours: {len(spans) // n} op events per step, summed op time {sum(prof.ops.values()):.0f} ms "
-                 f"over a union of {union:.0f} ms (x{sum(prof.ops.values()) / union:.2f} ops at once on "
-                 f"average), graph function {graph:.0f} ms of the {sum(prof.walls) / n:.0f} ms step")
+    prof.note = (
+        f"ours: {len(spans) // n} op events per step, summed op time {sum(prof.ops.values()):.0f} ms "
+        f"over a union of {union:.0f} ms (x{sum(prof.ops.values()) / union:.2f} ops at once on "
+        f"average), graph function {graph:.0f} ms of the {sum(prof.walls) / n:.0f} ms step"
+    )
     return prof
 
 
 # ---------------------------------------------------------------------------------------- torchvision
 MODULE_ROWS = {
-    "transform": "transform", "backbone.body": "backbone", "backbone.fpn": "FPN", "rpn": "proposals",
-    "rpn.head": "RPN head", "rpn.anchor_generator": "anchors", "roi_heads": "model glue",
-    "roi_heads.box_roi_pool": "ROIAlign", "roi_heads.mask_roi_pool": "ROIAlign", "roi_heads.box_head": "box head",
-    "roi_heads.box_predictor": "box head", "roi_heads.mask_head": "mask head", "roi_heads.mask_predictor": "mask head"}
+    "transform": "transform",
+    "backbone.body": "backbone",
+    "backbone.fpn": "FPN",
+    "rpn": "proposals",
+    "rpn.head": "RPN head",
+    "rpn.anchor_generator": "anchors",
+    "roi_heads": "model glue",
+    "roi_heads.box_roi_pool": "ROIAlign",
+    "roi_heads.mask_roi_pool": "ROIAlign",
+    "roi_heads.box_head": "box head",
+    "roi_heads.box_predictor": "box head",
+    "roi_heads.mask_head": "mask head",
+    "roi_heads.mask_predictor": "mask head",
+}
 ATTRIBUTE_ROWS = {  # called through an attribute of the model: wrapped in place while profiling
-    "rpn.assign_targets_to_anchors": "RPN targets", "rpn.fg_bg_sampler": "RPN targets",
-    "rpn.box_coder.encode": "RPN targets", "rpn.compute_loss": "losses",
-    "roi_heads.select_training_samples": "detection targets", "roi_heads.postprocess_detections": "detections",
-    "transform.postprocess": "mask paste"}
-FUNCTION_ROWS = {"fastrcnn_loss": "losses", "maskrcnn_loss": "losses", "project_masks_on_boxes": "detection targets",
-                 "maskrcnn_inference": "mask paste"}  # module functions of torchvision.models.detection.roi_heads
+    "rpn.assign_targets_to_anchors": "RPN targets",
+    "rpn.fg_bg_sampler": "RPN targets",
+    "rpn.box_coder.encode": "RPN targets",
+    "rpn.compute_loss": "losses",
+    "roi_heads.select_training_samples": "detection targets",
+    "roi_heads.postprocess_detections": "detections",
+    "transform.postprocess": "mask paste",
+}
+FUNCTION_ROWS = {
+    "fastrcnn_loss": "losses",
+    "maskrcnn_loss": "losses",
+    "project_masks_on_boxes": "detection targets",
+    "maskrcnn_inference": "mask paste",
+}  # module functions of torchvision.models.detection.roi_heads
 EVALUATE = "autograd::engine::evaluate_function: "
 
 
@@ -252,8 +306,9 @@ def torch_phase_ranges(model):
             hook(model.get_submodule(path), row, stack)
         for path, row in ATTRIBUTE_ROWS.items():
             owner, _, attr = path.rpartition(".")
-            _wrap_attribute(functools.reduce(getattr, owner.split("."), model), attr,
-                            functools.partial(_torch_range, row), stack)
+            _wrap_attribute(
+                functools.reduce(getattr, owner.split("."), model), attr, functools.partial(_torch_range, row), stack
+            )
         for name, row in FUNCTION_ROWS.items():
             _wrap_attribute(roi_heads, name, functools.partial(_torch_range, row), stack)
         yield
@@ -306,11 +361,15 @@ def torch_profile(events) -> Profile:
     made_by, candidates = {}, collections.defaultdict(set)
     for e in events:
         owner = owners[e.id]
-        if e.sequence_nr >= 0 and owner is not None and owner.name.startswith(PREFIX) \
-                and owner.name != PREFIX + "backward":
+        if (
+            e.sequence_nr >= 0
+            and owner is not None
+            and owner.name.startswith(PREFIX)
+            and owner.name != PREFIX + "backward"
+        ):
             candidates[e.sequence_nr].add(owner.name)
             if e.sequence_nr not in made_by or e.time_range.start >= made_by[e.sequence_nr][0]:
-                made_by[e.sequence_nr] = (e.time_range.start, owner.name[len(PREFIX):])
+                made_by[e.sequence_nr] = (e.time_range.start, owner.name[len(PREFIX) :])
     for e in events:
         owner, ms = owners[e.id], e.self_cpu_time_total / 1e3 / n
         if owner is None:
@@ -323,7 +382,7 @@ def torch_profile(events) -> Profile:
         elif owner.name == PREFIX + "backward":
             prof.bwd["backward other"] += ms
         else:
-            prof.fwd[owner.name[len(PREFIX):]] += ms
+            prof.fwd[owner.name[len(PREFIX) :]] += ms
         if e is not owner:
             prof.top[e.name] += ms
     nodes = [e for e in events if e.name.startswith(EVALUATE)]
@@ -331,9 +390,11 @@ def torch_profile(events) -> Profile:
     if nodes:
         matched = sum(e.sequence_nr in made_by for e in nodes) // n
         shared = sum(len(candidates.get(e.sequence_nr, ())) > 1 for e in nodes) // n
-        prof.note += (f", {matched} of {len(nodes) // n} backward nodes matched to a forward op by sequence_nr (the "
-                      f"rest are AccumulateGrad), {shared} of them through a number also held by no-grad ops of "
-                      f"another row (latest op taken)")
+        prof.note += (
+            f", {matched} of {len(nodes) // n} backward nodes matched to a forward op by sequence_nr (the "
+            f"rest are AccumulateGrad), {shared} of them through a number also held by no-grad ops of "
+            f"another row (latest op taken)"
+        )
     return prof
 
 
@@ -378,8 +439,11 @@ def _signed(value: float) -> str:
 
 def _table(ours: Profile, theirs: Profile) -> list[str]:
     walls = [sum(p.walls) / len(p.walls) for p in (ours, theirs)]
-    lines = ["| phase | ours fwd | ours bwd | ours total | ours % | ours op ms | tv fwd | tv bwd | tv total | tv % "
-             "| diff ours-tv |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| phase | ours fwd | ours bwd | ours total | ours % | ours op ms | tv fwd | tv bwd | tv total | tv % "
+        "| diff ours-tv |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in ROWS:
         if max(ours.total(row), theirs.total(row)) < 0.05:
             continue
@@ -389,33 +453,56 @@ def _table(ours: Profile, theirs: Profile) -> list[str]:
             cells += [_cell(p.total(row)), f"{100 * p.total(row) / wall:.1f}"]
             cells += [_cell(p.ops[row]) if row in p.ops else ""] if p is ours else []
         lines.append(f"| {row} | {' | '.join(cells)} | {_signed(ours.total(row) - theirs.total(row))} |")
-    lines.append(f"| **step wall** | | | **{walls[0]:.0f}** | 100 | {sum(ours.ops.values()):.0f} | | | "
-                 f"**{walls[1]:.0f}** | 100 | **{_signed(walls[0] - walls[1])}** |")
+    lines.append(
+        f"| **step wall** | | | **{walls[0]:.0f}** | 100 | {sum(ours.ops.values()):.0f} | | | "
+        f"**{walls[1]:.0f}** | 100 | **{_signed(walls[0] - walls[1])}** |"
+    )
     gaps = sorted(((ours.total(r) - theirs.total(r), r) for r in ROWS), reverse=True)
     gaps = ", ".join(f"{r} {_signed(d)} ms" for d, r in gaps[:4] if d >= 0.5) or "none"
-    return lines + ["", f"Gap: ours - torchvision = {_signed(walls[0] - walls[1])} ms per step; largest positive "
-                    f"diffs (ours slower): {gaps}."]
+    return lines + [
+        "",
+        f"Gap: ours - torchvision = {_signed(walls[0] - walls[1])} ms per step; largest positive "
+        f"diffs (ours slower): {gaps}.",
+    ]
 
 
 def render(ours: Profile, theirs: Profile, args, loads) -> str:
     what = "training step" if args.phase == "train" else "inference call (ours `detect`, torchvision eval forward)"
-    walls = ", ".join(f"{name} {sum(p.walls) / len(p.walls):.0f} ms ({', '.join(f'{w:.0f}' for w in p.walls)})"
-                      for name, p in (("ours", ours), ("torchvision", theirs)))
-    lines = [SECTIONS[args.phase], "",
-             f"`{args.command}` ({_dt.date.today().isoformat()}): where one {what} goes, batch {args.batch}, "
-             f"ours (TF profiler) vs torchvision (torch.profiler), CPU, settings as in `## Model speed`. "
-             f"{WARMUP} warm-up steps each, then {args.reps} profiled each, interleaved; ms per step (mean over "
-             f"the profiled steps). Ours' rows share the wall out among concurrent ops; `ours op ms` is summed "
-             f"op time, which counts overlapping ops twice.", "",
-             model_speed.machine_facts(*loads), "",
-             f"Step wall under the profilers: {walls}; CPU busy {ours.cores:.2f} / {theirs.cores:.2f} cores of 2 "
-             f"(ours / torchvision; lower = the shared machine took the rest).", "",
-             *([f"**Warning**: below {BUSY_WARNING} cores busy the machine was contended: absolute ms are "
-                "inflated and shares distorted; re-run on a quiet machine.", ""]
-               if min(ours.cores, theirs.cores) < BUSY_WARNING else []),
-             *_table(ours, theirs), "",
-             "Top 10 ops, ms per step (ours: summed op time by TF op type, overlaps counted twice; torchvision: "
-             "self time by op):", "", "| # | ours op | ms | torchvision op | ms |", "|---:|---|---:|---|---:|"]
+    walls = ", ".join(
+        f"{name} {sum(p.walls) / len(p.walls):.0f} ms ({', '.join(f'{w:.0f}' for w in p.walls)})"
+        for name, p in (("ours", ours), ("torchvision", theirs))
+    )
+    lines = [
+        SECTIONS[args.phase],
+        "",
+        f"`{args.command}` ({_dt.date.today().isoformat()}): where one {what} goes, batch {args.batch}, "
+        f"ours (TF profiler) vs torchvision (torch.profiler), CPU, settings as in `## Model speed`. "
+        f"{WARMUP} warm-up steps each, then {args.reps} profiled each, interleaved; ms per step (mean over "
+        f"the profiled steps). Ours' rows share the wall out among concurrent ops; `ours op ms` is summed "
+        f"op time, which counts overlapping ops twice.",
+        "",
+        model_speed.machine_facts(*loads),
+        "",
+        f"Step wall under the profilers: {walls}; CPU busy {ours.cores:.2f} / {theirs.cores:.2f} cores of 2 "
+        f"(ours / torchvision; lower = the shared machine took the rest).",
+        "",
+        *(
+            [
+                f"**Warning**: below {BUSY_WARNING} cores busy the machine was contended: absolute ms are "
+                "inflated and shares distorted; re-run on a quiet machine.",
+                "",
+            ]
+            if min(ours.cores, theirs.cores) < BUSY_WARNING
+            else []
+        ),
+        *_table(ours, theirs),
+        "",
+        "Top 10 ops, ms per step (ours: summed op time by TF op type, overlaps counted twice; torchvision: "
+        "self time by op):",
+        "",
+        "| # | ours op | ms | torchvision op | ms |",
+        "|---:|---|---:|---|---:|",
+    ]
     for i, ((o, om), (t, tm)) in enumerate(zip(ours.top.most_common(10), theirs.top.most_common(10)), 1):
         lines.append(f"| {i} | `{o}` | {om:.0f} | `{t}` | {tm:.0f} |")
     return "\n".join(lines + ["", f"Counts: {ours.note}; {theirs.note}.", "", CAVEATS, ""])
@@ -453,8 +540,9 @@ def main(argv=None):
     p.add_argument("--phase", choices=["train", "infer"], default="train")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    args.command = " ".join(["bench/.venv-bench/bin/python bench/profile_step.py",
-                             *(sys.argv[1:] if argv is None else argv)])
+    args.command = " ".join(
+        ["bench/.venv-bench/bin/python bench/profile_step.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     import torch  # noqa: F401  (torch and torchvision before TensorFlow: the other order segfaults)
     import torchvision  # noqa: F401
 
@@ -470,12 +558,13 @@ def main(argv=None):
         else:
             import tensorflow as tf
 
-            images = [dataset.load_image(i) for i in dataset.image_ids[:args.batch]]
+            images = [dataset.load_image(i) for i in dataset.image_ids[: args.batch]]
             ours.setup_infer(args.batch)
             theirs.setup_infer()
             for attr, row in (("mold_inputs", "transform"), ("unmold_detections", "mask paste")):
-                _wrap_attribute(ours.model, attr, functools.partial(tf.profiler.experimental.Trace, PREFIX + row),
-                                stack)
+                _wrap_attribute(
+                    ours.model, attr, functools.partial(tf.profiler.experimental.Trace, PREFIX + row), stack
+                )
             ours_step, theirs_step = (lambda _k: ours.infer(images)), (lambda _k: torch_infer_step(theirs, images))
         profiles = profile_both(ours_step, ours.model.keras_model, theirs_step, theirs.model, args.reps)
     shutil.rmtree(model_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ training and the resume after them, and the web app's memory and behaviour under
     python bench/reliability.py                    # everything (about 20 min on 2 cores)
     python bench/reliability.py --parts app --no-write
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,7 @@ def run(cmd: list[str], timeout: float = 300, cwd=ROOT) -> dict:
     else:
         lines = [ln for ln in err.strip().splitlines() if ln.startswith(("error:", "usage:")) or "error" in ln.lower()]
         verdict = "one line" if lines else "no message"
-    return {"rc": proc.returncode, "verdict": verdict, "s": time.perf_counter() - started,
-            "stderr": last_line(err)}
+    return {"rc": proc.returncode, "verdict": verdict, "s": time.perf_counter() - started, "stderr": last_line(err)}
 
 
 def last_line(text: str) -> str:
@@ -85,8 +85,11 @@ def leftovers(*folders: Path) -> list[str]:
     out = []
     for folder in folders:
         if folder.exists():
-            out += [str(p.relative_to(folder)) for p in folder.rglob("*")
-                    if p.is_file() and (".tmp" in p.name or p.name.endswith((".partial", ".part")))]
+            out += [
+                str(p.relative_to(folder))
+                for p in folder.rglob("*")
+                if p.is_file() and (".tmp" in p.name or p.name.endswith((".partial", ".part")))
+            ]
     return out
 
 
@@ -101,10 +104,9 @@ def jpeg(image, quality=90) -> bytes:
 def smooth_image(h: int, w: int, seed: int = 0):
     """A photo-like image of any size (a synthetic scene scaled up): compresses as photos do."""
     import cv2
+    import numpy as np
 
     from facemask.synthetic import draw_sample
-
-    import numpy as np
 
     small, _ = draw_sample(np.random.default_rng(seed), 300, 400, negative=False)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -118,8 +120,25 @@ def tiny_run(work: Path) -> tuple[Path, Path]:
     data = work / "data"
     make_dataset(data, n_train=6, n_val=3, seed=0, image_size=(128, 160))
     logs = work / "logs"
-    r = run(["train.py", "--dataset", str(data), "--profile", "tiny", "--logs", str(logs), "--augment", "none",
-             "--stages", "all:0.01:1", "--steps-per-epoch", "2", "--no-eval"], timeout=600)
+    r = run(
+        [
+            "train.py",
+            "--dataset",
+            str(data),
+            "--profile",
+            "tiny",
+            "--logs",
+            str(logs),
+            "--augment",
+            "none",
+            "--stages",
+            "all:0.01:1",
+            "--steps-per-epoch",
+            "2",
+            "--no-eval",
+        ],
+        timeout=600,
+    )
     if r["rc"] != 0:
         raise SystemExit(f"the tiny training failed: {r}")
     return data, next(logs.glob("facemask*"))
@@ -146,7 +165,7 @@ def bad_images(folder: Path) -> dict[str, Path]:
     Image.fromarray(good).convert("CMYK").save(buf, format="JPEG")
     put("cmyk.jpg", buf.getvalue())
     buf = io.BytesIO()
-    Image.fromarray((good[..., 0].astype(np.uint16) * 257)).save(buf, format="PNG")  # 16-bit grey
+    Image.fromarray(good[..., 0].astype(np.uint16) * 257).save(buf, format="PNG")  # 16-bit grey
     put("sixteen_bit.png", buf.getvalue())
     img = Image.fromarray(good)
     exif = img.getexif()
@@ -163,9 +182,15 @@ def bad_images(folder: Path) -> dict[str, Path]:
 
 def via_json(images: list[str], region_class: str = "surgical") -> dict:
     poly = {"name": "polygon", "all_points_x": [20, 60, 60, 20], "all_points_y": [20, 20, 60, 60]}
-    return {f"{n}0": {"filename": n, "size": 0, "file_attributes": {},
-                      "regions": [{"shape_attributes": poly, "region_attributes": {"mask_type": region_class}}]}
-            for n in images}
+    return {
+        f"{n}0": {
+            "filename": n,
+            "size": 0,
+            "file_attributes": {},
+            "regions": [{"shape_attributes": poly, "region_attributes": {"mask_type": region_class}}],
+        }
+        for n in images
+    }
 
 
 # ------------------------------------------------------------------------------------------ part 1
@@ -175,10 +200,21 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
     kinds = bad_images(work / "bad_images")
 
     def record(kind, command, r, written):
-        rows.append({"kind": kind, "command": command, "rc": r["rc"], "verdict": r["verdict"],
-                     "written": written, "s": round(r["s"], 1), "message": r["stderr"]})
-        log(f"  {kind:24s} {command:12s} rc={r['rc']} {r['verdict']:10s} {written:9s} {r['s']:5.1f}s  "
-            f"{r['stderr'][:110]}")
+        rows.append(
+            {
+                "kind": kind,
+                "command": command,
+                "rc": r["rc"],
+                "verdict": r["verdict"],
+                "written": written,
+                "s": round(r["s"], 1),
+                "message": r["stderr"],
+            }
+        )
+        log(
+            f"  {kind:24s} {command:12s} rc={r['rc']} {r['verdict']:10s} {written:9s} {r['s']:5.1f}s  "
+            f"{r['stderr'][:110]}"
+        )
 
     # Images: one broken file beside a good one, through each command that reads images.
     good = jpeg(smooth_image(120, 160, seed=1))
@@ -190,33 +226,88 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
             (folder / split / "good.jpg").write_bytes(good)
             (folder / split / "via_region_data.json").write_text(json.dumps(via_json([path.name, "good.jpg"])))
         out = folder / "out"
-        r = run(["inference.py", "--weights", str(checkpoint), "--input", str(folder / "val"), "--output", str(out),
-                 "--no-progress"])
+        r = run(
+            [
+                "inference.py",
+                "--weights",
+                str(checkpoint),
+                "--input",
+                str(folder / "val"),
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
         pred = out / "predictions.json"
         complete = r["rc"] == 0 and pred.is_file() and json.loads(pred.read_text())["images"]
         record(kind, "inference", r, _written(r, [out], [pred], complete))
         ev_out = folder / "eval"
-        r = run(["evaluate.py", "--weights", str(checkpoint), "--dataset", str(folder), "--out", str(ev_out),
-                 "--no-progress"])
-        record(kind, "evaluate", r, _written(r, [ev_out], [ev_out / "report.json"],
-                                             (ev_out / "report.json").is_file()))
+        r = run(
+            [
+                "evaluate.py",
+                "--weights",
+                str(checkpoint),
+                "--dataset",
+                str(folder),
+                "--out",
+                str(ev_out),
+                "--no-progress",
+            ]
+        )
+        record(kind, "evaluate", r, _written(r, [ev_out], [ev_out / "report.json"], (ev_out / "report.json").is_file()))
         logs = folder / "logs"
-        r = run(["train.py", "--dataset", str(folder), "--profile", "tiny", "--logs", str(logs), "--augment", "none",
-                 "--stages", "all:0.01:1", "--steps-per-epoch", "2", "--no-eval", "--anchors", "default"], timeout=600)
+        r = run(
+            [
+                "train.py",
+                "--dataset",
+                str(folder),
+                "--profile",
+                "tiny",
+                "--logs",
+                str(logs),
+                "--augment",
+                "none",
+                "--stages",
+                "all:0.01:1",
+                "--steps-per-epoch",
+                "2",
+                "--no-eval",
+                "--anchors",
+                "default",
+            ],
+            timeout=600,
+        )
         checkpoints = list(logs.glob("*/mask_rcnn_*.h5"))
         record(kind, "train", r, _written(r, [logs], checkpoints, bool(checkpoints)))
-        r = run(["-m", "facemask.fit_anchors", "--dataset", str(folder), "--profile", "tiny", "--quiet",
-                 "--out", str(folder / "anchors.json")])
-        record(kind, "fit-anchors", r, _written(r, [folder], [folder / "anchors.json"],
-                                                (folder / "anchors.json").is_file()))
+        r = run(
+            [
+                "-m",
+                "facemask.fit_anchors",
+                "--dataset",
+                str(folder),
+                "--profile",
+                "tiny",
+                "--quiet",
+                "--out",
+                str(folder / "anchors.json"),
+            ]
+        )
+        record(
+            kind,
+            "fit-anchors",
+            r,
+            _written(r, [folder], [folder / "anchors.json"], (folder / "anchors.json").is_file()),
+        )
 
     # VIA json kinds, through the commands that read annotations.
     corpus = ROOT.parent / "shared" / "via_corpus" / "16_vital-ultrasound_echo_via3_project.json"
-    for kind, text in {"invalid json": '{"a.jpg0": {"filename": "a.jpg", "regions": [',
-                       "VIA 3 project": corpus.read_text() if corpus.is_file() else '{"project": {}, "config": {}}',
-                       "no filename": json.dumps({"x": {"size": 1, "regions": []}}),
-                       "unknown class": json.dumps(via_json(["good.jpg"], "bandana")),
-                       "missing image": json.dumps(via_json(["absent.jpg"]))}.items():
+    for kind, text in {
+        "invalid json": '{"a.jpg0": {"filename": "a.jpg", "regions": [',
+        "VIA 3 project": corpus.read_text() if corpus.is_file() else '{"project": {}, "config": {}}',
+        "no filename": json.dumps({"x": {"size": 1, "regions": []}}),
+        "unknown class": json.dumps(via_json(["good.jpg"], "bandana")),
+        "missing image": json.dumps(via_json(["absent.jpg"])),
+    }.items():
         folder = work / "json" / kind.replace(" ", "_")
         for split in ("train", "val"):
             (folder / split).mkdir(parents=True, exist_ok=True)
@@ -224,13 +315,41 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
             (folder / split / "via_region_data.json").write_text(text)
         classes = ["--classes", "subtypes"] if kind == "unknown class" else []
         logs = folder / "logs"
-        r = run(["train.py", "--dataset", str(folder), "--profile", "tiny", "--logs", str(logs), *classes,
-                 "--stages", "all:0.01:1", "--steps-per-epoch", "1", "--no-eval"], timeout=600)
+        r = run(
+            [
+                "train.py",
+                "--dataset",
+                str(folder),
+                "--profile",
+                "tiny",
+                "--logs",
+                str(logs),
+                *classes,
+                "--stages",
+                "all:0.01:1",
+                "--steps-per-epoch",
+                "1",
+                "--no-eval",
+            ],
+            timeout=600,
+        )
         record(kind, "train", r, _written(r, [logs], list(logs.glob("*/mask_rcnn_*.h5")), False))
         r = run(["evaluate.py", "--weights", str(checkpoint), "--dataset", str(folder), "--out", str(folder / "eval")])
         record(kind, "evaluate", r, _written(r, [folder / "eval"], [folder / "eval" / "report.json"], False))
-        r = run(["-m", "facemask.fit_anchors", "--dataset", str(folder), "--profile", "tiny", "--quiet", *classes,
-                 "--out", str(folder / "anchors.json")])
+        r = run(
+            [
+                "-m",
+                "facemask.fit_anchors",
+                "--dataset",
+                str(folder),
+                "--profile",
+                "tiny",
+                "--quiet",
+                *classes,
+                "--out",
+                str(folder / "anchors.json"),
+            ]
+        )
         record(kind, "fit-anchors", r, _written(r, [folder], [folder / "anchors.json"], False))
 
     # Weights kinds, through the commands that load a checkpoint.
@@ -239,30 +358,62 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
     (weights_dir / "not_hdf5.h5").write_text("not an HDF5 file\n")
     bare = weights_dir / "tiny_bare.h5"
     shutil.copy(checkpoint, bare)  # no config.json beside it: the profile flag decides the model
-    for kind, args in {"non-HDF5 weights": ["--weights", str(weights_dir / "not_hdf5.h5")],
-                       "wrong profile": ["--weights", str(bare), "--profile", "cpu"],
-                       "wrong classes": ["--weights", str(bare), "--profile", "tiny", "--classes", "subtypes"]}.items():
+    for kind, args in {
+        "non-HDF5 weights": ["--weights", str(weights_dir / "not_hdf5.h5")],
+        "wrong profile": ["--weights", str(bare), "--profile", "cpu"],
+        "wrong classes": ["--weights", str(bare), "--profile", "tiny", "--classes", "subtypes"],
+    }.items():
         out = work / "wout" / kind.replace(" ", "_")
         commands = {
             "inference": ["inference.py", *args, "--input", str(data / "val"), "--output", str(out / "infer")],
             "evaluate": ["evaluate.py", *args, "--dataset", str(data), "--out", str(out / "eval")],
             "export": ["-m", "facemask.export", *args, "--out", str(out / "export")],
-            "train": ["train.py", "--dataset", str(data), *args, "--logs", str(out / "logs"), "--stages",
-                      "heads:0.01:1", "--steps-per-epoch", "1", "--no-eval"],
+            "train": [
+                "train.py",
+                "--dataset",
+                str(data),
+                *args,
+                "--logs",
+                str(out / "logs"),
+                "--stages",
+                "heads:0.01:1",
+                "--steps-per-epoch",
+                "1",
+                "--no-eval",
+            ],
         }
         for command, cmd in commands.items():
             r = run(cmd, timeout=600)
             record(kind, command, r, _written(r, [out], [p for p in out.rglob("*") if p.is_file()], False))
 
     # Nonsense arguments.
-    for kind, cmd in {"--stages heads:fast:3": ["train.py", "--stages", "heads:fast:3"],
-                      "--min-confidence 2": ["inference.py", "--weights", str(checkpoint), "--input", str(data),
-                                             "--output", str(work / "args_out"), "--min-confidence", "2"],
-                      "--batch-size 0": ["evaluate.py", "--weights", str(checkpoint), "--batch-size", "0"],
-                      "--dataset missing": ["train.py", "--dataset", str(work / "nowhere")],
-                      "--weights missing": ["evaluate.py", "--weights", str(work / "nowhere.h5")],
-                      "--format bmp": ["-m", "facemask.export", "--weights", str(checkpoint), "--format", "bmp",
-                                       "--out", str(work / "x")]}.items():
+    for kind, cmd in {
+        "--stages heads:fast:3": ["train.py", "--stages", "heads:fast:3"],
+        "--min-confidence 2": [
+            "inference.py",
+            "--weights",
+            str(checkpoint),
+            "--input",
+            str(data),
+            "--output",
+            str(work / "args_out"),
+            "--min-confidence",
+            "2",
+        ],
+        "--batch-size 0": ["evaluate.py", "--weights", str(checkpoint), "--batch-size", "0"],
+        "--dataset missing": ["train.py", "--dataset", str(work / "nowhere")],
+        "--weights missing": ["evaluate.py", "--weights", str(work / "nowhere.h5")],
+        "--format bmp": [
+            "-m",
+            "facemask.export",
+            "--weights",
+            str(checkpoint),
+            "--format",
+            "bmp",
+            "--out",
+            str(work / "x"),
+        ],
+    }.items():
         r = run(cmd, timeout=300)
         command = cmd[1].split(".")[-1].replace("_", "-") if cmd[0] == "-m" else cmd[0].replace(".py", "")
         made = [p for d in (work / "args_out", work / "x") if d.exists() for p in d.rglob("*") if p.is_file()]
@@ -290,12 +441,26 @@ def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
     make_dataset(data, n_train=6, n_val=3, seed=0, image_size=(128, 160))
     logs = work / "fault_logs"
     epochs = 4 * kills + 4
-    base = ["train.py", "--dataset", str(data), "--profile", "tiny", "--logs", str(logs), "--augment", "none",
-            "--steps-per-epoch", "4", "--no-eval"]
+    base = [
+        "train.py",
+        "--dataset",
+        str(data),
+        "--profile",
+        "tiny",
+        "--logs",
+        str(logs),
+        "--augment",
+        "none",
+        "--steps-per-epoch",
+        "4",
+        "--no-eval",
+    ]
     rng = random.Random(seed)
     events = []
     for k in range(kills):
-        cmd = base + (["--weights", "last"] if list(logs.glob("facemask*/*.h5")) else ["--stages", f"all:0.01:{epochs}"])
+        cmd = base + (
+            ["--weights", "last"] if list(logs.glob("facemask*/*.h5")) else ["--stages", f"all:0.01:{epochs}"]
+        )
         before = _epochs_done(logs)
         proc = subprocess.Popen([PY, *cmd], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 600
@@ -311,10 +476,19 @@ def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         after = _epochs_done(logs)
-        events.append({"kill": k + 1, "epoch_s": round(epoch_s, 2), "into_epoch_s": round(delay, 2),
-                       "epochs_at_kill": at_kill, "epochs_after": after})
-        log(f"  kill {k + 1}: {delay:.2f} s into an epoch of {epoch_s:.2f} s; epochs {at_kill} at the kill, "
-            f"{after} after")
+        events.append(
+            {
+                "kill": k + 1,
+                "epoch_s": round(epoch_s, 2),
+                "into_epoch_s": round(delay, 2),
+                "epochs_at_kill": at_kill,
+                "epochs_after": after,
+            }
+        )
+        log(
+            f"  kill {k + 1}: {delay:.2f} s into an epoch of {epoch_s:.2f} s; epochs {at_kill} at the kill, "
+            f"{after} after"
+        )
     final = run(base + ["--weights", "last"], timeout=900)
     runs = list(logs.glob("facemask*"))
     run_dir = runs[0] if runs else None
@@ -329,11 +503,20 @@ def part_faults(work: Path, kills: int, log, seed: int = 0) -> dict:
     from mrcnn import runs as run_files
 
     epochs_seen = [int(r["epoch"]) for r in run_files.read_history(str(run_dir))] if run_dir else []
-    return {"kills": kills, "events": events, "final_rc": final["rc"], "final_verdict": final["verdict"],
-            "run_folders": len(runs), "epochs_planned": epochs, "epochs_done": _epochs_done(logs),
-            "checkpoints": len(checkpoints), "loadable": loadable, "history_epochs": epochs_seen,
-            "history_once": len(epochs_seen) == len(set(epochs_seen)) and epochs_seen == list(range(1, epochs + 1)),
-            "leftovers": leftovers(logs)}
+    return {
+        "kills": kills,
+        "events": events,
+        "final_rc": final["rc"],
+        "final_verdict": final["verdict"],
+        "run_folders": len(runs),
+        "epochs_planned": epochs,
+        "epochs_done": _epochs_done(logs),
+        "checkpoints": len(checkpoints),
+        "loadable": loadable,
+        "history_epochs": epochs_seen,
+        "history_once": len(epochs_seen) == len(set(epochs_seen)) and epochs_seen == list(range(1, epochs + 1)),
+        "leftovers": leftovers(logs),
+    }
 
 
 def _epochs_done(logs: Path) -> int:
@@ -354,8 +537,14 @@ class Server:
     def __init__(self, args: list[str]):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([PY, "app.py", *args, "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [PY, "app.py", *args, "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         import httpx
 
         deadline = time.time() + 300
@@ -433,8 +622,9 @@ def part_app(work: Path, clients: int, seconds: float, log) -> dict:
     for n in (20, 100):
         cfg = work / f"dets_{n}.json"
         cfg.write_text(json.dumps({"DETECTION_MAX_INSTANCES": n}))
-        server = Server(["--weights", str(ckpt), "--profile", "cpu", "--config", str(cfg), "--min-confidence", "0",
-                         "--slots", "1"])
+        server = Server(
+            ["--weights", str(ckpt), "--profile", "cpu", "--config", str(cfg), "--min-confidence", "0", "--slots", "1"]
+        )
         try:
             post(server.base, normal, "warm.jpg")  # traces the graph: part of the model, not of a slot
             time.sleep(1)
@@ -445,14 +635,22 @@ def part_app(work: Path, clients: int, seconds: float, log) -> dict:
             import httpx
 
             body = httpx.post(server.base + "/api/predict", files={"file": ("h.jpg", huge)}, timeout=600).json()
-            result["slots"][n] = {"idle_mb": idle / 2**20, "peak_mb": peak / 2**20, "slot_mb": (peak - idle) / 2**20,
-                                  "status": status, "seconds": s, "answer_bytes": size,
-                                  "detections": len(body.get("detections", [])),
-                                  "overlay": [body.get("overlay_width"), body.get("overlay_height")],
-                                  "detect_size": [body.get("width"), body.get("height")]}
-            log(f"  {n} detections max: idle {idle / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB -> slot "
+            result["slots"][n] = {
+                "idle_mb": idle / 2**20,
+                "peak_mb": peak / 2**20,
+                "slot_mb": (peak - idle) / 2**20,
+                "status": status,
+                "seconds": s,
+                "answer_bytes": size,
+                "detections": len(body.get("detections", [])),
+                "overlay": [body.get("overlay_width"), body.get("overlay_height")],
+                "detect_size": [body.get("width"), body.get("height")],
+            }
+            log(
+                f"  {n} detections max: idle {idle / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB -> slot "
                 f"{(peak - idle) / 2**20:.0f} MB; answer {size / 1e6:.2f} MB, {result['slots'][n]['detections']} "
-                f"detections, {s:.1f} s")
+                f"detections, {s:.1f} s"
+            )
         finally:
             server.stop()
     a, b = result["slots"][20], result["slots"][100]
@@ -462,8 +660,20 @@ def part_app(work: Path, clients: int, seconds: float, log) -> dict:
 
     # Load: C clients for T seconds, a mix of normal, huge and bad uploads, the default slots.
     slots = 2
-    server = Server(["--weights", str(ckpt), "--profile", "cpu", "--min-confidence", "0", "--slots", str(slots),
-                     "--queue-timeout", "60"])
+    server = Server(
+        [
+            "--weights",
+            str(ckpt),
+            "--profile",
+            "cpu",
+            "--min-confidence",
+            "0",
+            "--slots",
+            str(slots),
+            "--queue-timeout",
+            "60",
+        ]
+    )
     try:
         post(server.base, normal, "warm.jpg")
         time.sleep(1)
@@ -492,13 +702,28 @@ def part_app(work: Path, clients: int, seconds: float, log) -> dict:
     for kind, status, s, _ in answers:
         by_kind[kind].append((status, s))
     result["load"] = {
-        "clients": clients, "seconds": seconds, "slots": slots, "requests": len(answers),
+        "clients": clients,
+        "seconds": seconds,
+        "slots": slots,
+        "requests": len(answers),
         "codes": dict(collections.Counter(str(st) for _, st, _, _ in answers)),
-        "latency": {k: {"n": len(v), "p50": _pct([s for _, s in v], 50), "p99": _pct([s for _, s in v], 99),
-                        "codes": dict(collections.Counter(str(st) for st, _ in v))} for k, v in by_kind.items()},
-        "idle_mb": idle / 2**20, "peak_mb": peak / 2**20, "bound_mb": idle / 2**20 + slots * slot_mb}
-    log(f"  load: {len(answers)} requests, codes {result['load']['codes']}, peak {peak / 2**20:.0f} MB, bound "
-        f"{result['load']['bound_mb']:.0f} MB")
+        "latency": {
+            k: {
+                "n": len(v),
+                "p50": _pct([s for _, s in v], 50),
+                "p99": _pct([s for _, s in v], 99),
+                "codes": dict(collections.Counter(str(st) for st, _ in v)),
+            }
+            for k, v in by_kind.items()
+        },
+        "idle_mb": idle / 2**20,
+        "peak_mb": peak / 2**20,
+        "bound_mb": idle / 2**20 + slots * slot_mb,
+    }
+    log(
+        f"  load: {len(answers)} requests, codes {result['load']['codes']}, peak {peak / 2**20:.0f} MB, bound "
+        f"{result['load']['bound_mb']:.0f} MB"
+    )
     return result
 
 
@@ -512,16 +737,26 @@ def _pct(values: list[float], q: float) -> float:
 # ------------------------------------------------------------------------------------------ report
 def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, load_start, load_end) -> str:
     facts = machine_facts()
-    lines = [SECTION, "", f"`python bench/reliability.py` ({time.strftime('%Y-%m-%d')}); commands run as "
-             "subprocesses of their command lines, each within a bounded time.", ""]
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/reliability.py` ({time.strftime('%Y-%m-%d')}); commands run as "
+        "subprocesses of their command lines, each within a bounded time.",
+        "",
+    ]
     if bad is not None:
         tracebacks = [r for r in bad if r["verdict"] in ("traceback", "hang", "no message")]
         partial = [r for r in bad if r["written"] == "partial"]
-        lines += ["### Bad inputs x commands", "",
-                  f"{len(bad)} runs: **{len(tracebacks)} tracebacks/hangs/silent failures, {len(partial)} partial "
-                  "outputs**. `complete`: the command succeeded, skipped and named the bad file; `nothing`: it "
-                  "stopped before writing anything.", "",
-                  "| input | command | exit | error | left behind | message (last line) |", "|---|---|---|---|---|---|"]
+        lines += [
+            "### Bad inputs x commands",
+            "",
+            f"{len(bad)} runs: **{len(tracebacks)} tracebacks/hangs/silent failures, {len(partial)} partial "
+            "outputs**. `complete`: the command succeeded, skipped and named the bad file; `nothing`: it "
+            "stopped before writing anything.",
+            "",
+            "| input | command | exit | error | left behind | message (last line) |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in bad:
             msg = r["message"].replace("|", "/")[:120]
             lines.append(f"| {r['kind']} | {r['command']} | {r['rc']} | {r['verdict']} | {r['written']} | {msg} |")
@@ -529,46 +764,65 @@ def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, 
     if faults is not None:
         f = faults
         lost = sum(max(0, e["epochs_at_kill"] - e["epochs_after"]) for e in f["events"])
-        lines += ["### SIGKILL during training, then `--weights last`", "",
-                  f"A tiny training ({f['epochs_planned']} epochs of 4 steps) killed {f['kills']} times, each at a "
-                  "random point of an epoch (seconds into an epoch of that many seconds: "
-                  + ", ".join(f"{e['into_epoch_s']} of {e['epoch_s']}" for e in f["events"])
-                  + "), resumed with `--weights last` after each kill, then once more to the end:", "",
-                  f"- finished: exit {f['final_rc']} ({f['final_verdict']}), {f['epochs_done']} of "
-                  f"{f['epochs_planned']} epochs, in {f['run_folders']} run folder(s);",
-                  "- epochs done at each kill -> after it: "
-                  + ", ".join(f"{e['epochs_at_kill']} -> {e['epochs_after']}" for e in f["events"])
-                  + f" (finished epochs lost: {lost}; the epoch a kill hits is trained again);",
-                  f"- checkpoints loadable: {f['loadable']} of {f['checkpoints']}; history: epochs "
-                  f"{f['history_epochs']} ({'each once' if f['history_once'] else 'DUPLICATES'}); temporary files "
-                  f"left: {f['leftovers'] or 'none'}.", ""]
+        lines += [
+            "### SIGKILL during training, then `--weights last`",
+            "",
+            f"A tiny training ({f['epochs_planned']} epochs of 4 steps) killed {f['kills']} times, each at a "
+            "random point of an epoch (seconds into an epoch of that many seconds: "
+            + ", ".join(f"{e['into_epoch_s']} of {e['epoch_s']}" for e in f["events"])
+            + "), resumed with `--weights last` after each kill, then once more to the end:",
+            "",
+            f"- finished: exit {f['final_rc']} ({f['final_verdict']}), {f['epochs_done']} of "
+            f"{f['epochs_planned']} epochs, in {f['run_folders']} run folder(s);",
+            "- epochs done at each kill -> after it: "
+            + ", ".join(f"{e['epochs_at_kill']} -> {e['epochs_after']}" for e in f["events"])
+            + f" (finished epochs lost: {lost}; the epoch a kill hits is trained again);",
+            f"- checkpoints loadable: {f['loadable']} of {f['checkpoints']}; history: epochs "
+            f"{f['history_epochs']} ({'each once' if f['history_once'] else 'DUPLICATES'}); temporary files "
+            f"left: {f['leftovers'] or 'none'}.",
+            "",
+        ]
     if app is not None:
         s20, s100 = app["slots"][20], app["slots"][100]
         ld = app["load"]
-        lines += ["### The web app's memory and load", "",
-                  f"Worst case: the cpu profile with every answer at its detection cap; one {app['huge_bytes'] / 1e6:.1f} MB "
-                  f"JPEG of 8000x6000 (48 MP), detected at {s20['detect_size'][0]}x{s20['detect_size'][1]} "
-                  f"(`--max-side`), overlay {s20['overlay'][0]}x{s20['overlay'][1]} (`--overlay-side`).", "",
-                  "| DETECTION_MAX_INSTANCES | idle RSS | peak RSS | one slot (peak - idle) | answer | detections | seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "### The web app's memory and load",
+            "",
+            f"Worst case: the cpu profile with every answer at its detection cap; one {app['huge_bytes'] / 1e6:.1f} MB "
+            f"JPEG of 8000x6000 (48 MP), detected at {s20['detect_size'][0]}x{s20['detect_size'][1]} "
+            f"(`--max-side`), overlay {s20['overlay'][0]}x{s20['overlay'][1]} (`--overlay-side`).",
+            "",
+            "| DETECTION_MAX_INSTANCES | idle RSS | peak RSS | one slot (peak - idle) | answer | detections | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for n, s in ((20, s20), (100, s100)):
-            lines.append(f"| {n} | {s['idle_mb']:.0f} MB | {s['peak_mb']:.0f} MB | **{s['slot_mb']:.0f} MB** | "
-                         f"{s['answer_bytes'] / 1e6:.2f} MB | {s['detections']} | {s['seconds']:.1f} |")
-        lines += ["", f"So a slot is about {max(s20['slot_mb'], s100['slot_mb']):.0f} MB at the default limits "
-                  f"({app['slot_per_detection_mb']:+.1f} MB a detection between the two caps: the decoded upload and "
-                  "its downscaled copy dominate); `facemask.app.SLOT_MB` holds this figure, and `--slots` defaults "
-                  "to what fits in 3/4 of the machine's memory beside the model, at most one per CPU.", "",
-                  f"Load: {ld['clients']} clients for {ld['seconds']:g} s, `--slots {ld['slots']}`, uploads 60% "
-                  f"normal (640x480), 20% huge (48 MP), 20% not an image: {ld['requests']} answers, codes "
-                  f"{ld['codes']}; server peak RSS {ld['peak_mb']:.0f} MB against the documented bound "
-                  f"{ld['bound_mb']:.0f} MB (idle {ld['idle_mb']:.0f} + {ld['slots']} x `SLOT_MB`), so "
-                  f"{(ld['peak_mb'] - ld['idle_mb']) / ld['slots']:.0f} MB a slot under load.", "",
-                  "| upload | answers | codes | p50 s | p99 s |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {n} | {s['idle_mb']:.0f} MB | {s['peak_mb']:.0f} MB | **{s['slot_mb']:.0f} MB** | "
+                f"{s['answer_bytes'] / 1e6:.2f} MB | {s['detections']} | {s['seconds']:.1f} |"
+            )
+        lines += [
+            "",
+            f"So a slot is about {max(s20['slot_mb'], s100['slot_mb']):.0f} MB at the default limits "
+            f"({app['slot_per_detection_mb']:+.1f} MB a detection between the two caps: the decoded upload and "
+            "its downscaled copy dominate); `facemask.app.SLOT_MB` holds this figure, and `--slots` defaults "
+            "to what fits in 3/4 of the machine's memory beside the model, at most one per CPU.",
+            "",
+            f"Load: {ld['clients']} clients for {ld['seconds']:g} s, `--slots {ld['slots']}`, uploads 60% "
+            f"normal (640x480), 20% huge (48 MP), 20% not an image: {ld['requests']} answers, codes "
+            f"{ld['codes']}; server peak RSS {ld['peak_mb']:.0f} MB against the documented bound "
+            f"{ld['bound_mb']:.0f} MB (idle {ld['idle_mb']:.0f} + {ld['slots']} x `SLOT_MB`), so "
+            f"{(ld['peak_mb'] - ld['idle_mb']) / ld['slots']:.0f} MB a slot under load.",
+            "",
+            "| upload | answers | codes | p50 s | p99 s |",
+            "|---|---|---|---|---|",
+        ]
         for kind, v in sorted(ld["latency"].items()):
             lines.append(f"| {kind} | {v['n']} | {v['codes']} | {v['p50']:.2f} | {v['p99']:.2f} |")
         lines.append("")
-    lines.append(f"Machine: {facts['nproc']} cores ({facts['cpu']}; {facts.get('isa', '?')}), load {load_start} at "
-                 f"the start and {load_end} at the end, TensorFlow {facts.get('tensorflow', '?')}.")
+    lines.append(
+        f"Machine: {facts['nproc']} cores ({facts['cpu']}; {facts.get('isa', '?')}), load {load_start} at "
+        f"the start and {load_end} at the end, TensorFlow {facts.get('tensorflow', '?')}."
+    )
     return "\n".join(lines)
 
 
@@ -588,8 +842,14 @@ def main(argv=None) -> int:
             row["message"] = last_line(row["message"])
         if saved.get("app"):
             saved["app"]["slots"] = {int(k): v for k, v in saved["app"]["slots"].items()}
-        text = render(saved.get("bad"), saved.get("faults"), saved.get("app"), args, saved.get("load_start", "?"),
-                      saved.get("load_end", "?"))
+        text = render(
+            saved.get("bad"),
+            saved.get("faults"),
+            saved.get("app"),
+            args,
+            saved.get("load_start", "?"),
+            saved.get("load_end", "?"),
+        )
         print(text)
         if not args.no_write:
             write_section(SECTION, text)
@@ -609,13 +869,23 @@ def main(argv=None) -> int:
             print("== app memory and load", flush=True)
             app = part_app(work, args.clients, args.seconds, lambda m: print(m, flush=True))
     finally:
-        (work / "results.json").write_text(json.dumps({
-            "bad": bad, "faults": faults, "app": app, "load_start": load_start,
-            "load_end": ", ".join(f"{v:.2f}" for v in os.getloadavg())}, default=str))
+        (work / "results.json").write_text(
+            json.dumps(
+                {
+                    "bad": bad,
+                    "faults": faults,
+                    "app": app,
+                    "load_start": load_start,
+                    "load_end": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
+                },
+                default=str,
+            )
+        )
         print(f"raw results: {work / 'results.json'}")
         if not args.keep:
-            shutil.copy(work / "results.json", ROOT / "bench" / ".cache" / "reliability.json") \
-                if (ROOT / "bench" / ".cache").is_dir() else None
+            shutil.copy(work / "results.json", ROOT / "bench" / ".cache" / "reliability.json") if (
+                ROOT / "bench" / ".cache"
+            ).is_dir() else None
             shutil.rmtree(work, ignore_errors=True)
     load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(bad, faults, app, args, load_start, load_end)

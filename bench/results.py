@@ -1,4 +1,5 @@
 """Shared by the bench scripts: machine facts and writing one section of bench/RESULTS.md."""
+
 from __future__ import annotations
 
 import os

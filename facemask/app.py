@@ -27,18 +27,18 @@ over idle while one 48-megapixel upload is answered with ``DETECTION_MAX_INSTANC
 smaller of the physical memory and the cgroup limit) holds beside the loaded model, at most one
 per CPU. The answer's overlay is at most ``--overlay-side`` pixels on its long side.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from .predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DEFAULT_OVERLAY_SIDE, Predictor, UploadError
-
 from .cli import add_checkpoint_args, cli_main, load_checkpoint, positive_float, positive_int, probability
+from .predictor import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DEFAULT_OVERLAY_SIDE, Predictor, UploadError
 
 DEFAULT_MAX_SIZE_MB = 10.0
 DEFAULT_QUEUE_TIMEOUT = 120.0
@@ -78,8 +78,9 @@ def resident_bytes() -> int:
         return 0
 
 
-def default_slots(max_pixels: int = DEFAULT_MAX_PIXELS, *, limit: int | None = None, used: int | None = None,
-                  cpus: int | None = None) -> tuple[int, str]:
+def default_slots(
+    max_pixels: int = DEFAULT_MAX_PIXELS, *, limit: int | None = None, used: int | None = None, cpus: int | None = None
+) -> tuple[int, str]:
     """(slots, why): as many measured slots as fit in ``MEMORY_SHARE`` of the memory limit beside what
     the process already uses (the model), at least 1 and at most one per CPU."""
     import os
@@ -90,9 +91,12 @@ def default_slots(max_pixels: int = DEFAULT_MAX_PIXELS, *, limit: int | None = N
     slot = SLOT_MB * 2**20 * max(1.0, max_pixels / DEFAULT_MAX_PIXELS)
     fit = int((limit * MEMORY_SHARE - used) // slot)
     slots = max(1, min(fit, cpus))
-    why = (f"{slots} slot(s): {limit / 2**30:.1f} GB memory, {used / 2**30:.2f} GB in use, {slot / 2**30:.1f} GB "
-           f"a slot (measured), {cpus} CPU(s)")
+    why = (
+        f"{slots} slot(s): {limit / 2**30:.1f} GB memory, {used / 2**30:.2f} GB in use, {slot / 2**30:.1f} GB "
+        f"a slot (measured), {cpus} CPU(s)"
+    )
     return slots, why
+
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -205,9 +209,14 @@ def trim_heap() -> None:
         pass
 
 
-def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[], Predictor] | None = None,
-               max_size_mb: float = DEFAULT_MAX_SIZE_MB, slots: int = 1,
-               queue_timeout: float = DEFAULT_QUEUE_TIMEOUT):
+def create_app(
+    predictor: Predictor | None = None,
+    *,
+    model_factory: Callable[[], Predictor] | None = None,
+    max_size_mb: float = DEFAULT_MAX_SIZE_MB,
+    slots: int = 1,
+    queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
+):
     """The FastAPI app. Give a ready ``predictor`` or a ``model_factory`` returning one (called
     once, at start-up). ``slots`` uploads are read, decoded and detected at a time; the others
     wait up to ``queue_timeout`` seconds (then 503)."""
@@ -227,8 +236,10 @@ def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[]
 
     @app.exception_handler(RequestValidationError)
     async def missing_file(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": "no image in the request: POST multipart/form-data with the image "
-                                       "in a field named 'file'"}, status_code=400)
+        return JSONResponse(
+            {"detail": "no image in the request: POST multipart/form-data with the image in a field named 'file'"},
+            status_code=400,
+        )
 
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next):
@@ -241,7 +252,9 @@ def create_app(predictor: Predictor | None = None, *, model_factory: Callable[[]
     @app.get("/", response_class=HTMLResponse)
     def index():
         p = state["predictor"]
-        return PAGE.replace("__MODEL__", html.escape(p.description or "loaded")).replace("__MAXMB__", f"{max_size_mb:g}")
+        return PAGE.replace("__MODEL__", html.escape(p.description or "loaded")).replace(
+            "__MAXMB__", f"{max_size_mb:g}"
+        )
 
     @app.get("/healthz")
     def healthz():
@@ -273,8 +286,14 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     """A :class:`Predictor` for the parsed checkpoint options (``--weights last`` = newest under
     ``--logs``), configured as every command is (the run's config.json when present)."""
     model, ckpt = load_checkpoint(args, DETECTION_MIN_CONFIDENCE=args.min_confidence)
-    return Predictor(model, ckpt.class_names, max_side=args.max_side, max_pixels=args.max_pixels,
-                     overlay_side=args.overlay_side, description=ckpt.weights)
+    return Predictor(
+        model,
+        ckpt.class_names,
+        max_side=args.max_side,
+        max_pixels=args.max_pixels,
+        overlay_side=args.overlay_side,
+        description=ckpt.weights,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,22 +301,50 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=positive_int, default=8000, help="port (default 8000)")
-    p.add_argument("--min-confidence", type=probability, default=None,
-                   help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)")
-    p.add_argument("--max-size-mb", type=positive_float, default=DEFAULT_MAX_SIZE_MB,
-                   help=f"largest accepted upload in MB (default {DEFAULT_MAX_SIZE_MB:g}); larger -> 413")
-    p.add_argument("--max-side", type=positive_int, default=DEFAULT_MAX_SIDE,
-                   help=f"downscale images whose long side exceeds this (default {DEFAULT_MAX_SIDE})")
-    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS}) -> 413")
-    p.add_argument("--slots", type=positive_int, default=None,
-                   help=f"uploads decoded and detected at a time; bounds memory (default: as many {SLOT_MB / 1024:.1f} GB "
-                        "slots as fit in 3/4 of the machine's memory beside the model, at most one per CPU)")
-    p.add_argument("--overlay-side", type=positive_int, default=DEFAULT_OVERLAY_SIDE,
-                   help=f"long side of the overlay image in the answer (default {DEFAULT_OVERLAY_SIDE}); the "
-                        "boxes keep the detection image's coordinates")
-    p.add_argument("--queue-timeout", type=positive_float, default=DEFAULT_QUEUE_TIMEOUT,
-                   help=f"seconds an upload may wait for a slot before 503 (default {DEFAULT_QUEUE_TIMEOUT:g})")
+    p.add_argument(
+        "--min-confidence",
+        type=probability,
+        default=None,
+        help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)",
+    )
+    p.add_argument(
+        "--max-size-mb",
+        type=positive_float,
+        default=DEFAULT_MAX_SIZE_MB,
+        help=f"largest accepted upload in MB (default {DEFAULT_MAX_SIZE_MB:g}); larger -> 413",
+    )
+    p.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"downscale images whose long side exceeds this (default {DEFAULT_MAX_SIDE})",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS}) -> 413",
+    )
+    p.add_argument(
+        "--slots",
+        type=positive_int,
+        default=None,
+        help=f"uploads decoded and detected at a time; bounds memory (default: as many {SLOT_MB / 1024:.1f} GB "
+        "slots as fit in 3/4 of the machine's memory beside the model, at most one per CPU)",
+    )
+    p.add_argument(
+        "--overlay-side",
+        type=positive_int,
+        default=DEFAULT_OVERLAY_SIDE,
+        help=f"long side of the overlay image in the answer (default {DEFAULT_OVERLAY_SIDE}); the "
+        "boxes keep the detection image's coordinates",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=positive_float,
+        default=DEFAULT_QUEUE_TIMEOUT,
+        help=f"seconds an upload may wait for a slot before 503 (default {DEFAULT_QUEUE_TIMEOUT:g})",
+    )
     return p
 
 

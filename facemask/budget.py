@@ -4,6 +4,7 @@ training and the final evaluation end within N minutes, from step times measured
 
 Pure arithmetic on measured seconds; :func:`plan_budget` is tested on its own.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,11 @@ class BudgetPlan:
 
     def describe(self) -> str:
         steps = ", ".join(f"{layers} {t['train_step']:.2f} s" for layers, t in self.step_times.items())
-        return (f"Time budget {self.minutes:g} min: measured train steps {steps}; {self.steps_per_epoch} steps per "
-                f"epoch plans {self.spent_s / 60:.1f} min spent + {self.planned_train_s / 60:.1f} min training + "
-                f"{self.eval_reserve_s / 60:.1f} min evaluation = {self.planned_total_s / 60:.1f} min")
+        return (
+            f"Time budget {self.minutes:g} min: measured train steps {steps}; {self.steps_per_epoch} steps per "
+            f"epoch plans {self.spent_s / 60:.1f} min spent + {self.planned_train_s / 60:.1f} min training + "
+            f"{self.eval_reserve_s / 60:.1f} min evaluation = {self.planned_total_s / 60:.1f} min"
+        )
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -71,8 +74,15 @@ def remaining_epochs(stages, start_epoch: int) -> list[tuple[str, int]]:
     return out
 
 
-def plan_budget(minutes: float, stages, start_epoch: int, step_times: dict[str, StepTimes], val_steps: int,
-                eval_reserve_s: float, spent_s: float) -> BudgetPlan:
+def plan_budget(
+    minutes: float,
+    stages,
+    start_epoch: int,
+    step_times: dict[str, StepTimes],
+    val_steps: int,
+    eval_reserve_s: float,
+    spent_s: float,
+) -> BudgetPlan:
     """The steps per epoch that make ``spent + epochs x (steps x train step + val + checkpoint) + a
     trace per stage + eval`` fit ``minutes`` (the epochs' part planned at MARGIN of the time left). Raises :class:`BudgetTooSmall` (with the minimum) when fewer than
     MIN_STEPS_PER_EPOCH would."""
@@ -80,8 +90,10 @@ def plan_budget(minutes: float, stages, start_epoch: int, step_times: dict[str, 
     if not epochs:
         raise ValueError("the run has no epochs left to train: nothing to fit into a time budget")
     per_step = sum(n * step_times[layers].train_step for layers, n in epochs)
-    fixed = sum(n * (val_steps * step_times[layers].val_step + step_times[layers].checkpoint)
-                + step_times[layers].trace for layers, n in epochs)
+    fixed = sum(
+        n * (val_steps * step_times[layers].val_step + step_times[layers].checkpoint) + step_times[layers].trace
+        for layers, n in epochs
+    )
     available = MARGIN * (minutes * 60.0 - spent_s - eval_reserve_s) - fixed
     steps = math.floor(available / per_step) if per_step > 0 else 0
     if steps < MIN_STEPS_PER_EPOCH:
@@ -91,12 +103,22 @@ def plan_budget(minutes: float, stages, start_epoch: int, step_times: dict[str, 
             f"{minutes:g} min is too short for {total} epochs here: {spent_s / 60:.1f} min are spent before "
             f"training and a train step takes {per_step / total:.2f} s, so the schedule would get "
             f"{max(steps, 0)} steps an epoch; the minimum is {math.ceil(minimum * 10) / 10:g} min "
-            f"({MIN_STEPS_PER_EPOCH} steps an epoch), or fewer epochs", minimum)
-    return BudgetPlan(minutes, steps, steps * per_step + fixed, eval_reserve_s, spent_s,
-                      {layers: asdict(t) for layers, t in step_times.items()})
+            f"({MIN_STEPS_PER_EPOCH} steps an epoch), or fewer epochs",
+            minimum,
+        )
+    return BudgetPlan(
+        minutes,
+        steps,
+        steps * per_step + fixed,
+        eval_reserve_s,
+        spent_s,
+        {layers: asdict(t) for layers, t in step_times.items()},
+    )
 
 
-def evaluation_seconds(val_step: float, batch_size: int, images: int, build_s: float, periodic_passes: int = 0) -> float:
+def evaluation_seconds(
+    val_step: float, batch_size: int, images: int, build_s: float, periodic_passes: int = 0
+) -> float:
     """The final evaluation (building the inference model, then detect() on ``images``: about a val
     step's forward pass per image, plus pasting and metrics) and ``periodic_passes`` more of them."""
     per_image = 1.5 * val_step / max(1, batch_size) + 0.05

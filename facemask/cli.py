@@ -6,6 +6,7 @@ says the profile, the classes (``CLASSES``, ``CLASS_NAMES``, ``CLASS_KEY``) and 
 commands run on a trained model need no class or profile flags. Heavy imports are deferred so that
 argument and path errors are instant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,8 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .data import ClassSpec
 from .profiles import PROFILES
@@ -65,24 +66,39 @@ def class_option(text: str) -> str:
 
 
 def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
-    p.add_argument("--classes", type=class_option, default=None, metavar="single|subtypes|auto|A,B,...",
-                   help="single: one 'mask' class; subtypes: surgical/n95/cloth/fashion; auto: the names found "
-                        "under the class attribute of the training json; or a list such as helmet,vest,goggles. "
-                        + default_help)
-    p.add_argument("--class-key", default=None, metavar="NAME",
-                   help="VIA region attribute holding the class (default: mask_type for subtypes, else the "
-                        "file's only region attribute)")
+    p.add_argument(
+        "--classes",
+        type=class_option,
+        default=None,
+        metavar="single|subtypes|auto|A,B,...",
+        help="single: one 'mask' class; subtypes: surgical/n95/cloth/fashion; auto: the names found "
+        "under the class attribute of the training json; or a list such as helmet,vest,goggles. " + default_help,
+    )
+    p.add_argument(
+        "--class-key",
+        default=None,
+        metavar="NAME",
+        help="VIA region attribute holding the class (default: mask_type for subtypes, else the "
+        "file's only region attribute)",
+    )
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that reads a trained checkpoint (evaluate, inference, export, app)."""
-    p.add_argument("--weights", required=True,
-                   help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs); "
-                        "inference and the app also take an exported model.onnx, model.tflite or SavedModel folder")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint .h5, a run folder (its newest checkpoint), or 'last' (newest under --logs); "
+        "inference and the app also take an exported model.onnx, model.tflite or SavedModel folder",
+    )
     add_class_args(p, "Default: the run's (config.json beside the checkpoint), else single.")
     p.add_argument("--logs", default=DEFAULT_LOGS, help=f"run folders, for --weights last (default {DEFAULT_LOGS})")
-    p.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                   help="config profile when the checkpoint has no config.json beside it (default cpu)")
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=None,
+        help="config profile when the checkpoint has no config.json beside it (default cpu)",
+    )
     p.add_argument("--config", default=None, help="JSON/YAML file of config overrides")
 
 
@@ -130,8 +146,9 @@ class WeightsChoice:
         try:
             return fetch_pretrained(self.key, progress=progress)
         except WeightsDownloadError as e:
-            raise CLIError(f"{e}: pass it as --weights PATH (or set {pretrained_spec(self.key).env}="
-                           "PATH_OR_URL)") from None
+            raise CLIError(
+                f"{e}: pass it as --weights PATH (or set {pretrained_spec(self.key).env}=PATH_OR_URL)"
+            ) from None
 
     def describe(self) -> str:
         """What the run record keeps: the key, or the file it started from."""
@@ -153,8 +170,10 @@ def parse_weights(text: str, logs: str = DEFAULT_LOGS, *, pretrained: bool = Fal
     key = text.strip().lower()
     if key in PRETRAINED:
         if not pretrained:
-            raise CLIError(f"--weights {text}: give a trained checkpoint (PATH, a run folder or 'last'); "
-                           f"{text} weights have no face-mask heads")
+            raise CLIError(
+                f"--weights {text}: give a trained checkpoint (PATH, a run folder or 'last'); "
+                f"{text} weights have no face-mask heads"
+            )
         if key == "none":
             return WeightsChoice("none", text)
         return WeightsChoice("synthetic" if key == "synthetic" else "pretrained", text, key=key)
@@ -197,11 +216,13 @@ class Checkpoint:
 
     def describe(self) -> str:
         c = self.config
-        return (f"config: {type(c).__name__} NAME={c.NAME} PROFILE={getattr(c, 'PROFILE', '?')} "
-                f"BACKBONE={c.BACKBONE} IMAGE_MAX_DIM={c.IMAGE_MAX_DIM} BATCH_SIZE={c.BATCH_SIZE} "
-                f"DETECTION_MIN_CONFIDENCE={c.DETECTION_MIN_CONFIDENCE} "
-                f"DETECTION_MAX_INSTANCES={c.DETECTION_MAX_INSTANCES}  [from {self.source}]\n"
-                f"classes: {', '.join(self.class_names[1:])}")
+        return (
+            f"config: {type(c).__name__} NAME={c.NAME} PROFILE={getattr(c, 'PROFILE', '?')} "
+            f"BACKBONE={c.BACKBONE} IMAGE_MAX_DIM={c.IMAGE_MAX_DIM} BATCH_SIZE={c.BATCH_SIZE} "
+            f"DETECTION_MIN_CONFIDENCE={c.DETECTION_MIN_CONFIDENCE} "
+            f"DETECTION_MAX_INSTANCES={c.DETECTION_MAX_INSTANCES}  [from {self.source}]\n"
+            f"classes: {', '.join(self.class_names[1:])}"
+        )
 
 
 def read_run_config(weights_path: str) -> tuple[str | None, dict]:
@@ -220,25 +241,28 @@ def read_run_config(weights_path: str) -> tuple[str | None, dict]:
 RECORDED_BEFORE = {"RPN_CONV_CHANNELS": 512}
 
 
-def check_consistent(run_values: dict, run_path: str | None, classes: str | None, class_key: str | None,
-                     profile: str | None) -> None:
+def check_consistent(
+    run_values: dict, run_path: str | None, classes: str | None, class_key: str | None, profile: str | None
+) -> None:
     """Refuse ``--classes``/``--class-key``/``--profile`` that contradict what the run recorded."""
     saved = ClassSpec.from_saved(run_values)
     if saved is not None and classes:
         asked = ClassSpec.parse(classes, class_key)
         if asked.mode != "auto" and not asked.same_classes(saved):
-            raise CLIError(f"--classes {classes} but the run was trained with classes "
-                           f"{', '.join(saved.names)} ({run_path}); drop --classes")
+            raise CLIError(
+                f"--classes {classes} but the run was trained with classes "
+                f"{', '.join(saved.names)} ({run_path}); drop --classes"
+            )
     if saved is not None and class_key and saved.key and class_key != saved.key:
         raise CLIError(f"--class-key {class_key} but the run used {saved.key!r} ({run_path}); drop --class-key")
     recorded = run_values.get("PROFILE")
     if recorded and profile and profile != recorded:
-        raise CLIError(f"--profile {profile} but the run was trained with --profile {recorded} ({run_path}); "
-                       "drop --profile")
+        raise CLIError(
+            f"--profile {profile} but the run was trained with --profile {recorded} ({run_path}); drop --profile"
+        )
 
 
-def config_for_run(run_values: dict, run_path: str, profile: str | None, classes: str | None,
-                   class_key: str | None):
+def config_for_run(run_values: dict, run_path: str, profile: str | None, classes: str | None, class_key: str | None):
     """The config a run was trained with, rebuilt from its ``config.json`` values."""
     from .profiles import PROFILES
 
@@ -249,9 +273,16 @@ def config_for_run(run_values: dict, run_path: str, profile: str | None, classes
     return config.apply(run_values, source=run_path)
 
 
-def checkpoint_config(weights: str, *, logs: str = DEFAULT_LOGS, profile: str | None = None,
-                      classes: str | None = None, class_key: str | None = None, config_file: str | None = None,
-                      **overrides) -> Checkpoint:
+def checkpoint_config(
+    weights: str,
+    *,
+    logs: str = DEFAULT_LOGS,
+    profile: str | None = None,
+    classes: str | None = None,
+    class_key: str | None = None,
+    config_file: str | None = None,
+    **overrides,
+) -> Checkpoint:
     """Resolve ``--weights`` and build the inference config that matches it: the run's ``config.json``
     when there is one (refusing contradicting flags), else ``profile``/``classes``; then ``config_file``
     and ``overrides`` (None values ignored); batch size 1 unless overridden. Checks that the file is a
@@ -267,8 +298,10 @@ def checkpoint_config(weights: str, *, logs: str = DEFAULT_LOGS, profile: str | 
     else:
         spec = ClassSpec.parse(classes, class_key)
         if spec.mode == "auto":
-            raise CLIError(f"--classes auto needs the run's config.json beside {path} (it records the class "
-                           "names); pass the class list instead, e.g. --classes helmet,vest")
+            raise CLIError(
+                f"--classes auto needs the run's config.json beside {path} (it records the class "
+                "names); pass the class list instead, e.g. --classes helmet,vest"
+            )
         config = make_config(profile or "cpu", spec)
         source = f"profile '{profile or 'cpu'}' (no config.json beside the checkpoint)"
     if config_file:
@@ -288,8 +321,10 @@ def weights_class_count(path: str) -> int | None:
         logits = read_layer_shapes(path).get("mrcnn_class_logits")
     except ValueError as e:
         reason = str(e).split(";")[0]  # the library's advice is for Python callers
-        raise CLIError(f"{reason}: pass --weights PATH with a checkpoint written by train.py (or Matterport's "
-                       "mask_rcnn_coco.h5), a run folder or last") from None
+        raise CLIError(
+            f"{reason}: pass --weights PATH with a checkpoint written by train.py (or Matterport's "
+            "mask_rcnn_coco.h5), a run folder or last"
+        ) from None
     return int(logits[0][1][-1]) if logits else None
 
 
@@ -298,19 +333,25 @@ def check_class_count(path: str, config, run_path: str | None = None) -> None:
     file_classes = weights_class_count(path)
     if file_classes is not None and file_classes != int(config.NUM_CLASSES):
         names = ", ".join(getattr(config, "CLASS_NAMES", ())) or "?"
-        fix = (f"its run's config.json ({run_path}) disagrees with it" if run_path else
-               "pass the --classes it was trained with (or keep its run's config.json beside it)")
-        raise CLIError(f"{path} has {file_classes - 1} class(es) but the config has "
-                       f"{int(config.NUM_CLASSES) - 1} ({names}): {fix}")
+        fix = (
+            f"its run's config.json ({run_path}) disagrees with it"
+            if run_path
+            else "pass the --classes it was trained with (or keep its run's config.json beside it)"
+        )
+        raise CLIError(
+            f"{path} has {file_classes - 1} class(es) but the config has {int(config.NUM_CLASSES) - 1} ({names}): {fix}"
+        )
 
 
 def explain_mismatch(error: Exception, path: str, source: str) -> CLIError:
     """A one-line :class:`CLIError` for a weights/model shape mismatch that is not about classes."""
     lines = [ln.strip() for ln in str(error).splitlines()[1:] if ln.startswith("  ")]
     example = f" (e.g. {lines[0]})" if lines else ""
-    return CLIError(f"{path} does not fit the model built from {source}: {len(lines)} layer(s) differ in "
-                    f"shape{example}; the backbone or sizes differ: pass the --profile or --config it was "
-                    "trained with")
+    return CLIError(
+        f"{path} does not fit the model built from {source}: {len(lines)} layer(s) differ in "
+        f"shape{example}; the backbone or sizes differ: pass the --profile or --config it was "
+        "trained with"
+    )
 
 
 def build_model(ckpt: Checkpoint, logs: str = DEFAULT_LOGS):
@@ -344,30 +385,46 @@ def load_exported_model(args: argparse.Namespace, **overrides):
 
     for flag in ("classes", "profile", "config"):
         if getattr(args, flag, None):
-            raise CLIError(f"--{flag} does not apply to an exported model ({args.weights}): its classes and "
-                           "config are fixed at export (the .json beside it)")
+            raise CLIError(
+                f"--{flag} does not apply to an exported model ({args.weights}): its classes and "
+                "config are fixed at export (the .json beside it)"
+            )
     model = load_exported(args.weights)
-    values = {**model.config, "CLASS_NAMES": model.class_names[1:], "NUM_CLASSES": len(model.class_names),
-              "IMAGES_PER_GPU": 1, "GPU_COUNT": 1, "BATCH_SIZE": 1}
-    baked = {"DETECTION_MIN_CONFIDENCE": float(values.get("DETECTION_MIN_CONFIDENCE", 0.0)),
-             "DETECTION_MAX_INSTANCES": int(values.get("DETECTION_MAX_INSTANCES", 100))}
+    values = {
+        **model.config,
+        "CLASS_NAMES": model.class_names[1:],
+        "NUM_CLASSES": len(model.class_names),
+        "IMAGES_PER_GPU": 1,
+        "GPU_COUNT": 1,
+        "BATCH_SIZE": 1,
+    }
+    baked = {
+        "DETECTION_MIN_CONFIDENCE": float(values.get("DETECTION_MIN_CONFIDENCE", 0.0)),
+        "DETECTION_MAX_INSTANCES": int(values.get("DETECTION_MAX_INSTANCES", 100)),
+    }
     asked_conf = overrides.get("DETECTION_MIN_CONFIDENCE")
     if asked_conf is not None and asked_conf < baked["DETECTION_MIN_CONFIDENCE"]:
-        raise CLIError(f"{args.weights} was exported with --min-confidence {baked['DETECTION_MIN_CONFIDENCE']}; "
-                       f"for {asked_conf} export again with facemask-export --min-confidence {asked_conf}")
+        raise CLIError(
+            f"{args.weights} was exported with --min-confidence {baked['DETECTION_MIN_CONFIDENCE']}; "
+            f"for {asked_conf} export again with facemask-export --min-confidence {asked_conf}"
+        )
     asked_max = overrides.get("DETECTION_MAX_INSTANCES")
     if asked_max is not None and asked_max > baked["DETECTION_MAX_INSTANCES"]:
-        raise CLIError(f"{args.weights} was exported with --max-detections {baked['DETECTION_MAX_INSTANCES']}; "
-                       f"for {asked_max} export again with facemask-export --max-detections {asked_max}")
+        raise CLIError(
+            f"{args.weights} was exported with --max-detections {baked['DETECTION_MAX_INSTANCES']}; "
+            f"for {asked_max} export again with facemask-export --max-detections {asked_max}"
+        )
     model.min_confidence = asked_conf
     model.max_detections = asked_max
     values["DETECTION_MIN_CONFIDENCE"] = asked_conf if asked_conf is not None else baked["DETECTION_MIN_CONFIDENCE"]
     values["DETECTION_MAX_INSTANCES"] = asked_max if asked_max is not None else baked["DETECTION_MAX_INSTANCES"]
     model.config = SimpleNamespace(**values)
     ckpt = Checkpoint(args.weights, model.config, f"{model.format} export ({model.path})")
-    print(f"exported {model.format} model {args.weights}: classes {', '.join(ckpt.class_names[1:])}; "
-          f"DETECTION_MIN_CONFIDENCE={values['DETECTION_MIN_CONFIDENCE']} "
-          f"DETECTION_MAX_INSTANCES={values['DETECTION_MAX_INSTANCES']}")
+    print(
+        f"exported {model.format} model {args.weights}: classes {', '.join(ckpt.class_names[1:])}; "
+        f"DETECTION_MIN_CONFIDENCE={values['DETECTION_MIN_CONFIDENCE']} "
+        f"DETECTION_MAX_INSTANCES={values['DETECTION_MAX_INSTANCES']}"
+    )
     return model, ckpt
 
 
@@ -378,8 +435,15 @@ def load_checkpoint(args: argparse.Namespace, **overrides):
     (:func:`load_exported_model`)."""
     if is_exported(args.weights):
         return load_exported_model(args, **overrides)
-    ckpt = checkpoint_config(args.weights, logs=args.logs, profile=args.profile, classes=args.classes,
-                             class_key=args.class_key, config_file=args.config, **overrides)
+    ckpt = checkpoint_config(
+        args.weights,
+        logs=args.logs,
+        profile=args.profile,
+        classes=args.classes,
+        class_key=args.class_key,
+        config_file=args.config,
+        **overrides,
+    )
     print(ckpt.describe())
     return build_model(ckpt, args.logs), ckpt
 
@@ -391,8 +455,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mrcnn.data.via import ViaFormatError
     from mrcnn.serve.runtimes import RuntimeMissingError
 
-    return (CLIError, FileNotFoundError, ConfigError, ImageReadError, ViaFormatError, ValueError, MemoryError,
-            InputStreamError, RuntimeMissingError)
+    return (
+        CLIError,
+        FileNotFoundError,
+        ConfigError,
+        ImageReadError,
+        ViaFormatError,
+        ValueError,
+        MemoryError,
+        InputStreamError,
+        RuntimeMissingError,
+    )
 
 
 def _names(items, show: int = 8) -> str:
@@ -419,17 +492,22 @@ def cli_message(error: BaseException, *, classes_from_run: bool = False) -> str:
         elif classes_from_run:
             fix = "pass --unknown skip to leave them out (the model knows only its run's classes)"
         else:
-            fix = ("pass --unknown skip to leave them out, or --classes with every class the file uses "
-                   "(--classes auto takes them from the file)")
-        return (f"{len(error.problems)} region(s) in {error.path} have no usable class ({known}), "
-                f"e.g. {first}; {fix}")
+            fix = (
+                "pass --unknown skip to leave them out, or --classes with every class the file uses "
+                "(--classes auto takes them from the file)"
+            )
+        return f"{len(error.problems)} region(s) in {error.path} have no usable class ({known}), e.g. {first}; {fix}"
     if isinstance(error, ClassKeyError):
-        return (f"--class-key {error.class_key}: {error.path} has no region attribute of that name; "
-                f"pass --class-key with one of: {_names(error.keys)}")
+        return (
+            f"--class-key {error.class_key}: {error.path} has no region attribute of that name; "
+            f"pass --class-key with one of: {_names(error.keys)}"
+        )
     if isinstance(error, MissingImagesError):
-        return (f"{len(error.missing)} of {error.total} images listed in {error.json_path} are not in "
-                f"{error.image_dir}, e.g. {_names(os.path.basename(p) for p in error.missing[:3])}: put them "
-                "beside the json, or point --dataset at the folder that has them")
+        return (
+            f"{len(error.missing)} of {error.total} images listed in {error.json_path} are not in "
+            f"{error.image_dir}, e.g. {_names(os.path.basename(p) for p in error.missing[:3])}: put them "
+            "beside the json, or point --dataset at the folder that has them"
+        )
     return one_line(error)
 
 

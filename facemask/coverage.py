@@ -1,5 +1,6 @@
 """Face-mask coverage of one image's detections: how much of the image, and of the faces, the masks cover
 (``summary.csv``'s ``mask_area_pct`` / ``masked_face_pct`` and the app's answer)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def mask_coverage(result: dict, class_names: list[str], shape) -> tuple[float | 
     covered = masks[..., ~is_face].any(axis=-1) if (~is_face).any() else np.zeros((h, w), bool)
     in_boxes = np.zeros((h, w), bool)
     for y1, x1, y2, x2 in np.asarray(result["rois"])[is_face].astype(int):
-        in_boxes[max(0, y1):y2, max(0, x1):x2] = True
+        in_boxes[max(0, y1) : y2, max(0, x1) : x2] = True
     region = face | (covered & in_boxes)
     face_pct = float((covered & region).sum()) / float(region.sum()) * 100.0 if region.any() else None
     return face_pct, area_pct

@@ -11,6 +11,7 @@ Class modes (``--classes``):
 The class attribute is ``--class-key`` (default: ``mask_type`` for subtypes, else the attribute the
 VIA reader detects: the only region attribute of the file).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,16 @@ SINGLE_CLASS = "mask"
 SUBTYPES = ("surgical", "n95", "cloth", "fashion")
 CLASS_MODES = ("single", "subtypes", "auto")
 #: Spellings seen in real face-mask annotations, mapped onto our subtypes.
-ALIASES = {"kn95": "n95", "ffp2": "n95", "respirator": "n95", "medical": "surgical",
-           "procedure": "surgical", "fabric": "cloth", "homemade": "cloth", "designer": "fashion"}
+ALIASES = {
+    "kn95": "n95",
+    "ffp2": "n95",
+    "respirator": "n95",
+    "medical": "surgical",
+    "procedure": "surgical",
+    "fabric": "cloth",
+    "homemade": "cloth",
+    "designer": "fashion",
+}
 ANNOTATION_FILE = "via_region_data.json"
 
 
@@ -41,7 +50,7 @@ class ClassSpec:
     key: str | None = None
 
     @classmethod
-    def parse(cls, classes: str | None, class_key: str | None = None) -> "ClassSpec":
+    def parse(cls, classes: str | None, class_key: str | None = None) -> ClassSpec:
         """``--classes`` text (``single``, ``subtypes``, ``auto`` or ``a,b,c``) and ``--class-key``."""
         text = (classes or "single").strip()
         if text == "single":
@@ -52,8 +61,10 @@ class ClassSpec:
             return cls("auto", (), class_key)
         names = tuple(n.strip() for n in text.split(",") if n.strip())
         if not names:
-            raise ValueError(f"--classes {classes!r}: give single, subtypes, auto or a comma-separated "
-                             "list of class names (e.g. helmet,vest,goggles)")
+            raise ValueError(
+                f"--classes {classes!r}: give single, subtypes, auto or a comma-separated "
+                "list of class names (e.g. helmet,vest,goggles)"
+            )
         normalised = [normalize_class_name(n) for n in names]
         if len(set(normalised)) != len(normalised):
             raise ValueError(f"--classes {classes!r} names a class twice (case and spaces are ignored)")
@@ -62,7 +73,7 @@ class ClassSpec:
         return cls("list", names, class_key)
 
     @classmethod
-    def from_saved(cls, values: dict) -> "ClassSpec | None":
+    def from_saved(cls, values: dict) -> ClassSpec | None:
         """The spec a run recorded in its ``config.json`` (CLASSES, CLASS_NAMES, CLASS_KEY), if any."""
         mode, names = values.get("CLASSES"), values.get("CLASS_NAMES")
         if not mode:
@@ -76,15 +87,19 @@ class ClassSpec:
         """Classes including BG (needs ``names``: resolve ``auto`` with :meth:`with_names` first)."""
         return 1 + len(self.names)
 
-    def with_names(self, names) -> "ClassSpec":
+    def with_names(self, names) -> ClassSpec:
         return ClassSpec(self.mode, tuple(names), self.key)
 
     def to_config(self) -> dict:
         """The config values that record it (saved in the run's config.json)."""
-        return {"CLASSES": self.mode, "CLASS_NAMES": list(self.names), "CLASS_KEY": self.key,
-                "NUM_CLASSES": self.num_classes}
+        return {
+            "CLASSES": self.mode,
+            "CLASS_NAMES": list(self.names),
+            "CLASS_KEY": self.key,
+            "NUM_CLASSES": self.num_classes,
+        }
 
-    def same_classes(self, other: "ClassSpec") -> bool:
+    def same_classes(self, other: ClassSpec) -> bool:
         return [normalize_class_name(n) for n in self.names] == [normalize_class_name(n) for n in other.names]
 
 
@@ -92,9 +107,17 @@ class FaceMaskDataset(ViaDataset):
     """VIA-annotated photos in Matterport's layout: ``DIR/train``, ``DIR/val``, each with a
     ``via_region_data.json``."""
 
-    def load_facemask(self, dataset_dir: str, subset: str, classes: "str | ClassSpec" = "single", *,
-                      class_key: str | None = None, annotation_file: str = ANNOTATION_FILE,
-                      unknown: str = "error", verbose: bool = True) -> dict:
+    def load_facemask(
+        self,
+        dataset_dir: str,
+        subset: str,
+        classes: str | ClassSpec = "single",
+        *,
+        class_key: str | None = None,
+        annotation_file: str = ANNOTATION_FILE,
+        unknown: str = "error",
+        verbose: bool = True,
+    ) -> dict:
         spec = classes if isinstance(classes, ClassSpec) else ClassSpec.parse(classes, class_key)
         folder = os.path.join(dataset_dir, subset)
         json_path = os.path.join(folder, annotation_file)
@@ -102,21 +125,34 @@ class FaceMaskDataset(ViaDataset):
             raise FileNotFoundError(
                 f"no annotations at {json_path}: expected {dataset_dir}/{subset}/{annotation_file} "
                 "(VIA json + images, Matterport's layout). Generate demo data with "
-                "`python -m facemask.synthetic --out datasets/facemask`.")
+                "`python -m facemask.synthetic --out datasets/facemask`."
+            )
         if spec.mode == "single":
             return self.load_via(json_path, source="facemask", single_class=SINGLE_CLASS, verbose=verbose)
-        return self.load_via(json_path, source="facemask", class_key=spec.key,
-                             class_names=list(spec.names) or None,
-                             aliases=ALIASES if spec.mode == "subtypes" else None,
-                             unknown=unknown, verbose=verbose)
+        return self.load_via(
+            json_path,
+            source="facemask",
+            class_key=spec.key,
+            class_names=list(spec.names) or None,
+            aliases=ALIASES if spec.mode == "subtypes" else None,
+            unknown=unknown,
+            verbose=verbose,
+        )
 
     def class_spec(self, spec: ClassSpec) -> ClassSpec:
         """``spec`` with the names this dataset loaded (how ``auto`` learns its classes)."""
         return spec.with_names(info["name"] for info in self.class_info[1:])
 
 
-def load_dataset(dataset_dir: str, subset: str, classes: "str | ClassSpec" = "single", verbose: bool = True, *,
-                 class_key: str | None = None, unknown: str = "error") -> FaceMaskDataset:
+def load_dataset(
+    dataset_dir: str,
+    subset: str,
+    classes: str | ClassSpec = "single",
+    verbose: bool = True,
+    *,
+    class_key: str | None = None,
+    unknown: str = "error",
+) -> FaceMaskDataset:
     """A prepared :class:`FaceMaskDataset` for ``subset``."""
     dataset = FaceMaskDataset()
     dataset.load_facemask(dataset_dir, subset, classes, class_key=class_key, unknown=unknown, verbose=verbose)

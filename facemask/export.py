@@ -33,6 +33,7 @@ detections are ``detect()``'s (scores within ~1e-6, which can flip a near-tie in
 dozens, on some runs); at other sizes they are close, not equal: ``detect()`` resizes with OpenCV, every export with
 ``tf.image.resize`` (at most one grey level apart). tests/test_export_formats.py measures both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,30 @@ from .cli import CLIError, add_checkpoint_args, cli_main, is_exported, load_chec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facemask-export",
-                                description="Export a checkpoint as a serving SavedModel, ONNX or TFLite model.")
+    p = argparse.ArgumentParser(
+        prog="facemask-export", description="Export a checkpoint as a serving SavedModel, ONNX or TFLite model."
+    )
     add_checkpoint_args(p)
-    p.add_argument("--format", choices=FORMATS, default="saved_model",
-                   help="saved_model (the folder DIR), onnx (DIR/model.onnx) or tflite (DIR/model.tflite, builtin "
-                        "ops only); each also writes DIR/model.json (class names, config). Default saved_model")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="saved_model",
+        help="saved_model (the folder DIR), onnx (DIR/model.onnx) or tflite (DIR/model.tflite, builtin "
+        "ops only); each also writes DIR/model.json (class names, config). Default saved_model",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--min-confidence", type=probability, default=None,
-                   help="DETECTION_MIN_CONFIDENCE baked into the graph (default: the checkpoint's config)")
-    p.add_argument("--max-detections", type=positive_int, default=None,
-                   help="DETECTION_MAX_INSTANCES baked into the graph (default: the checkpoint's config)")
+    p.add_argument(
+        "--min-confidence",
+        type=probability,
+        default=None,
+        help="DETECTION_MIN_CONFIDENCE baked into the graph (default: the checkpoint's config)",
+    )
+    p.add_argument(
+        "--max-detections",
+        type=positive_int,
+        default=None,
+        help="DETECTION_MAX_INSTANCES baked into the graph (default: the checkpoint's config)",
+    )
     return p
 
 
@@ -66,8 +80,10 @@ def run(argv: Sequence[str] | None = None) -> str:
 
     a = build_parser().parse_args(argv)
     if is_exported(a.weights):
-        raise CLIError(f"--weights {a.weights} is already an exported model; export from a checkpoint (.h5), "
-                       "a run folder or 'last'")
+        raise CLIError(
+            f"--weights {a.weights} is already an exported model; export from a checkpoint (.h5), "
+            "a run folder or 'last'"
+        )
     if os.path.exists(a.out) and not os.path.isdir(a.out):
         raise CLIError(f"--out {a.out} is a file; give a folder (the {a.format} model goes inside it)")
     if a.format == "onnx":
@@ -75,8 +91,9 @@ def run(argv: Sequence[str] | None = None) -> str:
             import tf2onnx  # noqa: F401  (fail before the model is built)
         except ImportError:
             raise CLIError("--format onnx needs tf2onnx: pip install 'mrcnn-facemask[export]'") from None
-    model, ckpt = load_checkpoint(a, DETECTION_MIN_CONFIDENCE=a.min_confidence,
-                                  DETECTION_MAX_INSTANCES=a.max_detections, MIXED_PRECISION=False)
+    model, ckpt = load_checkpoint(
+        a, DETECTION_MIN_CONFIDENCE=a.min_confidence, DETECTION_MAX_INSTANCES=a.max_detections, MIXED_PRECISION=False
+    )
     classes = ", ".join(ckpt.class_names[1:])
     if a.format == "saved_model":
         from mrcnn.serve.portable import config_dict
@@ -85,16 +102,21 @@ def run(argv: Sequence[str] | None = None) -> str:
 
         export_saved_model(model.keras_model, ckpt.config, a.out, class_names=ckpt.class_names)
         write_sidecar(a.out, "saved_model", ckpt.class_names, config_dict(ckpt.config))
-        print(f"SavedModel written to {a.out} (classes: {classes}; class names and config also in "
-              f"{os.path.join(a.out, 'model.json')})")
+        print(
+            f"SavedModel written to {a.out} (classes: {classes}; class names and config also in "
+            f"{os.path.join(a.out, 'model.json')})"
+        )
         return a.out
     from mrcnn.serve.portable import export_onnx, export_tflite
 
     path = os.path.join(a.out, f"model.{a.format}")
-    (export_onnx if a.format == "onnx" else export_tflite)(model.keras_model, ckpt.config, path,
-                                                          class_names=ckpt.class_names)
-    print(f"{a.format} model written to {path} ({os.path.getsize(path) / 1e6:.1f} MB; classes: {classes}; "
-          f"class names and config in {os.path.splitext(path)[0]}.json)")
+    (export_onnx if a.format == "onnx" else export_tflite)(
+        model.keras_model, ckpt.config, path, class_names=ckpt.class_names
+    )
+    print(
+        f"{a.format} model written to {path} ({os.path.getsize(path) / 1e6:.1f} MB; classes: {classes}; "
+        f"class names and config in {os.path.splitext(path)[0]}.json)"
+    )
     return path
 
 

@@ -15,6 +15,7 @@ Usage::
 ``run([...same arguments...])`` returns a dict with the snippet, the
 :class:`~mrcnn.anchor_fit.AnchorFit` and the coverage numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,15 +47,26 @@ def build_config(args) -> Config:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="facemask-fit-anchors", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="facemask-fit-anchors",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     ap.add_argument("--dataset", required=True, help="dataset root holding SUBSET/via_region_data.json")
     ap.add_argument("--subset", default="train")
-    ap.add_argument("--unknown", choices=("error", "skip"), default="error",
-                    help="regions without a usable class: stop with the list (error) or leave them out (skip)")
+    ap.add_argument(
+        "--unknown",
+        choices=("error", "skip"),
+        default="error",
+        help="regions without a usable class: stop with the list (error) or leave them out (skip)",
+    )
     add_class_args(ap, "Default: single.")
-    ap.add_argument("--profile", choices=tuple(PROFILES), default="gpu",
-                    help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)")
+    ap.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="gpu",
+        help="face-mask config profile whose anchors are the defaults (gpu = Matterport's)",
+    )
     ap.add_argument("--config", help="JSON/YAML overrides applied to the base config (e.g. a run's config.json)")
     ap.add_argument("--image-size", type=int, help="IMAGE_MAX_DIM (IMAGE_MIN_DIM is capped to it)")
     ap.add_argument("--backbone", help="backbone name; its strides are derived and written to the snippet")
@@ -101,8 +113,15 @@ def run(args_list=None) -> dict[str, Any]:
         plot_fitted_anchors(fit, args.plot, f"{args.dataset}/{args.subset}")
         if not args.quiet:
             print(f"wrote {args.plot}")
-    return {"snippet": snippet, "fit": fit, "report": fit.report, "n_boxes": int(len(fit.boxes)),
-            "config": config, "out": args.out, "plot": args.plot}
+    return {
+        "snippet": snippet,
+        "fit": fit,
+        "report": fit.report,
+        "n_boxes": int(len(fit.boxes)),
+        "config": config,
+        "out": args.out,
+        "plot": args.plot,
+    }
 
 
 def main(argv=None) -> int:

@@ -19,14 +19,15 @@ Also written there:
 
 Exit code 0 when at least one image was processed, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .cli import CLIError, add_checkpoint_args, cli_main, load_checkpoint, positive_int, probability
 from .predictions import ImageDetections, PredictionWriter
@@ -67,8 +68,9 @@ def output_names(root: Path, files: list[Path], fmt: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- main work
-def detect_images(model, root: Path, files: list[Path], overlays: list[str], batch_size: int = 1
-                  ) -> Iterator[ImageDetections]:
+def detect_images(
+    model, root: Path, files: list[Path], overlays: list[str], batch_size: int = 1
+) -> Iterator[ImageDetections]:
     """Read each file and run ``model.detect`` on batches of ``batch_size``; yields one
     :class:`ImageDetections` per file, in order: its detections, or the reason it was skipped (an
     unreadable file; a detection that failed on its own: a failing batch is retried image by image)."""
@@ -81,7 +83,7 @@ def detect_images(model, root: Path, files: list[Path], overlays: list[str], bat
 
     for start in range(0, len(files), batch_size):
         items, loaded = [], []
-        for path, overlay in zip(files[start:start + batch_size], overlays[start:start + batch_size]):
+        for path, overlay in zip(files[start : start + batch_size], overlays[start : start + batch_size]):
             item = ImageDetections(path, path.relative_to(root).as_posix(), overlay)
             try:
                 item.image = read_image_rgb(path)
@@ -115,26 +117,45 @@ def infer_folder(args: argparse.Namespace) -> dict:
 
     root, files = find_images(args.input, args.recursive, exclude=args.output)
     if not files:
-        raise CLIError(f"no images found in {args.input} (extensions {', '.join(IMAGE_EXTENSIONS)}"
-                       f"{'' if args.recursive else '; add --recursive for sub-folders'})")
-    model, ckpt = load_checkpoint(args, DETECTION_MIN_CONFIDENCE=args.min_confidence,
-                                  DETECTION_MAX_INSTANCES=args.max_detections, IMAGES_PER_GPU=args.batch_size)
+        raise CLIError(
+            f"no images found in {args.input} (extensions {', '.join(IMAGE_EXTENSIONS)}"
+            f"{'' if args.recursive else '; add --recursive for sub-folders'})"
+        )
+    model, ckpt = load_checkpoint(
+        args,
+        DETECTION_MIN_CONFIDENCE=args.min_confidence,
+        DETECTION_MAX_INSTANCES=args.max_detections,
+        IMAGES_PER_GPU=args.batch_size,
+    )
     config, class_names = model.config, ckpt.class_names
     print(f"{len(files)} images in {args.input}; classes: {', '.join(class_names[1:])}")
-    writer = PredictionWriter(args.output, class_names, class_key=getattr(config, "CLASS_KEY", None) or "class",
-                              overlay_format=args.format, via_out=args.via_out)
+    writer = PredictionWriter(
+        args.output,
+        class_names,
+        class_key=getattr(config, "CLASS_KEY", None) or "class",
+        overlay_format=args.format,
+        via_out=args.via_out,
+    )
     t_start = time.perf_counter()
     with tqdm(total=len(files), desc="inference", unit="img", disable=args.no_progress, dynamic_ncols=True) as bar:
-        for item in detect_images(model, root, files, output_names(root, files, args.format),
-                                  max(1, int(config.BATCH_SIZE))):
+        for item in detect_images(
+            model, root, files, output_names(root, files, args.format), max(1, int(config.BATCH_SIZE))
+        ):
             writer.add(item)
             bar.update(1)
     wall_s = time.perf_counter() - t_start
-    paths = writer.close({"weights": os.path.abspath(ckpt.weights), "input": os.path.abspath(args.input),
-                          "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
-                          "detection_max_instances": int(config.DETECTION_MAX_INSTANCES),
-                          "bbox_format": "xywh (COCO)", "segmentation_format": "COCO RLE, counts as str"},
-                         root=root, name=os.path.basename(os.path.abspath(args.input)))
+    paths = writer.close(
+        {
+            "weights": os.path.abspath(ckpt.weights),
+            "input": os.path.abspath(args.input),
+            "detection_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
+            "detection_max_instances": int(config.DETECTION_MAX_INSTANCES),
+            "bbox_format": "xywh (COCO)",
+            "segmentation_format": "COCO RLE, counts as str",
+        },
+        root=root,
+        name=os.path.basename(os.path.abspath(args.input)),
+    )
     return report(writer, paths, ckpt.weights, args, wall_s)
 
 
@@ -143,19 +164,27 @@ def report(writer: PredictionWriter, paths: dict, weights: str, args: argparse.N
     processed, skipped, counts = writer.processed, len(writer.skipped), writer.counts
     ips = processed / writer.detect_s if writer.detect_s > 0 else 0.0
     summary = {
-        "processed": processed, "skipped": skipped, "skipped_files": [str(p) for p, _ in writer.skipped],
-        "detections_per_class": counts, "total_detections": int(sum(counts.values())),
-        "images_per_s": round(ips, 3), "detect_s": round(writer.detect_s, 3), "wall_s": round(wall_s, 3),
-        "weights": os.path.abspath(weights), "output": os.path.abspath(args.output),
+        "processed": processed,
+        "skipped": skipped,
+        "skipped_files": [str(p) for p, _ in writer.skipped],
+        "detections_per_class": counts,
+        "total_detections": int(sum(counts.values())),
+        "images_per_s": round(ips, 3),
+        "detect_s": round(writer.detect_s, 3),
+        "wall_s": round(wall_s, 3),
+        "weights": os.path.abspath(weights),
+        "output": os.path.abspath(args.output),
         **{key: os.path.abspath(path) for key, path in paths.items()},
         "via_out": os.path.abspath(args.via_out) if args.via_out else None,
     }
     per_class = ", ".join(f"{n} {c}" for n, c in counts.items())
     print(f"{ips:.2f} images/s in detect ({processed / wall_s if wall_s > 0 else 0:.2f} images/s overall)")
-    print(f"done: {processed} images processed, {skipped} skipped; detections: "
-          f"{summary['total_detections']} ({per_class}); overlays in {args.output}; "
-          f"{paths['predictions']}; {paths['summary_csv']}"
-          + (f"; skipped files in {paths['skipped_txt']}" if skipped else ""))
+    print(
+        f"done: {processed} images processed, {skipped} skipped; detections: "
+        f"{summary['total_detections']} ({per_class}); overlays in {args.output}; "
+        f"{paths['predictions']}; {paths['summary_csv']}"
+        + (f"; skipped files in {paths['skipped_txt']}" if skipped else "")
+    )
     if processed == 0:
         raise CLIError(f"no image could be processed ({skipped} skipped; see {paths['skipped_txt']})")
     return summary
@@ -165,20 +194,33 @@ def report(writer: PredictionWriter, paths: dict, weights: str, args: argparse.N
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facemask-infer",
-        description="Detect face masks in images: overlays, predictions.json (COCO results), summary.csv.")
+        description="Detect face masks in images: overlays, predictions.json (COCO results), summary.csv.",
+    )
     add_checkpoint_args(p)
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--recursive", action="store_true", help="include sub-folders (mirrored in --output)")
-    p.add_argument("--min-confidence", type=probability, default=None,
-                   help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)")
-    p.add_argument("--max-detections", type=positive_int, default=None,
-                   help="DETECTION_MAX_INSTANCES (default: the checkpoint's config)")
+    p.add_argument(
+        "--min-confidence",
+        type=probability,
+        default=None,
+        help="DETECTION_MIN_CONFIDENCE (default: the checkpoint's config)",
+    )
+    p.add_argument(
+        "--max-detections",
+        type=positive_int,
+        default=None,
+        help="DETECTION_MAX_INSTANCES (default: the checkpoint's config)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per detect call (default 1)")
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="overlay format (default png)")
-    p.add_argument("--via-out", metavar="FILE", default=None,
-                   help="also write the predictions as a VIA 2.0.x project (one polygon per instance, class and "
-                        "score as region attributes) to correct in VIA and train on")
+    p.add_argument(
+        "--via-out",
+        metavar="FILE",
+        default=None,
+        help="also write the predictions as a VIA 2.0.x project (one polygon per instance, class and "
+        "score as region attributes) to correct in VIA and train on",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

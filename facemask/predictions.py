@@ -10,6 +10,7 @@ request, a VIA 2 project to correct the predictions in.
 It only needs ``detect()``-style results (``rois``, ``class_ids``, ``scores``, ``masks`` [H, W, N] at the
 original size), so a Keras model, a SavedModel and the exported ONNX/TFLite runtimes all feed it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,15 @@ class ImageDetections:
 class PredictionWriter:
     """Overlays as images come (:meth:`add`), the JSON/CSV/VIA files at :meth:`close`."""
 
-    def __init__(self, output: str, class_names: list[str], *, class_key: str = "class", overlay_format="png",
-                 via_out: str | None = None):
+    def __init__(
+        self,
+        output: str,
+        class_names: list[str],
+        *,
+        class_key: str = "class",
+        overlay_format="png",
+        via_out: str | None = None,
+    ):
         self.output, self.class_names, self.class_key, self.via_out = output, list(class_names), class_key, via_out
         self.overlay_format = overlay_format
         self.images, self.annotations, self.rows, self.skipped, self.via_entries = [], [], [], [], []
@@ -68,23 +76,40 @@ class PredictionWriter:
         masks = result["masks"]
         save_overlay(os.path.join(self.output, item.overlay), image, rois, masks, ids, self.class_names, scores)
         image_id = len(self.images) + 1
-        self.images.append({"id": image_id, "file_name": item.file_name, "width": int(w), "height": int(h),
-                            "overlay": item.overlay, "n_detections": int(len(ids))})
+        self.images.append(
+            {
+                "id": image_id,
+                "file_name": item.file_name,
+                "width": int(w),
+                "height": int(h),
+                "overlay": item.overlay,
+                "n_detections": int(len(ids)),
+            }
+        )
         per_class = {n: 0 for n in self.class_names[1:]}
         for i in range(len(ids)):
             name = self.class_names[int(ids[i])]
             per_class[name] += 1
-            self.annotations.append(coco_result(image_id, item.file_name, int(ids[i]), name, rois[i], scores[i],
-                                                masks[..., i]))
+            self.annotations.append(
+                coco_result(image_id, item.file_name, int(ids[i]), name, rois[i], scores[i], masks[..., i])
+            )
         for n, c in per_class.items():
             self.counts[n] += c
         if self.via_out:
             self.via_entries.append(self._via_entry(item, masks, ids, scores))
         face_pct, area_pct = mask_coverage(result, self.class_names, image.shape)
-        self.rows.append({"file": item.file_name, "width": w, "height": h, "n_detections": len(ids), **per_class,
-                          "mean_score": f"{scores.mean():.4f}" if len(ids) else "",
-                          "masked_face_pct": "" if face_pct is None else f"{face_pct:.2f}",
-                          "mask_area_pct": f"{area_pct:.2f}"})
+        self.rows.append(
+            {
+                "file": item.file_name,
+                "width": w,
+                "height": h,
+                "n_detections": len(ids),
+                **per_class,
+                "mean_score": f"{scores.mean():.4f}" if len(ids) else "",
+                "masked_face_pct": "" if face_pct is None else f"{face_pct:.2f}",
+                "mask_area_pct": f"{area_pct:.2f}",
+            }
+        )
 
     def skip(self, path: Path, reason: str) -> None:
         from tqdm.auto import tqdm
@@ -100,22 +125,41 @@ class PredictionWriter:
         for i in range(len(ids)):
             points = mask_to_polygon(masks[..., i])
             if points is not None:
-                regions.append(polygon_region(points, {self.class_key: self.class_names[int(ids[i])],
-                                                       "score": f"{float(scores[i]):.3f}"}))
+                regions.append(
+                    polygon_region(
+                        points, {self.class_key: self.class_names[int(ids[i])], "score": f"{float(scores[i]):.3f}"}
+                    )
+                )
         return image_entry(item.file_name, item.path.stat().st_size, regions)
 
     def close(self, info: dict, *, root: Path, name: str) -> dict:
         """Write predictions.json (with ``info``), summary.csv, skipped.txt and the VIA project
         (``name``, images under ``root``); returns their paths."""
-        paths = {"predictions": os.path.join(self.output, "predictions.json"),
-                 "summary_csv": os.path.join(self.output, "summary.csv"),
-                 "skipped_txt": os.path.join(self.output, "skipped.txt")}
+        paths = {
+            "predictions": os.path.join(self.output, "predictions.json"),
+            "summary_csv": os.path.join(self.output, "summary.csv"),
+            "skipped_txt": os.path.join(self.output, "skipped.txt"),
+        }
         with open(paths["predictions"], "w", encoding="utf-8") as f:
-            json.dump({"info": info, "images": self.images,
-                       "categories": [{"id": i, "name": n} for i, n in enumerate(self.class_names) if i > 0],
-                       "annotations": self.annotations}, f)
-        fields = ["file", "width", "height", "n_detections", *self.class_names[1:], "mean_score",
-                  "masked_face_pct", "mask_area_pct"]
+            json.dump(
+                {
+                    "info": info,
+                    "images": self.images,
+                    "categories": [{"id": i, "name": n} for i, n in enumerate(self.class_names) if i > 0],
+                    "annotations": self.annotations,
+                },
+                f,
+            )
+        fields = [
+            "file",
+            "width",
+            "height",
+            "n_detections",
+            *self.class_names[1:],
+            "mean_score",
+            "masked_face_pct",
+            "mask_area_pct",
+        ]
         with open(paths["summary_csv"], "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -126,11 +170,20 @@ class PredictionWriter:
         if self.via_out:
             from mrcnn.data.via_export import via_project, write_via_project
 
-            write_via_project(self.via_out, via_project(self.via_entries, class_key=self.class_key,
-                                                        class_names=self.class_names[1:], name=name,
-                                                        image_folder=os.path.abspath(root) + os.sep))
-            print(f"VIA 2 project for correction: {self.via_out} (open it in VIA 2.0.x with Project > Load; "
-                  f"images in {root}; class attribute {self.class_key!r})")
+            write_via_project(
+                self.via_out,
+                via_project(
+                    self.via_entries,
+                    class_key=self.class_key,
+                    class_names=self.class_names[1:],
+                    name=name,
+                    image_folder=os.path.abspath(root) + os.sep,
+                ),
+            )
+            print(
+                f"VIA 2 project for correction: {self.via_out} (open it in VIA 2.0.x with Project > Load; "
+                f"images in {root}; class attribute {self.class_key!r})"
+            )
         return paths
 
 
@@ -143,6 +196,13 @@ def coco_result(image_id: int, file_name: str, category_id: int, category_name: 
 
     rle = encode_rle(mask)
     y1, x1, y2, x2 = box
-    return {"image_id": image_id, "file_name": file_name, "category_id": category_id,
-            "category_name": category_name, "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-            "score": round(float(score), 6), "segmentation": rle, "area": int(mask_utils.area(rle))}
+    return {
+        "image_id": image_id,
+        "file_name": file_name,
+        "category_id": category_id,
+        "category_name": category_name,
+        "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+        "score": round(float(score), 6),
+        "segmentation": rle,
+        "area": int(mask_utils.area(rle)),
+    }

@@ -2,6 +2,7 @@
 
 The result dict (JSON-ready) is documented in :meth:`Predictor.predict`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,13 +50,19 @@ def decode_image_bytes(data: bytes, filename: str | None = None, *, max_pixels: 
             h, w = read_image_size(path)
         except ImageReadError as e:
             if isinstance(e.__cause__, Image.DecompressionBombError):
-                raise UploadError(f"{name} has too many pixels to decode safely (a decompression bomb?); "
-                                  f"the limit is {max_pixels / 1e6:.0f} megapixels", 413) from None
-            raise UploadError(f"{name} is not a readable image ({_reason(e, path)}); "
-                              "upload a JPEG, PNG, BMP, TIFF, WebP or GIF file", 415) from None
+                raise UploadError(
+                    f"{name} has too many pixels to decode safely (a decompression bomb?); "
+                    f"the limit is {max_pixels / 1e6:.0f} megapixels",
+                    413,
+                ) from None
+            raise UploadError(
+                f"{name} is not a readable image ({_reason(e, path)}); upload a JPEG, PNG, BMP, TIFF, WebP or GIF file",
+                415,
+            ) from None
         if h * w > max_pixels:
-            raise UploadError(f"{name} is {w}x{h} = {h * w / 1e6:.1f} megapixels; the limit is "
-                              f"{max_pixels / 1e6:.0f} megapixels", 413)
+            raise UploadError(
+                f"{name} is {w}x{h} = {h * w / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:.0f} megapixels", 413
+            )
         try:
             return read_image_rgb(path)
         except ImageReadError as e:
@@ -91,7 +98,9 @@ def overlay_at(image: np.ndarray, rois: np.ndarray, masks: np.ndarray, max_side:
     h, w = small.shape[:2]
     out = np.zeros((h, w, masks.shape[2]), dtype=bool)
     for i in range(masks.shape[2]):
-        out[..., i] = cv2.resize(np.ascontiguousarray(masks[..., i], dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        out[..., i] = (
+            cv2.resize(np.ascontiguousarray(masks[..., i], dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        )
     return small, np.round(np.asarray(rois, dtype=np.float64) * f).astype(int), out
 
 
@@ -106,9 +115,16 @@ class Predictor:
     """Wraps a model with ``detect([image]) -> [dict(rois, class_ids, scores, masks[H,W,N])]``
     (a :class:`mrcnn.model.maskrcnn.MaskRCNN` in inference mode) and its class names."""
 
-    def __init__(self, model, class_names, *, max_side: int = DEFAULT_MAX_SIDE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, overlay_side: int = DEFAULT_OVERLAY_SIDE,
-                 description: str = ""):
+    def __init__(
+        self,
+        model,
+        class_names,
+        *,
+        max_side: int = DEFAULT_MAX_SIDE,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        overlay_side: int = DEFAULT_OVERLAY_SIDE,
+        description: str = "",
+    ):
         self.model = model
         self.class_names = list(class_names)
         self.max_side = int(max_side)
@@ -132,8 +148,9 @@ class Predictor:
         original_height, downscaled, timing_ms {detect, overlay, total}}. Coordinates refer to the
         (possibly downscaled) width x height image; the overlay shows it at most ``overlay_side``
         pixels on its long side."""
-        from .coverage import mask_coverage
         from mrcnn.visualize import draw_instances
+
+        from .coverage import mask_coverage
 
         t0 = time.perf_counter()
         oh, ow = image.shape[:2]
@@ -149,13 +166,15 @@ class Predictor:
         face_pct, area_pct = mask_coverage({"masks": masks, "class_ids": ids, "rois": rois}, self.class_names, (h, w))
         detections = []
         for i in range(len(ids)):
-            detections.append({
-                "class_id": int(ids[i]),
-                "class_name": self._name(ids[i]),
-                "score": round(float(scores[i]), 4),
-                "box": [int(v) for v in rois[i]],
-                "mask_area_pct": round(float(masks[..., i].sum()) / float(h * w) * 100.0, 3),
-            })
+            detections.append(
+                {
+                    "class_id": int(ids[i]),
+                    "class_name": self._name(ids[i]),
+                    "score": round(float(scores[i]), 4),
+                    "box": [int(v) for v in rois[i]],
+                    "mask_area_pct": round(float(masks[..., i].sum()) / float(h * w) * 100.0, 3),
+                }
+            )
         shown, shown_rois, shown_masks = overlay_at(image, rois, masks, self.overlay_side)
         del image, masks, r  # the full-size arrays are not needed for the overlay
         overlay = draw_instances(shown, shown_rois, shown_masks, ids, self.class_names, scores)
@@ -166,11 +185,19 @@ class Predictor:
             "counts": {name: sum(d["class_name"] == name for d in detections) for name in self.class_names[1:]},
             "mask_area_pct": round(area_pct, 3),
             "masked_face_pct": None if face_pct is None else round(face_pct, 3),
-            "overlay_png_base64": b64, "overlay_width": int(overlay.shape[1]), "overlay_height": int(overlay.shape[0]),
-            "width": int(w), "height": int(h),
-            "original_width": int(ow), "original_height": int(oh), "downscaled": (h, w) != (oh, ow),
-            "timing_ms": {"detect": round((t1 - t0) * 1000, 1), "overlay": round((t2 - t1) * 1000, 1),
-                          "total": round((t2 - t0) * 1000, 1)},
+            "overlay_png_base64": b64,
+            "overlay_width": int(overlay.shape[1]),
+            "overlay_height": int(overlay.shape[0]),
+            "width": int(w),
+            "height": int(h),
+            "original_width": int(ow),
+            "original_height": int(oh),
+            "downscaled": (h, w) != (oh, ow),
+            "timing_ms": {
+                "detect": round((t1 - t0) * 1000, 1),
+                "overlay": round((t2 - t1) * 1000, 1),
+                "total": round((t2 - t0) * 1000, 1),
+            },
         }
 
     def _name(self, class_id: int) -> str:

@@ -15,6 +15,7 @@ inputs, the minutes it took and the synthetic val mAP it reached).
 ``MRCNN_FACEMASK_CACHE`` moves the cache (default ``$XDG_CACHE_HOME/mrcnn-facemask``, else
 ``~/.cache/mrcnn-facemask``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,9 +34,22 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CODE = ("facemask/synthetic", "mrcnn/model", "facemask/profiles.py")
 #: Config values that shape the model (or what its weights mean): taken from the run's config, so the
 #: pretrained file loads into it layer for layer.
-MODEL_KEYS = ("BACKBONE", "BACKBONE_STRIDES", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
-              "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_CHANNELS", "FPN_CLASSIF_FC_LAYERS_SIZE", "MASK_HEAD_CHANNELS",
-              "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_STRIDE", "MEAN_PIXEL", "TRAIN_BN")
+MODEL_KEYS = (
+    "BACKBONE",
+    "BACKBONE_STRIDES",
+    "IMAGE_MIN_DIM",
+    "IMAGE_MAX_DIM",
+    "IMAGE_RESIZE_MODE",
+    "TOP_DOWN_PYRAMID_SIZE",
+    "RPN_CONV_CHANNELS",
+    "FPN_CLASSIF_FC_LAYERS_SIZE",
+    "MASK_HEAD_CHANNELS",
+    "RPN_ANCHOR_SCALES",
+    "RPN_ANCHOR_RATIOS",
+    "RPN_ANCHOR_STRIDE",
+    "MEAN_PIXEL",
+    "TRAIN_BN",
+)
 #: The generated set (the demo's) per profile; tiny is for tests.
 SYNTHETIC_SETS = {
     "tiny": {"n_train": 8, "n_val": 4, "image_size": [128, 160], "seed": 0},
@@ -77,11 +91,13 @@ def _plain(value):
 def build_inputs(config) -> dict:
     """What the pretrained file depends on: profile, model-shape settings, the set, the code."""
     profile = getattr(config, "PROFILE", "cpu")
-    return {"profile": profile,
-            "model": {k: _plain(getattr(config, k)) for k in MODEL_KEYS if hasattr(config, k)},
-            "synthetic_set": SYNTHETIC_SETS.get(profile, SYNTHETIC_SETS["default"]),
-            "schedule": "the profile's from-scratch default stages, --classes single, --anchors default",
-            "code": code_hash()}
+    return {
+        "profile": profile,
+        "model": {k: _plain(getattr(config, k)) for k in MODEL_KEYS if hasattr(config, k)},
+        "synthetic_set": SYNTHETIC_SETS.get(profile, SYNTHETIC_SETS["default"]),
+        "schedule": "the profile's from-scratch default stages, --classes single, --anchors default",
+        "code": code_hash(),
+    }
 
 
 def cache_key(inputs: dict) -> str:
@@ -115,18 +131,44 @@ def _build(config, folder: Path, progress: bool) -> None:
     inputs = build_inputs(config)
     settings = inputs["synthetic_set"]
     started = time.time()
-    print(f"--weights synthetic, phase 1 of 2: pretraining profile '{inputs['profile']}' on "
-          f"{settings['n_train']} generated face-mask images (once; cached in {folder})", flush=True)
+    print(
+        f"--weights synthetic, phase 1 of 2: pretraining profile '{inputs['profile']}' on "
+        f"{settings['n_train']} generated face-mask images (once; cached in {folder})",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
     try:
         data = work / "data"
-        make_dataset(data, n_train=settings["n_train"], n_val=settings["n_val"],
-                     image_size=tuple(settings["image_size"]), seed=settings["seed"])
+        make_dataset(
+            data,
+            n_train=settings["n_train"],
+            n_val=settings["n_val"],
+            image_size=tuple(settings["image_size"]),
+            seed=settings["seed"],
+        )
         overrides = work / "model.json"
         overrides.write_text(json.dumps(inputs["model"]))
-        cmd = [sys.executable, "-m", "facemask.train", "--dataset", str(data), "--profile", inputs["profile"],
-               "--weights", "none", "--classes", "single", "--anchors", "default", "--config", str(overrides),
-               "--logs", str(work / "logs"), "--seed", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "facemask.train",
+            "--dataset",
+            str(data),
+            "--profile",
+            inputs["profile"],
+            "--weights",
+            "none",
+            "--classes",
+            "single",
+            "--anchors",
+            "default",
+            "--config",
+            str(overrides),
+            "--logs",
+            str(work / "logs"),
+            "--seed",
+            "0",
+        ]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]))
         if not progress:
             env["CI"] = "1"  # one line per epoch, no bars
@@ -134,20 +176,31 @@ def _build(config, folder: Path, progress: bool) -> None:
         run_dirs = sorted((work / "logs").glob("facemask*"))
         checkpoint = runs.last_checkpoint_in(str(run_dirs[-1])) if run_dirs else None
         if proc.returncode != 0 or checkpoint is None:
-            raise PretrainError(f"the synthetic pretraining failed (exit code {proc.returncode}; command: "
-                                f"{' '.join(cmd)}); train from scratch with --weights none")
+            raise PretrainError(
+                f"the synthetic pretraining failed (exit code {proc.returncode}; command: "
+                f"{' '.join(cmd)}); train from scratch with --weights none"
+            )
         summary = runs.read_json(os.path.join(run_dirs[-1], "train_summary.json"))
         tmp = folder / "weights.h5.tmp"
         shutil.copyfile(checkpoint, tmp)
-        runs.write_json(folder / "build.json", {
-            **inputs, "minutes": round((time.time() - started) / 60, 2),
-            "synthetic_val_mask_mAP50": summary.get("mask_mAP50"), "stages": summary.get("stages"),
-            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        runs.write_json(
+            folder / "build.json",
+            {
+                **inputs,
+                "minutes": round((time.time() - started) / 60, 2),
+                "synthetic_val_mask_mAP50": summary.get("mask_mAP50"),
+                "stages": summary.get("stages"),
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         os.replace(tmp, folder / "weights.h5")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"--weights synthetic: pretrained in {(time.time() - started) / 60:.1f} min -> {folder / 'weights.h5'}; "
-          "phase 2 of 2: fine-tuning on your data", flush=True)
+    print(
+        f"--weights synthetic: pretrained in {(time.time() - started) / 60:.1f} min -> {folder / 'weights.h5'}; "
+        "phase 2 of 2: fine-tuning on your data",
+        flush=True,
+    )
 
 
 class _lock:

@@ -6,6 +6,7 @@ and :class:`FaceMaskTinyConfig` (tests and CI smoke runs: 128 px, a handful of R
 Each records its profile (``PROFILE``) and classes (``CLASSES``, ``CLASS_NAMES``, ``CLASS_KEY``),
 so a run's ``config.json`` says everything evaluate/inference/export need.
 """
+
 from __future__ import annotations
 
 from mrcnn.config import Config
@@ -32,7 +33,7 @@ class FaceMaskConfig(Config):
     CLASS_NAMES = (SINGLE_CLASS,)
     CLASS_KEY = None  # the VIA region attribute holding the class (None = detected)
 
-    def __init__(self, classes: "str | ClassSpec" = "single", **overrides):
+    def __init__(self, classes: str | ClassSpec = "single", **overrides):
         spec = classes if isinstance(classes, ClassSpec) else ClassSpec.parse(classes)
         if spec.names:
             for key, value in spec.to_config().items():
@@ -118,8 +119,13 @@ class FaceMaskTinyConfig(FaceMaskCPUConfig):
 PROFILES = {"gpu": FaceMaskConfig, "r50": FaceMaskR50Config, "cpu": FaceMaskCPUConfig, "tiny": FaceMaskTinyConfig}
 
 
-def make_config(profile: str = "cpu", classes: "str | ClassSpec" = "single", config_file: str | None = None,
-                inference: bool = False, **overrides) -> Config:
+def make_config(
+    profile: str = "cpu",
+    classes: str | ClassSpec = "single",
+    config_file: str | None = None,
+    inference: bool = False,
+    **overrides,
+) -> Config:
     """A face-mask config of ``profile`` with overrides from ``config_file`` and keyword args.
 
     ``inference=True`` gives batch size 1, as detect() on single images wants.

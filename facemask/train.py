@@ -23,6 +23,7 @@ A run records how it was launched (``run.json``: stages, dataset, anchors, augme
 ``config.json`` (profile, classes, sizes, anchors); ``--weights last`` (or a run folder) continues
 that run with those settings and refuses a contradicting ``--classes``/``--profile``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,20 @@ import os
 import sys
 import time
 
-from .cli import (DEFAULT_DATASET, CLIError, add_class_args, check_consistent, cli_main, parse_weights,
-                  positive_float, positive_int, pretrained_spec, read_run_config)
+from .cli import (
+    DEFAULT_DATASET,
+    CLIError,
+    add_class_args,
+    check_consistent,
+    cli_main,
+    parse_weights,
+    positive_float,
+    positive_int,
+    pretrained_spec,
+    read_run_config,
+)
 from .profiles import PROFILES
+
 
 def parse_stages(text: str) -> list[tuple[str, float, int]]:
     """``LAYERS:LR:EPOCH,...`` -> [(layers, lr, epoch)]: LR > 0, EPOCH >= 1 and increasing."""
@@ -85,62 +97,114 @@ def default_stages(pretrained: bool, lr: float, profile: str, synthetic: bool = 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facemask-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=None,
-                   help="folder with train/ and val/ (VIA json + images); the synthetic demo set is "
-                        f"generated there when it is the default ({DEFAULT_DATASET}) and absent")
-    p.add_argument("--weights", default="none",
-                   help="coco (Matterport's COCO weights, downloaded once into ~/.keras/models; "
-                        "MRCNN_COCO_WEIGHTS=PATH_OR_URL replaces the source), imagenet (ResNet-50 ImageNet "
-                        "weights: --profile r50; MRCNN_IMAGENET_WEIGHTS likewise), synthetic (the profile's "
-                        "model pretrained on generated face masks: built once, cached in ~/.cache/mrcnn-facemask; "
-                        "no download), last (resume the newest run), "
-                        "a run folder (resume it), none (from scratch, the CPU demo default) or a .h5 path")
-    p.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                   help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px; "
-                        "for --weights coco), r50 (ResNet-50, 512 px; for --weights imagenet or coco), "
-                        "tiny (tests); a resumed run keeps its own")
+    p = argparse.ArgumentParser(
+        prog="facemask-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="folder with train/ and val/ (VIA json + images); the synthetic demo set is "
+        f"generated there when it is the default ({DEFAULT_DATASET}) and absent",
+    )
+    p.add_argument(
+        "--weights",
+        default="none",
+        help="coco (Matterport's COCO weights, downloaded once into ~/.keras/models; "
+        "MRCNN_COCO_WEIGHTS=PATH_OR_URL replaces the source), imagenet (ResNet-50 ImageNet "
+        "weights: --profile r50; MRCNN_IMAGENET_WEIGHTS likewise), synthetic (the profile's "
+        "model pretrained on generated face masks: built once, cached in ~/.cache/mrcnn-facemask; "
+        "no download), last (resume the newest run), "
+        "a run folder (resume it), none (from scratch, the CPU demo default) or a .h5 path",
+    )
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=None,
+        help="config size: cpu (ResNet-18, 256 px; the demo, default), gpu (ResNet-101, 1024 px; "
+        "for --weights coco), r50 (ResNet-50, 512 px; for --weights imagenet or coco), "
+        "tiny (tests); a resumed run keeps its own",
+    )
     add_class_args(p, "Default: single (a resumed run keeps its own).")
-    p.add_argument("--unknown", choices=("error", "skip"), default="error",
-                   help="regions without a usable class: stop with a count and examples (default) or skip them")
-    p.add_argument("--config", metavar="FILE", help="JSON/YAML file of config overrides (e.g. from facemask-fit-anchors)")
-    p.add_argument("--anchors", default=None, metavar="default|auto|FILE",
-                   help="auto: fit RPN anchors to the training boxes first (k-means) and use them; "
-                        "default: the config's. Unset: auto when training from scratch (--weights none: "
-                        "no pretrained RPN to keep consistent), else default")
-    p.add_argument("--stages", type=parse_stages, metavar="LAYERS:LR:EPOCH,...",
-                   help="training stages (default depends on --weights, see above; a resumed run keeps its own)")
-    p.add_argument("--next-stage-from", choices=("last", "best"), default=None,
-                   help="where each stage after the first starts: last (the weights the stage before ended "
-                        "with; default) or best (its lowest-val-loss checkpoint, best.h5, as the original "
-                        "face-mask project restarted its all-layers stage; bench/RESULTS.md compares them)")
-    p.add_argument("--layer-lr-decay", type=lr_decay, metavar="D",
-                   help="per-layer learning rates in every stage that trains the backbone: res5 at the stage's LR, "
-                        "res4 at LR*D, res3 at LR*D^2, res2 at LR*D^3, conv1 at LR*D^4 (FPN, RPN and heads at LR); "
-                        "0 < D <= 1, e.g. 0.5. Unset: every layer at the stage's LR (a resumed run keeps its own)")
+    p.add_argument(
+        "--unknown",
+        choices=("error", "skip"),
+        default="error",
+        help="regions without a usable class: stop with a count and examples (default) or skip them",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="JSON/YAML file of config overrides (e.g. from facemask-fit-anchors)"
+    )
+    p.add_argument(
+        "--anchors",
+        default=None,
+        metavar="default|auto|FILE",
+        help="auto: fit RPN anchors to the training boxes first (k-means) and use them; "
+        "default: the config's. Unset: auto when training from scratch (--weights none: "
+        "no pretrained RPN to keep consistent), else default",
+    )
+    p.add_argument(
+        "--stages",
+        type=parse_stages,
+        metavar="LAYERS:LR:EPOCH,...",
+        help="training stages (default depends on --weights, see above; a resumed run keeps its own)",
+    )
+    p.add_argument(
+        "--next-stage-from",
+        choices=("last", "best"),
+        default=None,
+        help="where each stage after the first starts: last (the weights the stage before ended "
+        "with; default) or best (its lowest-val-loss checkpoint, best.h5, as the original "
+        "face-mask project restarted its all-layers stage; bench/RESULTS.md compares them)",
+    )
+    p.add_argument(
+        "--layer-lr-decay",
+        type=lr_decay,
+        metavar="D",
+        help="per-layer learning rates in every stage that trains the backbone: res5 at the stage's LR, "
+        "res4 at LR*D, res3 at LR*D^2, res2 at LR*D^3, conv1 at LR*D^4 (FPN, RPN and heads at LR); "
+        "0 < D <= 1, e.g. 0.5. Unset: every layer at the stage's LR (a resumed run keeps its own)",
+    )
     p.add_argument("--steps-per-epoch", type=positive_int, metavar="N", help="override STEPS_PER_EPOCH")
-    p.add_argument("--minutes", type=positive_float, metavar="N",
-                   help="finish training and the final evaluation within N minutes: the first steps are timed, "
-                        "then the steps per epoch are scaled (the stages, their epochs and learning-rate steps "
-                        "keep their shape); planned vs actual are printed and kept in run.json. With --weights "
-                        "last, N is the time for what remains (unset: what remains of the run's own budget)")
-    p.add_argument("--augment", choices=("default", "none"), default=None, help="augmentation policy (default: default)")
+    p.add_argument(
+        "--minutes",
+        type=positive_float,
+        metavar="N",
+        help="finish training and the final evaluation within N minutes: the first steps are timed, "
+        "then the steps per epoch are scaled (the stages, their epochs and learning-rate steps "
+        "keep their shape); planned vs actual are printed and kept in run.json. With --weights "
+        "last, N is the time for what remains (unset: what remains of the run's own budget)",
+    )
+    p.add_argument(
+        "--augment", choices=("default", "none"), default=None, help="augmentation policy (default: default)"
+    )
     p.add_argument("--logs", default="logs", help="where run folders (checkpoints, TensorBoard) go")
-    p.add_argument("--synthetic-size", default="256x320", metavar="HxW",
-                   help="image size when generating the demo data")
-    p.add_argument("--synthetic-count", default="200,50", metavar="TRAIN,VAL",
-                   help="number of demo images to generate")
+    p.add_argument(
+        "--synthetic-size", default="256x320", metavar="HxW", help="image size when generating the demo data"
+    )
+    p.add_argument("--synthetic-count", default="200,50", metavar="TRAIN,VAL", help="number of demo images to generate")
     p.add_argument("--no-eval", action="store_true", help="skip the val mAP evaluation at the end")
     p.add_argument("--eval-limit", type=positive_int, metavar="N", help="evaluate on the first N val images only")
-    p.add_argument("--eval-every", type=positive_int, metavar="N",
-                   help="also evaluate the val mask mAP@0.5 every N epochs while training: val_map.png beside "
-                        "losses.png (costs one val pass each time)")
-    p.add_argument("--gpus", type=positive_int, default=None, metavar="N",
-                   help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)")
-    p.add_argument("--worker-hosts", type=lambda t: t.split(","), metavar="HOST:PORT,HOST:PORT,...",
-                   help="train as one worker of a MultiWorkerMirroredStrategy cluster (the same list on "
-                        "every worker; the first is the chief); or set TF_CONFIG instead")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        metavar="N",
+        help="also evaluate the val mask mAP@0.5 every N epochs while training: val_map.png beside "
+        "losses.png (costs one val pass each time)",
+    )
+    p.add_argument(
+        "--gpus",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on N GPUs with tf.distribute.MirroredStrategy (default: 1 / CPU)",
+    )
+    p.add_argument(
+        "--worker-hosts",
+        type=lambda t: t.split(","),
+        metavar="HOST:PORT,HOST:PORT,...",
+        help="train as one worker of a MultiWorkerMirroredStrategy cluster (the same list on "
+        "every worker; the first is the chief); or set TF_CONFIG instead",
+    )
     p.add_argument("--task-index", type=int, metavar="I", help="this worker's position in --worker-hosts")
     p.add_argument("--seed", type=int, default=42, help="data order and augmentation seed")
     return p
@@ -151,8 +215,9 @@ def ensure_dataset(dataset: str, args) -> None:
     if os.path.isfile(os.path.join(dataset, "train", "via_region_data.json")):
         return
     if os.path.normpath(dataset) != os.path.normpath(DEFAULT_DATASET):
-        raise CLIError(f"no {dataset}/train/via_region_data.json; point --dataset at a folder "
-                       "with train/ and val/ VIA annotations")
+        raise CLIError(
+            f"no {dataset}/train/via_region_data.json; point --dataset at a folder with train/ and val/ VIA annotations"
+        )
     from .synthetic import make_dataset
 
     h, w = (int(v) for v in args.synthetic_size.lower().split("x"))
@@ -164,11 +229,13 @@ def ensure_dataset(dataset: str, args) -> None:
 def make_strategy(args):
     """MultiWorkerMirroredStrategy from --worker-hosts/--task-index or TF_CONFIG, MirroredStrategy
     from --gpus N > 1, else None (one device); returns (strategy, is_chief)."""
-    from mrcnn.model.loop import is_chief, make_strategy as strategy_for
+    from mrcnn.model.loop import is_chief
+    from mrcnn.model.loop import make_strategy as strategy_for
 
     if args.worker_hosts and (args.task_index is None or not 0 <= args.task_index < len(args.worker_hosts)):
-        raise CLIError(f"--task-index must be 0..{len(args.worker_hosts) - 1} with {len(args.worker_hosts)} "
-                       "--worker-hosts")
+        raise CLIError(
+            f"--task-index must be 0..{len(args.worker_hosts) - 1} with {len(args.worker_hosts)} --worker-hosts"
+        )
     strategy = strategy_for(args.gpus, args.worker_hosts, args.task_index)
     return strategy, strategy is None or is_chief(strategy)
 
@@ -200,8 +267,10 @@ class Plan:
         if self.minutes is None and self.resuming and self.run.get("budget"):
             left = remaining_budget_minutes(self.run["budget"], os.path.dirname(self.choice.path))
             if left <= 0:
-                raise CLIError(f"{os.path.dirname(self.choice.path)}: the run's {self.run['budget']['minutes']:g}-minute "
-                               "budget is spent; pass --minutes N for more time")
+                raise CLIError(
+                    f"{os.path.dirname(self.choice.path)}: the run's {self.run['budget']['minutes']:g}-minute "
+                    "budget is spent; pass --minutes N for more time"
+                )
             self.minutes = left
         self.spec = ClassSpec.from_saved(run_values) or ClassSpec.parse(args.classes, args.class_key)
         self.overrides = {"SEED": args.seed}
@@ -230,21 +299,29 @@ class Plan:
             spec = pretrained_spec(self.choice.key)
             if config.BACKBONE not in spec.backbones:
                 fits = {"coco": "--profile gpu (ResNet-101) or r50 (ResNet-50)", "imagenet": "--profile r50"}
-                raise CLIError(f"--weights {self.choice.key} is {spec.description}: it does not fit profile "
-                               f"'{self.profile}' (BACKBONE={config.BACKBONE}); use {fits[self.choice.key]}, "
-                               f"or --weights none to train profile '{self.profile}' from scratch")
+                raise CLIError(
+                    f"--weights {self.choice.key} is {spec.description}: it does not fit profile "
+                    f"'{self.profile}' (BACKBONE={config.BACKBONE}); use {fits[self.choice.key]}, "
+                    f"or --weights none to train profile '{self.profile}' from scratch"
+                )
         if self.weights_path is None:
             self.weights_path = self.choice.local_path(config=config)
         return self.weights_path
 
     def record(self) -> dict:
         started = self.choice.describe() if self.choice.kind != "resume" else None
-        return {"stages": [list(s) for s in self.stages], "dataset": os.path.abspath(self.dataset),
-                "weights": self.run.get("weights") or started, "weights_file": self.run.get("weights_file")
-                or (self.weights_path if self.choice.kind in ("pretrained", "synthetic") else None),
-                "anchors": self.run.get("anchors") or self.anchors, "augment": self.augment,
-                "next_stage_from": self.next_stage_from, "layer_lr_decay": self.layer_lr_decay,
-                "budget": self.budget.to_record() if self.budget else self.run.get("budget")}
+        return {
+            "stages": [list(s) for s in self.stages],
+            "dataset": os.path.abspath(self.dataset),
+            "weights": self.run.get("weights") or started,
+            "weights_file": self.run.get("weights_file")
+            or (self.weights_path if self.choice.kind in ("pretrained", "synthetic") else None),
+            "anchors": self.run.get("anchors") or self.anchors,
+            "augment": self.augment,
+            "next_stage_from": self.next_stage_from,
+            "layer_lr_decay": self.layer_lr_decay,
+            "budget": self.budget.to_record() if self.budget else self.run.get("budget"),
+        }
 
 
 def save_anchor_fit(fit, run_dir: str) -> None:
@@ -291,18 +368,23 @@ def run(argv=None) -> dict:
     untrained = load_initial_weights(model, plan, config)
     if fit is not None and chief:
         save_anchor_fit(fit, model.log_dir)
-    plan.stages = plan.stages or default_stages(plan.pretrained, config.LEARNING_RATE, plan.profile,
-                                                 synthetic=plan.choice.kind == "synthetic")
+    plan.stages = plan.stages or default_stages(
+        plan.pretrained, config.LEARNING_RATE, plan.profile, synthetic=plan.choice.kind == "synthetic"
+    )
     check_stages(model, plan.stages, untrained)
     augmentation = None if plan.augment == "none" else "default"
     if plan.minutes:
-        plan.budget = plan_time_budget(model, plan, args, train_set, val_set, augmentation,
-                                       spent_s=time.time() - started_at, build_s=build_seconds)
+        plan.budget = plan_time_budget(
+            model, plan, args, train_set, val_set, augmentation, spent_s=time.time() - started_at, build_s=build_seconds
+        )
         config.apply({"STEPS_PER_EPOCH": plan.budget.steps_per_epoch}).validate()
         print(plan.budget.describe())
     if plan.resuming and not args.stages and not plan.run.get("stages"):
-        print(f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
-              f"{plan.stages}; pass --stages to choose", file=sys.stderr)
+        print(
+            f"warning: {model.log_dir} has no {runs.RUN_FILE} (an older run): using the default stages "
+            f"{plan.stages}; pass --stages to choose",
+            file=sys.stderr,
+        )
     if chief:  # only the chief writes into the run folder
         runs.write_run_record(model.log_dir, plan.record())
     callbacks = []
@@ -316,9 +398,17 @@ def run(argv=None) -> dict:
         print(f"\n=== Stage {i + 1}/{len(stages)}: layers={layers} lr={lr} until epoch {epoch} ===")
         if i and plan.next_stage_from == "best" and model.epoch == stages[i - 1][2]:
             restart_from_best(model)
-        model.train(train_set, val_set, learning_rate=lr, epochs=epoch, layers=layers, augmentation=augmentation,
-                    custom_callbacks=callbacks, verbose=2 if os.environ.get("CI") else 1,
-                    layer_lr_decay=plan.layer_lr_decay)
+        model.train(
+            train_set,
+            val_set,
+            learning_rate=lr,
+            epochs=epoch,
+            layers=layers,
+            augmentation=augmentation,
+            custom_callbacks=callbacks,
+            verbose=2 if os.environ.get("CI") else 1,
+            layer_lr_decay=plan.layer_lr_decay,
+        )
     train_seconds = time.time() - started
     record = {"train_seconds": round(train_seconds, 1), "stages": stages, "run_dir": model.log_dir}
     if not chief:  # the chief plots, evaluates and reports
@@ -333,19 +423,28 @@ def run(argv=None) -> dict:
     checkpoint = runs.last_checkpoint_in(model.log_dir)
     if checkpoint is None:
         raise CLIError(f"{model.log_dir}: no checkpoint was written, so there is nothing to evaluate")
-    summary = evaluate_checkpoint(checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit,
-                                  unknown=args.unknown)
-    record.update({"checkpoint": checkpoint, "mask_mAP50": summary.get("mask_mAP50"),
-                   "box_mAP50": summary.get("box_mAP50"),
-                   "mask_mAP50_at_min_confidence": summary.get("mask_mAP50_at_min_confidence")})
+    summary = evaluate_checkpoint(
+        checkpoint, plan.dataset, "val", logs=args.logs, limit=args.eval_limit, unknown=args.unknown
+    )
+    record.update(
+        {
+            "checkpoint": checkpoint,
+            "mask_mAP50": summary.get("mask_mAP50"),
+            "box_mAP50": summary.get("box_mAP50"),
+            "mask_mAP50_at_min_confidence": summary.get("mask_mAP50_at_min_confidence"),
+        }
+    )
     report_budget(plan, record, started_at, model.log_dir)
+
     def fmt(value):
         return "n/a" if value is None else f"{value:.3f}"
 
-    print(f"\nval mask mAP@0.5 = {fmt(summary.get('mask_mAP50'))} (Matterport's compute_ap, mean over the "
-          f"{summary.get('images_with_gt')} val images with masks, detections ranked down to score "
-          f"{summary.get('detection_min_confidence'):g}); {fmt(summary.get('mask_mAP50_at_min_confidence'))} with "
-          f"only the detections >= {summary.get('reference_min_confidence'):g}; training {train_seconds / 60:.1f} min")
+    print(
+        f"\nval mask mAP@0.5 = {fmt(summary.get('mask_mAP50'))} (Matterport's compute_ap, mean over the "
+        f"{summary.get('images_with_gt')} val images with masks, detections ranked down to score "
+        f"{summary.get('detection_min_confidence'):g}); {fmt(summary.get('mask_mAP50_at_min_confidence'))} with "
+        f"only the detections >= {summary.get('reference_min_confidence'):g}; training {train_seconds / 60:.1f} min"
+    )
     return record
 
 
@@ -370,8 +469,10 @@ def load_initial_weights(model, plan: Plan, config) -> list[str]:
     except WeightsMismatchError as e:
         raise explain_mismatch(e, weights, plan.run_path or f"profile '{plan.profile}'") from None
     if not report.loaded:
-        raise CLIError(f"{weights}: none of its layers has a name of this model's layers (profile "
-                       f"'{plan.profile}'); it is not a Mask R-CNN / ResNet weights file in Matterport's naming")
+        raise CLIError(
+            f"{weights}: none of its layers has a name of this model's layers (profile "
+            f"'{plan.profile}'); it is not a Mask R-CNN / ResNet weights file in Matterport's naming"
+        )
     return report.excluded + report.missing_in_file
 
 
@@ -419,10 +520,16 @@ def report_budget(plan: Plan, record: dict, started_at: float, run_dir: str) -> 
 
     if plan.budget is not None:
         actual = time.time() - started_at
-        record["budget"] = {"minutes": plan.budget.minutes, "planned_s": round(plan.budget.planned_total_s, 1),
-                            "actual_s": round(actual, 1), "steps_per_epoch": plan.budget.steps_per_epoch}
-        print(f"Time budget {plan.budget.minutes:g} min: planned {plan.budget.planned_total_s / 60:.1f} min, "
-              f"took {actual / 60:.1f} min ({actual / 60 / plan.budget.minutes:.0%} of the budget)")
+        record["budget"] = {
+            "minutes": plan.budget.minutes,
+            "planned_s": round(plan.budget.planned_total_s, 1),
+            "actual_s": round(actual, 1),
+            "steps_per_epoch": plan.budget.steps_per_epoch,
+        }
+        print(
+            f"Time budget {plan.budget.minutes:g} min: planned {plan.budget.planned_total_s / 60:.1f} min, "
+            f"took {actual / 60:.1f} min ({actual / 60 / plan.budget.minutes:.0%} of the budget)"
+        )
     runs.write_json(os.path.join(run_dir, "train_summary.json"), record)
 
 
@@ -436,10 +543,12 @@ def check_stages(model, stages, untrained: list[str]) -> None:
             raise CLIError(f"--stages: stage {i + 1} ({layers}:{lr:g}:{epoch}): {e}") from None
         left = [name for name in untrained if name not in selected] if i == 0 else []
         if left:
-            raise CLIError(f"--stages: stage 1 ({layers}) leaves {len(left)} layer(s) untrained that start from "
-                           f"random weights, not from the weights file ({', '.join(left[:4])}"
-                           f"{', ...' if len(left) > 4 else ''}): train them first, e.g. --stages "
-                           "heads:0.001:10,all:0.00001:20")
+            raise CLIError(
+                f"--stages: stage 1 ({layers}) leaves {len(left)} layer(s) untrained that start from "
+                f"random weights, not from the weights file ({', '.join(left[:4])}"
+                f"{', ...' if len(left) > 4 else ''}): train them first, e.g. --stages "
+                "heads:0.001:10,all:0.00001:20"
+            )
 
 
 def restart_from_best(model) -> None:
@@ -465,8 +574,10 @@ def _class_heads_if_needed(weights_path: str, config):
 
     file_classes = weights_class_count(weights_path)
     if file_classes is not None and file_classes != config.NUM_CLASSES:
-        print(f"The weights have {file_classes} classes, the config {config.NUM_CLASSES}: "
-              f"excluding {', '.join(CLASS_SPECIFIC_HEADS)} (trained anew).")
+        print(
+            f"The weights have {file_classes} classes, the config {config.NUM_CLASSES}: "
+            f"excluding {', '.join(CLASS_SPECIFIC_HEADS)} (trained anew)."
+        )
         return CLASS_SPECIFIC_HEADS
     return ()
 
@@ -498,8 +609,10 @@ def convergence(losses, window: int = 3, tolerance: float = 0.02, name: str = "v
     gain = (before - last) / abs(before) if before else 0.0
     if gain <= -tolerance:
         lowest = next(i for i, v in enumerate(losses) if v == before) + 1
-        return (f"converged, then rising: {name} was lowest at epoch {lowest} and the last {window} epochs "
-                f"stayed {-gain:.1%} above it (overfitting: the mAP can still rise, see --eval-every)")
+        return (
+            f"converged, then rising: {name} was lowest at epoch {lowest} and the last {window} epochs "
+            f"stayed {-gain:.1%} above it (overfitting: the mAP can still rise, see --eval-every)"
+        )
     if gain < tolerance:
         return f"converged (the last {window} epochs changed {name} by {-gain:+.1%})"
     return f"NOT converged: the last {window} epochs still improved {name} by {gain:.1%}; train longer"

@@ -1,4 +1,5 @@
 """Mask R-CNN on TensorFlow 2 + Keras 3 (Matterport-compatible API)."""
+
 import os as _os
 
 # TensorFlow's C++ info/warning chatter (oneDNN notices, grappler cost-model warnings) hides the

@@ -23,21 +23,34 @@ Conventions: ``wh`` arrays are ``[N, 2]`` as (width, height); :func:`anchor_shap
 (height, width) as :func:`mrcnn.visualize.plot_anchor_fit` expects; boxes are (y1, x1, y2, x2).
 This module only needs numpy at import time (TensorFlow-backed helpers are imported lazily).
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from mrcnn.config import ConfigError
 from mrcnn.ops.anchors import AnchorSpec
 
-__all__ = ["AnchorFit", "iou_wh", "kmeans_iou", "anchor_shapes", "anchor_coverage", "anchor_recall_positional",
-           "positional_coverage", "fit_anchors", "validate_fit", "boxes_at_input_size", "boxes_to_wh",
-           "format_fit_report"]
+__all__ = [
+    "AnchorFit",
+    "iou_wh",
+    "kmeans_iou",
+    "anchor_shapes",
+    "anchor_coverage",
+    "anchor_recall_positional",
+    "positional_coverage",
+    "fit_anchors",
+    "validate_fit",
+    "boxes_at_input_size",
+    "boxes_to_wh",
+    "format_fit_report",
+]
 
 #: Scale-progression factors tried by :func:`fit_anchors`. FPN/Matterport use 2 (scale/stride constant,
 #: which suits an RPN head shared by all levels); the others are preferred only when clearly better.
@@ -82,7 +95,7 @@ def _kmeans_once(wh: np.ndarray, k: int, rng: np.random.Generator, max_iter: int
         total = d2.sum()
         idx = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=d2 / total))
         centres.append(wh[idx])
-        best = np.maximum(best, iou_wh(wh, wh[idx:idx + 1])[:, 0])
+        best = np.maximum(best, iou_wh(wh, wh[idx : idx + 1])[:, 0])
     centres = np.array(centres, dtype=np.float64)
     reduce = np.median if update == "median" else np.mean
     assign = None
@@ -105,8 +118,16 @@ def _kmeans_once(wh: np.ndarray, k: int, rng: np.random.Generator, max_iter: int
     return centres, float(iou.max(axis=1).mean())
 
 
-def kmeans_iou(wh, k: int, *, seed: int = 0, max_iter: int = 300, n_init: int = 5, update: str = "median",
-               return_score: bool = False):
+def kmeans_iou(
+    wh,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iter: int = 300,
+    n_init: int = 5,
+    update: str = "median",
+    return_score: bool = False,
+):
     """k-means of box shapes with distance ``1 - IoU`` (centre-aligned), YOLOv2-style.
 
     ``wh``: [N, 2] (width, height). k-means++ seeding on the same distance; ``update`` "median"
@@ -239,9 +260,9 @@ def anchor_recall_positional(boxes, config, image_shape=None, chunk_pairs: int =
     arg = np.zeros(len(boxes), dtype=int)
     step = max(1, int(chunk_pairs // max(1, len(anchors))))
     for i in range(0, len(boxes), step):
-        iou = compute_overlaps(boxes[i:i + step], anchors)
-        arg[i:i + step] = iou.argmax(axis=1)
-        best[i:i + step] = iou.max(axis=1)
+        iou = compute_overlaps(boxes[i : i + step], anchors)
+        arg[i : i + step] = iou.argmax(axis=1)
+        best[i : i + step] = iou.max(axis=1)
     level = np.searchsorted(bounds, arg, side="right")
     return _summarise(best, level, n_levels)
 
@@ -258,8 +279,10 @@ class AnchorFit:
 
     def to_config(self) -> dict[str, Any]:
         """The config overrides: ``{"RPN_ANCHOR_SCALES": [...], "RPN_ANCHOR_RATIOS": [...]}``."""
-        return {"RPN_ANCHOR_SCALES": [_plain(s) for s in self.scales],
-                "RPN_ANCHOR_RATIOS": [_plain(r) for r in self.ratios]}
+        return {
+            "RPN_ANCHOR_SCALES": [_plain(s) for s in self.scales],
+            "RPN_ANCHOR_RATIOS": [_plain(r) for r in self.ratios],
+        }
 
 
 def _plain(v):
@@ -320,9 +343,20 @@ def _as_boxes_or_wh(boxes_or_wh):
     return None, arr[keep]
 
 
-def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = None, factors=DEFAULT_FACTORS,
-                objective: str = "auto", image_shape=None, tol: float = 0.01, min_scale: float | None = None,
-                min_ratio_gap: float = 0.25, n_init: int = 5) -> AnchorFit:
+def fit_anchors(
+    boxes_or_wh,
+    config,
+    *,
+    seed: int = 0,
+    n_ratios: int | None = None,
+    factors=DEFAULT_FACTORS,
+    objective: str = "auto",
+    image_shape=None,
+    tol: float = 0.01,
+    min_scale: float | None = None,
+    min_ratio_gap: float = 0.25,
+    n_init: int = 5,
+) -> AnchorFit:
     """Anchor scales (one per pyramid level) and ratios fitted to GT boxes, in Matterport's form.
 
     ``boxes_or_wh``: boxes [N, 4] (y1, x1, y2, x2) in network-input pixels (after the model's
@@ -381,10 +415,10 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
     for factor in factors:
         factor = float(factor)
         bases = [min_scale * 2 ** (t / 8) for t in range(0, 8 * 12)]
-        bases += [c / factor ** i for c in sizes for i in range(n_levels)]
+        bases += [c / factor**i for c in sizes for i in range(n_levels)]
         scale_sets = []
         for base in sorted(set(round(b, 6) for b in bases)):
-            scales = tuple(float(max(1, round(base * factor ** i))) for i in range(n_levels))
+            scales = tuple(float(max(1, round(base * factor**i))) for i in range(n_levels))
             if scales[0] < min_scale or any(s < st for s, st in zip(scales, strides)):
                 continue
             if any(b <= a for a, b in zip(scales, scales[1:])):
@@ -403,8 +437,9 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
 
     results = [evaluate(s, r) for s, r, _ in candidates]
     # Never worse than the defaults: a candidate may not lower recall@0.5 or recall@0.7.
-    never_worse = [i for i, c in enumerate(results)
-                   if all(c[k] >= results[0][k] - 1e-12 for k in ("recall@0.5", "recall@0.7"))]
+    never_worse = [
+        i for i, c in enumerate(results) if all(c[k] >= results[0][k] - 1e-12 for k in ("recall@0.5", "recall@0.7"))
+    ]
     best_recall = max(results[i]["recall@0.5"] for i in never_worse)
     at_recall = [i for i in never_worse if results[i]["recall@0.5"] >= best_recall - 1e-12]
     best_iou = max(results[i]["mean_iou"] for i in at_recall)
@@ -424,15 +459,21 @@ def fit_anchors(boxes_or_wh, config, *, seed: int = 0, n_ratios: int | None = No
             chosen, reason = 0, ("the shape-only fit lowers recall on the anchor grid; kept the config's anchors")
     if chosen == 0 and reason is None:
         better = max(c["recall@0.5"] for c in results) > results[0]["recall@0.5"] + 1e-12
-        reason = ("every candidate that raises recall@0.5 lowers recall@0.7; kept the config's anchors" if better
-                  else "the config's anchors already cover these boxes best; kept")
+        reason = (
+            "every candidate that raises recall@0.5 lowers recall@0.7; kept the config's anchors"
+            if better
+            else "the config's anchors already cover these boxes best; kept"
+        )
     scales, ratios, factor = candidates[chosen]
     scales_out = tuple(_plain(s) for s in scales)
     ratios_out = [_plain(r) for r in ratios]
 
     def both(sc, ra):
-        out = {"scales": [_plain(s) for s in sc], "ratios": [_plain(r) for r in ra],
-               "shape": anchor_coverage(wh, sc, ra)}
+        out = {
+            "scales": [_plain(s) for s in sc],
+            "ratios": [_plain(r) for r in ra],
+            "shape": anchor_coverage(wh, sc, ra),
+        }
         out["positional"] = positional_coverage(boxes, sc, ra, config, shape) if boxes is not None else None
         return out
 
@@ -464,8 +505,10 @@ def validate_fit(fit: AnchorFit, config) -> None:
     ratios = list(fit.ratios)
     n_levels = len(config.BACKBONE_STRIDES)
     if len(scales) != n_levels:
-        problems.append(f"{len(scales)} anchor scales for {n_levels} pyramid levels "
-                        f"(BACKBONE_STRIDES={list(config.BACKBONE_STRIDES)})")
+        problems.append(
+            f"{len(scales)} anchor scales for {n_levels} pyramid levels "
+            f"(BACKBONE_STRIDES={list(config.BACKBONE_STRIDES)})"
+        )
     if any(not s > 0 for s in scales):
         problems.append(f"anchor scales must be positive, got {scales}")
     if any(b <= a for a, b in zip(scales, scales[1:])):
@@ -553,9 +596,11 @@ def format_fit_report(report: dict) -> str:
     """The default-vs-fitted table of an :attr:`AnchorFit.report` (shape-only and positional coverage,
     per-level best, the scales and ratios), as ``facemask-fit-anchors`` and ``train.py --anchors auto`` print."""
     d, f = report["default"], report["fitted"]
-    lines = [f"{report['n_boxes']} boxes at input size {report['image_shape'][0]}x{report['image_shape'][1]}, "
-             f"strides {report['strides']}, objective: {report['objective']}",
-             f"{'':22}{'mean IoU':>9} {'recall@0.5':>11} {'recall@0.7':>11}   per-level best"]
+    lines = [
+        f"{report['n_boxes']} boxes at input size {report['image_shape'][0]}x{report['image_shape'][1]}, "
+        f"strides {report['strides']}, objective: {report['objective']}",
+        f"{'':22}{'mean IoU':>9} {'recall@0.5':>11} {'recall@0.7':>11}   per-level best",
+    ]
     for kind in ("shape", "positional"):
         for name, part in (("default", d), ("fitted", f)):
             cov = part[kind]

@@ -11,6 +11,7 @@ Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are comput
 and :meth:`Config.validate` explains what is inconsistent. A config can be written to and read from
 a small JSON/YAML file (:meth:`save`, :meth:`load`, :meth:`apply_file`) so every run records what it used.
 """
+
 from __future__ import annotations
 
 import json
@@ -145,7 +146,7 @@ class Config:
         setattr(self, key, value)
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Check that values are consistent; raise :class:`ConfigError` naming the problem."""
         problems = []
         if not self.NAME:
@@ -159,21 +160,32 @@ class Config:
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             problems.append(
                 f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} values but BACKBONE_STRIDES has "
-                f"{len(self.BACKBONE_STRIDES)}: one anchor scale per pyramid level is needed")
+                f"{len(self.BACKBONE_STRIDES)}: one anchor scale per pyramid level is needed"
+            )
         if any(s <= 0 for s in self.RPN_ANCHOR_SCALES) or any(r <= 0 for r in self.RPN_ANCHOR_RATIOS):
             problems.append("RPN_ANCHOR_SCALES and RPN_ANCHOR_RATIOS must be positive")
         if len(self.RPN_ANCHOR_RATIOS) == 0:
             problems.append("RPN_ANCHOR_RATIOS is empty")
-        if not isinstance(self.INPUT_CACHE_MB, (int, float)) or isinstance(self.INPUT_CACHE_MB, bool) \
-                or self.INPUT_CACHE_MB < 0:
+        if (
+            not isinstance(self.INPUT_CACHE_MB, (int, float))
+            or isinstance(self.INPUT_CACHE_MB, bool)
+            or self.INPUT_CACHE_MB < 0
+        ):
             problems.append(f"INPUT_CACHE_MB={self.INPUT_CACHE_MB!r} must be a number of MB >= 0 (0 = no cache)")
         if not (isinstance(self.MIXED_PRECISION, bool) or self.MIXED_PRECISION in (*MIXED_PRECISION_POLICIES, "auto")):
-            problems.append(f"MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True, \"auto\" or one of "
-                            f"{MIXED_PRECISION_POLICIES}")
-        if not isinstance(self.LEARNING_RATE_WARMUP_STEPS, int) or isinstance(self.LEARNING_RATE_WARMUP_STEPS, bool) \
-                or self.LEARNING_RATE_WARMUP_STEPS < 0:
-            problems.append(f"LEARNING_RATE_WARMUP_STEPS={self.LEARNING_RATE_WARMUP_STEPS!r} must be a whole number "
-                            f"of steps >= 0 (0 = no warm-up)")
+            problems.append(
+                f'MIXED_PRECISION={self.MIXED_PRECISION!r} must be False, True, "auto" or one of '
+                f"{MIXED_PRECISION_POLICIES}"
+            )
+        if (
+            not isinstance(self.LEARNING_RATE_WARMUP_STEPS, int)
+            or isinstance(self.LEARNING_RATE_WARMUP_STEPS, bool)
+            or self.LEARNING_RATE_WARMUP_STEPS < 0
+        ):
+            problems.append(
+                f"LEARNING_RATE_WARMUP_STEPS={self.LEARNING_RATE_WARMUP_STEPS!r} must be a whole number "
+                f"of steps >= 0 (0 = no warm-up)"
+            )
         if int(self.RPN_CONV_CHANNELS) < 1:
             problems.append(f"RPN_CONV_CHANNELS={self.RPN_CONV_CHANNELS} must be >= 1 (Matterport's is 512)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
@@ -182,23 +194,32 @@ class Config:
         if self.IMAGE_RESIZE_MODE in ("square", "crop") and side % 64:
             problems.append(
                 f"image side {side} must be divisible by 64 (2**6) so every FPN level halves cleanly; "
-                f"try {max(64, side // 64 * 64)} or {(side // 64 + 1) * 64}")
-        if self.IMAGE_MIN_DIM and self.IMAGE_MAX_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM \
-                and self.IMAGE_RESIZE_MODE == "square":
+                f"try {max(64, side // 64 * 64)} or {(side // 64 + 1) * 64}"
+            )
+        if (
+            self.IMAGE_MIN_DIM
+            and self.IMAGE_MAX_DIM
+            and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM
+            and self.IMAGE_RESIZE_MODE == "square"
+        ):
             problems.append(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} is larger than IMAGE_MAX_DIM={self.IMAGE_MAX_DIM}")
         if len(np.asarray(self.MEAN_PIXEL)) != self.IMAGE_CHANNEL_COUNT:
             problems.append("MEAN_PIXEL must have one value per image channel")
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             problems.append("ROI_POSITIVE_RATIO must be in (0, 1]")
         if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
-            problems.append(f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE "
-                            f"({self.MASK_POOL_SIZE}): the mask head upsamples by 2")
+            problems.append(
+                f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE "
+                f"({self.MASK_POOL_SIZE}): the mask head upsamples by 2"
+            )
         missing = set(Config.LOSS_WEIGHTS) - set(self.LOSS_WEIGHTS)
         if missing:
             problems.append(f"LOSS_WEIGHTS lacks {sorted(missing)}")
         if self.POST_NMS_ROIS_TRAINING < self.TRAIN_ROIS_PER_IMAGE:
-            problems.append(f"POST_NMS_ROIS_TRAINING={self.POST_NMS_ROIS_TRAINING} is below "
-                            f"TRAIN_ROIS_PER_IMAGE={self.TRAIN_ROIS_PER_IMAGE}")
+            problems.append(
+                f"POST_NMS_ROIS_TRAINING={self.POST_NMS_ROIS_TRAINING} is below "
+                f"TRAIN_ROIS_PER_IMAGE={self.TRAIN_ROIS_PER_IMAGE}"
+            )
         if self.IMAGES_PER_GPU < 1 or self.GPU_COUNT < 1:
             problems.append("IMAGES_PER_GPU and GPU_COUNT must be >= 1")
         if problems:
@@ -235,6 +256,7 @@ class Config:
         with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             if path.endswith((".yaml", ".yml")):
                 import yaml
+
                 yaml.safe_dump(data, f, sort_keys=True)
             else:
                 json.dump(data, f, indent=2, sort_keys=True)
@@ -250,16 +272,19 @@ class Config:
         try:
             if path.endswith((".yaml", ".yml")):
                 import yaml
+
                 data = yaml.safe_load(text) or {}
             else:
                 data = json.loads(text)
         except Exception as e:  # json.JSONDecodeError / yaml.YAMLError
-            raise ConfigError(f"config file {path} is not valid {'YAML' if path.endswith(('yaml', 'yml')) else 'JSON'}: {e}") from None
+            raise ConfigError(
+                f"config file {path} is not valid {'YAML' if path.endswith(('yaml', 'yml')) else 'JSON'}: {e}"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of NAME: value")
         return data
 
-    def apply(self, overrides: dict[str, Any], source: str = "overrides") -> "Config":
+    def apply(self, overrides: dict[str, Any], source: str = "overrides") -> Config:
         """Set values from a mapping (derived keys in it are ignored), recompute derived values."""
         for key, value in overrides.items():
             if key in DERIVED:
@@ -272,11 +297,11 @@ class Config:
         self._compute_derived()
         return self
 
-    def apply_file(self, path: str) -> "Config":
+    def apply_file(self, path: str) -> Config:
         return self.apply(self.read_file(path), source=path)
 
     @classmethod
-    def load(cls, path: str) -> "Config":
+    def load(cls, path: str) -> Config:
         """A config of this class with the values of a saved file applied."""
         return cls().apply_file(path)
 

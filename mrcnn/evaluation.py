@@ -7,12 +7,13 @@ Every ``every`` epochs the callback copies the current weights by layer name int
 0.05, and the figure at the config's DETECTION_MIN_CONFIDENCE). The values go to ``<run>/val_map.json``
 and ``<run>/val_map.png``, beside ``losses.png``; a resumed run appends to them.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -20,8 +21,13 @@ import numpy as np
 from mrcnn import runs
 from mrcnn.metrics import Evaluator, _as_bool_masks, compute_ap, extract_boxes
 
-__all__ = ["evaluate_model", "ranked_detection_settings", "PeriodicEvaluation", "RANKED_MIN_CONFIDENCE",
-           "RANKED_MAX_INSTANCES"]
+__all__ = [
+    "evaluate_model",
+    "ranked_detection_settings",
+    "PeriodicEvaluation",
+    "RANKED_MIN_CONFIDENCE",
+    "RANKED_MAX_INSTANCES",
+]
 
 
 def _image_name(dataset, image_id) -> str:
@@ -41,17 +47,30 @@ def ranked_detection_settings(config, min_confidence: float | None = None) -> tu
     """(config overrides that make a model return the ranked detections, (reference confidence,
     reference max instances)): the run's own DETECTION_MIN_CONFIDENCE (or ``min_confidence``) and
     DETECTION_MAX_INSTANCES, for :func:`evaluate_model`'s second figure."""
-    reference = (float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence),
-                 int(config.DETECTION_MAX_INSTANCES))
+    reference = (
+        float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence),
+        int(config.DETECTION_MAX_INSTANCES),
+    )
     ranked_max = max(reference[1], min(RANKED_MAX_INSTANCES, int(config.POST_NMS_ROIS_INFERENCE)))
-    return ({"DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, reference[0]),
-             "DETECTION_MAX_INSTANCES": ranked_max}, reference)
+    return (
+        {"DETECTION_MIN_CONFIDENCE": min(RANKED_MIN_CONFIDENCE, reference[0]), "DETECTION_MAX_INSTANCES": ranked_max},
+        reference,
+    )
 
 
-def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
-                   limit: int | None = None, progress: bool = True, keep_examples: int = 4,
-                   iou_threshold: float = 0.5, class_names: Sequence[str] | None = None,
-                   reference_confidence: float | None = None, reference_max: int | None = None):
+def evaluate_model(
+    model,
+    dataset,
+    *,
+    image_ids: Sequence[int] | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    keep_examples: int = 4,
+    iou_threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    reference_confidence: float | None = None,
+    reference_max: int | None = None,
+):
     """Run ``model.detect`` over a prepared dataset and accumulate an :class:`Evaluator`.
 
     One evaluation path (no "double moulding"): GT comes from ``dataset.load_mask`` at the
@@ -95,7 +114,7 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
     bar = tqdm(total=len(ids), desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, len(ids), batch):
-            chunk = ids[start:start + batch]
+            chunk = ids[start : start + batch]
             images = [dataset.load_image(i) for i in chunk]
             t0 = time.perf_counter()
             results = model.detect(images)
@@ -107,26 +126,49 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
                 if gt_masks.shape[:2] != image.shape[:2]:
                     raise ValueError(
                         f"{name}: GT masks are {gt_masks.shape[:2]} but the image is "
-                        f"{image.shape[:2]} (annotation size does not match the file)")
+                        f"{image.shape[:2]} (annotation size does not match the file)"
+                    )
                 gt_class_ids = np.asarray(gt_class_ids, dtype=np.int64).reshape(-1)
                 gt_boxes = extract_boxes(gt_masks)
-                aps = evaluator.add(image_id, gt_boxes, gt_class_ids, gt_masks, r["rois"],
-                                    r["class_ids"], r["scores"], r["masks"])
-                rec = {"image_id": int(image_id), "name": name, "height": int(image.shape[0]),
-                       "width": int(image.shape[1]), "num_gt": int(np.sum(gt_class_ids > 0)),
-                       "num_pred": int(len(r["class_ids"])), **{k: float(v) for k, v in aps.items()}}
+                aps = evaluator.add(
+                    image_id, gt_boxes, gt_class_ids, gt_masks, r["rois"], r["class_ids"], r["scores"], r["masks"]
+                )
+                rec = {
+                    "image_id": int(image_id),
+                    "name": name,
+                    "height": int(image.shape[0]),
+                    "width": int(image.shape[1]),
+                    "num_gt": int(np.sum(gt_class_ids > 0)),
+                    "num_pred": int(len(r["class_ids"])),
+                    **{k: float(v) for k, v in aps.items()},
+                }
                 if extra_iou:
                     for key, use_masks in (("mask_AP", True), ("box_AP", False)):
-                        rec[key] = float(compute_ap(gt_boxes, gt_class_ids, gt_masks, r["rois"],
-                                                    r["class_ids"], r["scores"], r["masks"],
-                                                    iou_threshold=iou_threshold,
-                                                    use_masks=use_masks)[0])
+                        rec[key] = float(
+                            compute_ap(
+                                gt_boxes,
+                                gt_class_ids,
+                                gt_masks,
+                                r["rois"],
+                                r["class_ids"],
+                                r["scores"],
+                                r["masks"],
+                                iou_threshold=iou_threshold,
+                                use_masks=use_masks,
+                            )[0]
+                        )
                 per_image.append(rec)
                 pool = with_gt if rec["num_gt"] else without_gt
                 if len(with_gt) < keep_examples and len(pool) < keep_examples:
-                    pool.append({"image_id": int(image_id), "name": name, "image": image,
-                                 "gt": {"boxes": gt_boxes, "class_ids": gt_class_ids, "masks": gt_masks},
-                                 "pred": dict(r)})
+                    pool.append(
+                        {
+                            "image_id": int(image_id),
+                            "name": name,
+                            "image": image,
+                            "gt": {"boxes": gt_boxes, "class_ids": gt_class_ids, "masks": gt_masks},
+                            "pred": dict(r),
+                        }
+                    )
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -134,8 +176,11 @@ def evaluate_model(model, dataset, *, image_ids: Sequence[int] | None = None,
     total_s = time.perf_counter() - t_start
     evaluator.per_image = per_image
     evaluator.iou_threshold = float(iou_threshold)
-    evaluator.timing = {"detect_s": round(detect_s, 3), "total_s": round(total_s, 3),
-                        "images_per_s": round(len(per_image) / detect_s, 3) if detect_s > 0 else None}
+    evaluator.timing = {
+        "detect_s": round(detect_s, 3),
+        "total_s": round(total_s, 3),
+        "images_per_s": round(len(per_image) / detect_s, 3) if detect_s > 0 else None,
+    }
     return evaluator, examples
 
 
@@ -172,21 +217,42 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             return
         inference = self._inference_model()
         copy_weights_by_name(self.maskrcnn.keras_model, inference.keras_model)
-        evaluator, _ = evaluate_model(inference, self.dataset, limit=self.limit, progress=False, keep_examples=0,
-                                      reference_confidence=self.reference[0], reference_max=self.reference[1])
+        evaluator, _ = evaluate_model(
+            inference,
+            self.dataset,
+            limit=self.limit,
+            progress=False,
+            keep_examples=0,
+            reference_confidence=self.reference[0],
+            reference_max=self.reference[1],
+        )
         summary = evaluator.summary()
         log_dir = self.maskrcnn.log_dir
         path = os.path.join(log_dir, MAP_FILE)
         history = [r for r in runs.read_json(path).get("epochs", []) if r["epoch"] < epoch]
+
         def plain(value):  # NaN (no val image with GT) -> null in the JSON
             return None if value != value else float(value)
 
-        history.append({"epoch": epoch, "mask_mAP50": plain(summary["mask_mAP50"]),
-                        "mask_mAP50_at_min_confidence": plain(summary["mask_mAP50_at_min_confidence"])})
+        history.append(
+            {
+                "epoch": epoch,
+                "mask_mAP50": plain(summary["mask_mAP50"]),
+                "mask_mAP50_at_min_confidence": plain(summary["mask_mAP50_at_min_confidence"]),
+            }
+        )
         runs.write_json(path, {"epochs": history})
-        plot_map_per_epoch([r["epoch"] for r in history], {
-            f"ranked (score >= {self._inference.config.DETECTION_MIN_CONFIDENCE:g})": [r["mask_mAP50"] for r in history],
-            f"score >= {self.reference[0]:g}": [r["mask_mAP50_at_min_confidence"] for r in history]},
-            os.path.join(log_dir, MAP_PLOT))
-        print(f"\nepoch {epoch}: val mask mAP@0.5 {summary['mask_mAP50']:.3f} (ranked), "
-              f"{summary['mask_mAP50_at_min_confidence']:.3f} at >= {self.reference[0]:g}")
+        plot_map_per_epoch(
+            [r["epoch"] for r in history],
+            {
+                f"ranked (score >= {self._inference.config.DETECTION_MIN_CONFIDENCE:g})": [
+                    r["mask_mAP50"] for r in history
+                ],
+                f"score >= {self.reference[0]:g}": [r["mask_mAP50_at_min_confidence"] for r in history],
+            },
+            os.path.join(log_dir, MAP_PLOT),
+        )
+        print(
+            f"\nepoch {epoch}: val mask mAP@0.5 {summary['mask_mAP50']:.3f} (ranked), "
+            f"{summary['mask_mAP50_at_min_confidence']:.3f} at >= {self.reference[0]:g}"
+        )

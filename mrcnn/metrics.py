@@ -47,12 +47,14 @@ arrays (padding included), so ``gt_match[j] == i`` means "GT row j is matched by
 i".  :func:`compute_ap` returns precisions/recalls along the score-sorted predictions, as
 Matterport does.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import math
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -130,8 +132,7 @@ def _valid_rows(boxes: np.ndarray | None, class_ids: np.ndarray) -> np.ndarray:
     return valid
 
 
-def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks,
-             use_masks):
+def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks):
     gt_class_ids = np.asarray(gt_class_ids, dtype=np.int64).reshape(-1)
     pred_class_ids = np.asarray(pred_class_ids, dtype=np.int64).reshape(-1)
     pred_scores = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
@@ -152,12 +153,15 @@ def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_
     if len(gt_boxes) != n_gt:
         raise ValueError(f"{len(gt_boxes)} gt_boxes but {n_gt} gt_class_ids")
     if len(pred_boxes) != n_pred or len(pred_scores) != n_pred:
-        raise ValueError(f"pred_boxes/pred_class_ids/pred_scores lengths differ: "
-                         f"{len(pred_boxes)}/{n_pred}/{len(pred_scores)}")
+        raise ValueError(
+            f"pred_boxes/pred_class_ids/pred_scores lengths differ: {len(pred_boxes)}/{n_pred}/{len(pred_scores)}"
+        )
     if use_masks:
         if gt_masks.shape[2] != n_gt or pred_masks.shape[2] != n_pred:
-            raise ValueError(f"mask counts ({gt_masks.shape[2]} gt, {pred_masks.shape[2]} pred) "
-                             f"differ from class id counts ({n_gt}, {n_pred})")
+            raise ValueError(
+                f"mask counts ({gt_masks.shape[2]} gt, {pred_masks.shape[2]} pred) "
+                f"differ from class id counts ({n_gt}, {n_pred})"
+            )
     gt_valid = _valid_rows(gt_boxes, gt_class_ids)
     pred_valid = _valid_rows(pred_boxes, pred_class_ids)
     if use_masks:
@@ -166,8 +170,14 @@ def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_
         overlaps = box_iou(pred_boxes, gt_boxes)
     overlaps[~pred_valid, :] = 0.0
     overlaps[:, ~gt_valid] = 0.0
-    return dict(gt_class_ids=gt_class_ids, pred_class_ids=pred_class_ids, pred_scores=pred_scores,
-                gt_valid=gt_valid, pred_valid=pred_valid, overlaps=overlaps)
+    return dict(
+        gt_class_ids=gt_class_ids,
+        pred_class_ids=pred_class_ids,
+        pred_scores=pred_scores,
+        gt_valid=gt_valid,
+        pred_valid=pred_valid,
+        overlaps=overlaps,
+    )
 
 
 def _score_order(scores: np.ndarray) -> np.ndarray:
@@ -175,8 +185,7 @@ def _score_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(scores)[::-1]
 
 
-def _greedy_match(overlaps, gt_class_ids, pred_class_ids, pred_scores, gt_valid, pred_valid,
-                  iou_threshold):
+def _greedy_match(overlaps, gt_class_ids, pred_class_ids, pred_scores, gt_valid, pred_valid, iou_threshold):
     """Matterport's ``compute_matches`` loop on the non-padding rows; indices map back to the input."""
     gt_rows, pred_rows = np.flatnonzero(gt_valid), np.flatnonzero(pred_valid)
     ious = overlaps[np.ix_(pred_rows, gt_rows)]
@@ -204,8 +213,15 @@ def _sorted_valid(p, pred_valid=None) -> list[int]:
 
 def _image_ap(p, pred_valid, iou_threshold: float = 0.5):
     """(per-image AP, pred_match) of a prepared image using only the ``pred_valid`` rows."""
-    _, match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"], p["pred_scores"],
-                             p["gt_valid"], pred_valid, iou_threshold)
+    _, match = _greedy_match(
+        p["overlaps"],
+        p["gt_class_ids"],
+        p["pred_class_ids"],
+        p["pred_scores"],
+        p["gt_valid"],
+        pred_valid,
+        iou_threshold,
+    )
     return _ap_from_tp(match[_sorted_valid(p, pred_valid)] >= 0, int(p["gt_valid"].sum()))[0], match
 
 
@@ -219,8 +235,17 @@ def _confident_rows(p, min_confidence: float, max_instances: int | None) -> np.n
     return out
 
 
-def match_detections(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                     pred_masks, iou_threshold: float = 0.5, use_masks: bool = True):
+def match_detections(
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    iou_threshold: float = 0.5,
+    use_masks: bool = True,
+):
     """Greedy score-ordered matching of predictions to GT (Matterport's ``compute_matches``).
 
     Returns ``(gt_match, pred_match, overlaps)``:
@@ -234,11 +259,16 @@ def match_detections(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_id
     Boxes may be ``None`` when ``use_masks`` is true (they are then derived from the masks only to
     detect padding); masks may be ``None`` when ``use_masks`` is false.
     """
-    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                 pred_masks, use_masks)
-    gt_match, pred_match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
-                                         p["pred_scores"], p["gt_valid"], p["pred_valid"],
-                                         iou_threshold)
+    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks)
+    gt_match, pred_match = _greedy_match(
+        p["overlaps"],
+        p["gt_class_ids"],
+        p["pred_class_ids"],
+        p["pred_scores"],
+        p["gt_valid"],
+        p["pred_valid"],
+        iou_threshold,
+    )
     return gt_match, pred_match, p["overlaps"]
 
 
@@ -258,8 +288,17 @@ def _ap_from_tp(tp_sorted: np.ndarray, n_gt: int):
     return ap, precisions, recalls
 
 
-def compute_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-               pred_masks, iou_threshold: float = 0.5, use_masks: bool = True):
+def compute_ap(
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    iou_threshold: float = 0.5,
+    use_masks: bool = True,
+):
     """Per-image AP at one IoU threshold (Matterport's ``compute_ap``).
 
     Returns ``(mAP, precisions, recalls, overlaps)``: precisions/recalls are the padded,
@@ -269,32 +308,53 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pre
     Edge cases: no GT -> 0.0 (Matterport: 0.0 without predictions, NaN with some); GT but no
     predictions -> 0.0 (padding rows do not count). Never NaN.
     """
-    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                 pred_masks, use_masks)
-    _, pred_match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
-                                  p["pred_scores"], p["gt_valid"], p["pred_valid"], iou_threshold)
+    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks)
+    _, pred_match = _greedy_match(
+        p["overlaps"],
+        p["gt_class_ids"],
+        p["pred_class_ids"],
+        p["pred_scores"],
+        p["gt_valid"],
+        p["pred_valid"],
+        iou_threshold,
+    )
     order = _sorted_valid(p)
     ap, precisions, recalls = _ap_from_tp(pred_match[order] >= 0, int(p["gt_valid"].sum()))
     return ap, precisions, recalls, p["overlaps"]
 
 
-def compute_ap_range(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                     pred_masks, iou_thresholds=None, use_masks: bool = True,
-                     verbose: bool = False) -> float:
+def compute_ap_range(
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    iou_thresholds=None,
+    use_masks: bool = True,
+    verbose: bool = False,
+) -> float:
     """Mean of :func:`compute_ap` over IoU thresholds (default ``np.arange(0.5, 1.0, 0.05)``).
 
     The IoU matrix is computed once and re-matched per threshold.
     """
     if iou_thresholds is None:
         iou_thresholds = np.arange(0.5, 1.0, 0.05)
-    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                 pred_masks, use_masks)
+    p = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks)
     order = _sorted_valid(p)
     n_gt = int(p["gt_valid"].sum())
     aps = []
     for t in iou_thresholds:
-        _, pred_match = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
-                                      p["pred_scores"], p["gt_valid"], p["pred_valid"], float(t))
+        _, pred_match = _greedy_match(
+            p["overlaps"],
+            p["gt_class_ids"],
+            p["pred_class_ids"],
+            p["pred_scores"],
+            p["gt_valid"],
+            p["pred_valid"],
+            float(t),
+        )
         ap = _ap_from_tp(pred_match[order] >= 0, n_gt)[0]
         aps.append(ap)
         if verbose:
@@ -373,9 +433,19 @@ def _per_class_from_matches(matches: Sequence[_ImageMatch], class_ids: Sequence[
     return out
 
 
-def per_class_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                 pred_masks, iou_threshold: float = 0.5, use_masks: bool = True,
-                 class_ids: Sequence[int] | None = None, return_curves: bool = False):
+def per_class_ap(
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    iou_threshold: float = 0.5,
+    use_masks: bool = True,
+    class_ids: Sequence[int] | None = None,
+    return_curves: bool = False,
+):
     """Dataset-level AP per class id (VOC style): every argument is a **list over images** of the
     per-image arrays taken by :func:`compute_ap` (mask lists may be ``None`` when
     ``use_masks=False``).
@@ -403,10 +473,25 @@ def per_class_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, p
         raise ValueError("per_class_ap: all per-image lists must have the same length")
     matches = []
     for k in range(n):
-        p = _prepare(gt_boxes[k], gt_class_ids[k], gt_masks[k], pred_boxes[k], pred_class_ids[k],
-                     pred_scores[k], pred_masks[k], use_masks)
-        _, pm = _greedy_match(p["overlaps"], p["gt_class_ids"], p["pred_class_ids"],
-                              p["pred_scores"], p["gt_valid"], p["pred_valid"], iou_threshold)
+        p = _prepare(
+            gt_boxes[k],
+            gt_class_ids[k],
+            gt_masks[k],
+            pred_boxes[k],
+            pred_class_ids[k],
+            pred_scores[k],
+            pred_masks[k],
+            use_masks,
+        )
+        _, pm = _greedy_match(
+            p["overlaps"],
+            p["gt_class_ids"],
+            p["pred_class_ids"],
+            p["pred_scores"],
+            p["gt_valid"],
+            p["pred_valid"],
+            iou_threshold,
+        )
         matches.append(_ImageMatch(p, pm))
     res = _per_class_from_matches(matches, class_ids)
     if return_curves:
@@ -435,8 +520,13 @@ class Evaluator:
     figure Matterport-style runs report), beside the headline that ranks every prediction given.
     """
 
-    def __init__(self, class_names: Sequence[str], verbose_coco: bool = False,
-                 reference_confidence: float | None = None, reference_max: int | None = None):
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        verbose_coco: bool = False,
+        reference_confidence: float | None = None,
+        reference_max: int | None = None,
+    ):
         self.class_names = list(class_names)
         self.reference_confidence = reference_confidence
         self.reference_max = reference_max
@@ -470,8 +560,9 @@ class Evaluator:
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.class_names)):
             raise ValueError(f"{what} outside [0, {len(self.class_names)}): {ids.tolist()}")
 
-    def add(self, image_id: Hashable, gt_boxes, gt_class_ids, gt_masks, pred_boxes,
-            pred_class_ids, pred_scores, pred_masks) -> dict:
+    def add(
+        self, image_id: Hashable, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks
+    ) -> dict:
         """Add one image (arrays at the original image size). Returns ``{"mask_AP50", "box_AP50"}``
         for that image. ``image_id`` is any hashable, unique per image."""
         if image_id in self._image_ids:
@@ -480,10 +571,12 @@ class Evaluator:
             gt_boxes = extract_boxes(gt_masks)
         if pred_boxes is None:
             pred_boxes = extract_boxes(pred_masks)
-        pm = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                      pred_masks, use_masks=True)
-        pb = _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
-                      pred_masks, use_masks=False)
+        pm = _prepare(
+            gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks=True
+        )
+        pb = _prepare(
+            gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, use_masks=False
+        )
         self._check_ids(pm["gt_class_ids"], "gt_class_ids")
         self._check_ids(pm["pred_class_ids"], "pred_class_ids")
         gt_masks = _as_bool_masks(gt_masks, "gt_masks")
@@ -495,8 +588,10 @@ class Evaluator:
 
         # Matterport-style per-image AP and dataset-level match records, IoU 0.5.
         result = {}
-        for key, p, store_ap, store_m in (("mask_AP50", pm, self._mask_ap, self._mask_matches),
-                                          ("box_AP50", pb, self._box_ap, self._box_matches)):
+        for key, p, store_ap, store_m in (
+            ("mask_AP50", pm, self._mask_ap, self._mask_matches),
+            ("box_AP50", pb, self._box_ap, self._box_matches),
+        ):
             ap, match = _image_ap(p, p["pred_valid"])
             store_ap.append(ap)
             store_m.append(_ImageMatch(p, match))
@@ -512,8 +607,7 @@ class Evaluator:
         coco_id = len(self._images) + 1
         self._image_ids[image_id] = coco_id
         h, w = gt_masks.shape[:2]
-        self._images.append({"id": coco_id, "height": int(h), "width": int(w),
-                             "file_name": str(image_id)})
+        self._images.append({"id": coco_id, "height": int(h), "width": int(w), "file_name": str(image_id)})
         from pycocotools import mask as mask_utils
 
         from mrcnn.ops.rle import encode_rle
@@ -521,20 +615,23 @@ class Evaluator:
         gv, pv = pm["gt_valid"], pm["pred_valid"]
         gt_rles = encode_rle(gt_masks[..., gv])
         for rle, box, cid in zip(gt_rles, gt_boxes[gv], pm["gt_class_ids"][gv]):
-            self._gt_anns.append({
-                "id": len(self._gt_anns) + 1, "image_id": coco_id, "category_id": int(cid),
-                "segmentation": rle, "area": float(mask_utils.area(rle)), "bbox": _xywh(box),
-                "iscrowd": 0,
-            })
+            self._gt_anns.append(
+                {
+                    "id": len(self._gt_anns) + 1,
+                    "image_id": coco_id,
+                    "category_id": int(cid),
+                    "segmentation": rle,
+                    "area": float(mask_utils.area(rle)),
+                    "bbox": _xywh(box),
+                    "iscrowd": 0,
+                }
+            )
         dt_rles = encode_rle(pred_masks[..., pv])
-        for rle, box, cid, s in zip(dt_rles, pred_boxes[pv], pm["pred_class_ids"][pv],
-                                    pm["pred_scores"][pv]):
+        for rle, box, cid, s in zip(dt_rles, pred_boxes[pv], pm["pred_class_ids"][pv], pm["pred_scores"][pv]):
             # Separate lists: a result holding both "bbox" and "segmentation" makes loadRes take
             # its box area even for segm evaluation (wrong area ranges for APs/APm/APl).
-            self._dt_segm.append({"image_id": coco_id, "category_id": int(cid),
-                                  "segmentation": rle, "score": float(s)})
-            self._dt_bbox.append({"image_id": coco_id, "category_id": int(cid),
-                                  "bbox": _xywh(box), "score": float(s)})
+            self._dt_segm.append({"image_id": coco_id, "category_id": int(cid), "segmentation": rle, "score": float(s)})
+            self._dt_bbox.append({"image_id": coco_id, "category_id": int(cid), "bbox": _xywh(box), "score": float(s)})
         self.num_gt += int(gv.sum())
         self.num_pred += int(pv.sum())
         return result
@@ -613,9 +710,12 @@ class Evaluator:
 
         reference = {}
         if self.reference_confidence is not None:
-            reference = {"min_confidence": float(self.reference_confidence), "max_instances": self.reference_max,
-                         "mask_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["mask_AP50"]),
-                         "box_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["box_AP50"])}
+            reference = {
+                "min_confidence": float(self.reference_confidence),
+                "max_instances": self.reference_max,
+                "mask_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["mask_AP50"]),
+                "box_mAP50_at_min_confidence": mean_over_gt(self._ref_ap["box_AP50"]),
+            }
         return {
             "num_images": self.num_images,
             "num_gt": self.num_gt,
@@ -632,7 +732,8 @@ class Evaluator:
             "coco_bbox": coco_bbox,
             "pr_curve": {
                 name(c): {"precision": v[1].tolist(), "recall": v[2].tolist(), "ap": float(v[0])}
-                for c, v in mask_pc.items() if not math.isnan(v[0])
+                for c, v in mask_pc.items()
+                if not math.isnan(v[0])
             },
         }
 
@@ -655,11 +756,16 @@ def format_table(summary: dict[str, Any]) -> str:
         f"ranked):  mask {_fmt(summary.get('mask_mAP50'))}   box {_fmt(summary.get('box_mAP50'))}",
     ]
     if "min_confidence" in summary:
-        lines.append(f"  same, only detections >= {summary['min_confidence']:g} (DETECTION_MIN_CONFIDENCE, as "
-                     f"Matterport runs report):  mask {_fmt(summary.get('mask_mAP50_at_min_confidence'))}   "
-                     f"box {_fmt(summary.get('box_mAP50_at_min_confidence'))}")
-    lines += [f"images without GT: {summary.get('images_without_gt', 0)} "
-              f"({summary.get('images_without_gt_with_predictions', 0)} with false positives)", ""]
+        lines.append(
+            f"  same, only detections >= {summary['min_confidence']:g} (DETECTION_MIN_CONFIDENCE, as "
+            f"Matterport runs report):  mask {_fmt(summary.get('mask_mAP50_at_min_confidence'))}   "
+            f"box {_fmt(summary.get('box_mAP50_at_min_confidence'))}"
+        )
+    lines += [
+        f"images without GT: {summary.get('images_without_gt', 0)} "
+        f"({summary.get('images_without_gt_with_predictions', 0)} with false positives)",
+        "",
+    ]
     head = "COCO  " + "".join(f"{k:>8}" for k in COCO_METRIC_NAMES)
     lines += [head, "-" * len(head)]
     for key, label in (("coco_segm", "segm  "), ("coco_bbox", "bbox  ")):

@@ -12,6 +12,7 @@ Per epoch, :func:`record_epoch` appends the epoch's line to ``history.jsonl`` *b
 ``state.json``: a kill between the two keeps the epoch in the history, and the resumed run re-trains that
 epoch and appends it again; :func:`read_history` keeps the last line per epoch, so it is never duplicated.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,7 @@ import glob
 import json
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -140,15 +141,19 @@ def last_checkpoint_in(run_dir: str) -> str | None:
 def find_last_checkpoint(model_dir: str, name: str | None = None) -> str:
     """Newest checkpoint of the newest run folder (of config ``name`` when given)."""
     pattern = f"{name.lower()}*" if name else "*"
-    runs = sorted((d for d in glob.glob(os.path.join(model_dir, pattern)) if os.path.isdir(d)),
-                  key=lambda d: os.path.basename(d)[-15:])
+    runs = sorted(
+        (d for d in glob.glob(os.path.join(model_dir, pattern)) if os.path.isdir(d)),
+        key=lambda d: os.path.basename(d)[-15:],
+    )
     for run in reversed(runs):
         checkpoint = last_checkpoint_in(run)
         if checkpoint:
             return checkpoint
     what = f"of '{name}' " if name else ""
-    raise FileNotFoundError(f"no checkpoint {what}found under {model_dir} (looked for "
-                            f"{model_dir}/{pattern}/mask_rcnn_*_NNNN.h5); train first or pass --weights PATH")
+    raise FileNotFoundError(
+        f"no checkpoint {what}found under {model_dir} (looked for "
+        f"{model_dir}/{pattern}/mask_rcnn_*_NNNN.h5); train first or pass --weights PATH"
+    )
 
 
 def best_checkpoint(run_dir: str) -> str | None:

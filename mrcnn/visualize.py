@@ -13,20 +13,26 @@ Images are RGB (``[H, W, 3]``); uint8, or float in [0, 1] or [0, 255]; grayscale
 converted. Boxes are ``(y1, x1, y2, x2)`` in pixels, masks ``[H, W, N]`` (bool or 0/1), as in
 :mod:`mrcnn.metrics`.
 """
+
 from __future__ import annotations
 
 import colorsys
 import os
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
 # Headless Linux (no X/Wayland display, not inside Jupyter, no explicit MPLBACKEND): use Agg so
 # that importing pyplot later never tries to open a window.
-if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-        and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("MPLBACKEND")
-        and "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules):
+if (
+    sys.platform.startswith("linux")
+    and not os.environ.get("DISPLAY")
+    and not os.environ.get("WAYLAND_DISPLAY")
+    and not os.environ.get("MPLBACKEND")
+    and "matplotlib.pyplot" not in sys.modules
+    and "ipykernel" not in sys.modules
+):
     matplotlib.use("Agg")
 
 import cv2  # noqa: E402
@@ -47,7 +53,7 @@ __all__ = [
     "display_instances",
 ]
 
-_TP_COLOR = (0.1, 0.8, 0.2)   # matched
+_TP_COLOR = (0.1, 0.8, 0.2)  # matched
 _FP_COLOR = (0.95, 0.15, 0.1)  # false positive / missed GT
 
 
@@ -126,8 +132,7 @@ def _label_text(class_ids, class_names, scores, i) -> str:
     return name
 
 
-def _put_label(img: np.ndarray, text: str, x: int, y: int, color255, font_scale: float,
-               thickness: int) -> None:
+def _put_label(img: np.ndarray, text: str, x: int, y: int, color255, font_scale: float, thickness: int) -> None:
     """Text with a filled background, its top-left corner at (x, y) clipped into the image."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     (tw, th), base = cv2.getTextSize(text, font, font_scale, thickness)
@@ -144,11 +149,24 @@ def _put_label(img: np.ndarray, text: str, x: int, y: int, color255, font_scale:
 
 
 # ----------------------------------------------------------------------------- overlays
-def draw_instances(image: np.ndarray, boxes, masks, class_ids, class_names=None, scores=None, *,
-                   show_boxes: bool = True, show_masks: bool = True, show_labels: bool = True,
-                   show_contours: bool = True, title: str | None = None, colors=None,
-                   alpha: float = 0.45, captions: Sequence[str] | None = None,
-                   seed: int = 0) -> np.ndarray:
+def draw_instances(
+    image: np.ndarray,
+    boxes,
+    masks,
+    class_ids,
+    class_names=None,
+    scores=None,
+    *,
+    show_boxes: bool = True,
+    show_masks: bool = True,
+    show_labels: bool = True,
+    show_contours: bool = True,
+    title: str | None = None,
+    colors=None,
+    alpha: float = 0.45,
+    captions: Sequence[str] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Overlay instances on ``image``; returns a new uint8 RGB array of the image's size.
 
     ``boxes`` [N, 4] (may be ``None``: no boxes, labels placed at the mask's top-left), ``masks``
@@ -177,8 +195,7 @@ def draw_instances(image: np.ndarray, boxes, masks, class_ids, class_names=None,
 
     labels = []
     for i in range(n):
-        if (class_ids is not None and boxes is not None and int(class_ids[i]) == 0
-                and not np.any(boxes[i])):
+        if class_ids is not None and boxes is not None and int(class_ids[i]) == 0 and not np.any(boxes[i]):
             continue  # padding row
         c255 = _color255(colors[i % len(colors)])
         c_int = tuple(int(v) for v in c255)
@@ -189,10 +206,8 @@ def draw_instances(image: np.ndarray, boxes, masks, class_ids, class_names=None,
                 px = img[mi].astype(np.float64)
                 img[mi] = np.clip(px * (1 - alpha) + alpha * c255, 0, 255).round().astype(np.uint8)
                 if show_contours:
-                    contours, _ = cv2.findContours(mi.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                                   cv2.CHAIN_APPROX_SIMPLE)
-                    cv2.drawContours(img, contours, -1, c_int, max(1, thick // 2 + 1),
-                                     cv2.LINE_AA)
+                    contours, _ = cv2.findContours(mi.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                    cv2.drawContours(img, contours, -1, c_int, max(1, thick // 2 + 1), cv2.LINE_AA)
                 ys, xs = np.nonzero(mi)
                 anchor = (int(xs.min()), int(ys.min()))
         if boxes is not None and np.any(boxes[i]):
@@ -201,8 +216,7 @@ def draw_instances(image: np.ndarray, boxes, masks, class_ids, class_names=None,
                 cv2.rectangle(img, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), c_int, thick)
             anchor = (x1, y1)
         if show_labels and anchor is not None:
-            text = captions[i] if captions is not None else _label_text(class_ids, class_names,
-                                                                        scores, i)
+            text = captions[i] if captions is not None else _label_text(class_ids, class_names, scores, i)
             if text:
                 labels.append((text, anchor, c255))
     # Labels last so masks/boxes of other instances do not cover them.
@@ -223,8 +237,7 @@ def _ensure_parent(path) -> None:
         os.makedirs(parent, exist_ok=True)
 
 
-def save_overlay(path, image, boxes, masks, class_ids, class_names=None, scores=None,
-                 **kwargs) -> np.ndarray:
+def save_overlay(path, image, boxes, masks, class_ids, class_names=None, scores=None, **kwargs) -> np.ndarray:
     """:func:`draw_instances` and write the result to ``path`` (format from the extension).
     Parent folders are created. Returns the RGB overlay."""
     out = draw_instances(image, boxes, masks, class_ids, class_names, scores, **kwargs)
@@ -246,10 +259,23 @@ def _save_figure(fig: Figure, path) -> None:
     fig.savefig(os.fspath(path), dpi=fig.dpi, bbox_inches="tight")
 
 
-def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids,
-                    pred_scores, pred_masks, class_names, path, *, iou_threshold: float = 0.5,
-                    color_by_match: bool = True, title: str | None = None,
-                    figsize=(16, 8)) -> None:
+def plot_gt_vs_pred(
+    image,
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    class_names,
+    path,
+    *,
+    iou_threshold: float = 0.5,
+    color_by_match: bool = True,
+    title: str | None = None,
+    figsize=(16, 8),
+) -> None:
     """Side-by-side figure: ground truth (left) and predictions (right), written to ``path``.
 
     With ``color_by_match`` instances are coloured by the result of
@@ -266,22 +292,30 @@ def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_cl
 
         use_masks = gt_masks is not None and pred_masks is not None
         gt_match, pred_match, _ = match_detections(
-            gt_boxes, gt_ids, gt_masks, pred_boxes, pr_ids, pred_scores, pred_masks,
-            iou_threshold=iou_threshold, use_masks=use_masks)
+            gt_boxes,
+            gt_ids,
+            gt_masks,
+            pred_boxes,
+            pr_ids,
+            pred_scores,
+            pred_masks,
+            iou_threshold=iou_threshold,
+            use_masks=use_masks,
+        )
         gt_colors = [_TP_COLOR if k >= 0 else _FP_COLOR for k in gt_match]
         pr_colors = [_TP_COLOR if k >= 0 else _FP_COLOR for k in pred_match]
         gt_valid = gt_ids > 0
         pr_valid = pr_ids > 0
         sub_gt = f" ({int(np.sum(gt_match[gt_valid] >= 0))} matched / {int(gt_valid.sum())})"
-        sub_pr = (f" ({int(np.sum(pred_match[pr_valid] >= 0))} TP, "
-                  f"{int(np.sum(pred_match[pr_valid] < 0))} FP @ IoU {iou_threshold:g})")
+        sub_pr = (
+            f" ({int(np.sum(pred_match[pr_valid] >= 0))} TP, "
+            f"{int(np.sum(pred_match[pr_valid] < 0))} FP @ IoU {iou_threshold:g})"
+        )
     left = draw_instances(img, gt_boxes, gt_masks, gt_ids, class_names, None, colors=gt_colors)
-    right = draw_instances(img, pred_boxes, pred_masks, pr_ids, class_names, pred_scores,
-                           colors=pr_colors)
+    right = draw_instances(img, pred_boxes, pred_masks, pr_ids, class_names, pred_scores, colors=pr_colors)
     fig = _new_figure(figsize)
     axes = fig.subplots(1, 2)
-    for ax, arr, name in ((axes[0], left, "Ground truth" + sub_gt),
-                          (axes[1], right, "Predictions" + sub_pr)):
+    for ax, arr, name in ((axes[0], left, "Ground truth" + sub_gt), (axes[1], right, "Predictions" + sub_pr)):
         ax.imshow(arr)
         ax.set_title(name)
         ax.axis("off")
@@ -290,8 +324,12 @@ def plot_gt_vs_pred(image, gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_cl
     _save_figure(fig, path)
 
 
-def plot_pr_curves(pr_curve_dict: Mapping[str, Mapping[str, Sequence[float]]], path,
-                   title: str = "Precision-recall (mask IoU 0.5)", figsize=(7, 6)) -> None:
+def plot_pr_curves(
+    pr_curve_dict: Mapping[str, Mapping[str, Sequence[float]]],
+    path,
+    title: str = "Precision-recall (mask IoU 0.5)",
+    figsize=(7, 6),
+) -> None:
     """Step plot of ``{class: {"precision": [...], "recall": [...], ("ap": float)}}`` (the
     ``pr_curve`` entry of :meth:`mrcnn.metrics.Evaluator.summary`, i.e. the padded monotone
     curves of :func:`mrcnn.metrics.compute_ap`) to ``path``; the area under each line is its AP."""
@@ -319,8 +357,9 @@ def plot_pr_curves(pr_curve_dict: Mapping[str, Mapping[str, Sequence[float]]], p
     _save_figure(fig, path)
 
 
-def plot_losses(history: Mapping[str, Sequence[float]], path, title: str | None = None,
-                log_scale: bool = False) -> None:
+def plot_losses(
+    history: Mapping[str, Sequence[float]], path, title: str | None = None, log_scale: bool = False
+) -> None:
     """One panel per loss of a Keras-style history (``{"loss": [...], "val_loss": [...], ...}``);
     ``val_X`` is drawn in the panel of ``X``. Empty/non-numeric entries are skipped."""
     series = {}
@@ -345,8 +384,9 @@ def plot_losses(history: Mapping[str, Sequence[float]], path, title: str | None 
         for key, style in ((b, "-"), ("val_" + b, "--")):
             if key in series:
                 y = series[key]
-                ax.plot(np.arange(1, y.size + 1), y, style, marker="o" if y.size < 30 else None,
-                        markersize=3, label=key)
+                ax.plot(
+                    np.arange(1, y.size + 1), y, style, marker="o" if y.size < 30 else None, markersize=3, label=key
+                )
         ax.set_title(b)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -354,7 +394,7 @@ def plot_losses(history: Mapping[str, Sequence[float]], path, title: str | None 
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    for ax in axes[len(bases):]:
+    for ax in axes[len(bases) :]:
         ax.axis("off")
     if not bases:
         axes[0].text(0.5, 0.5, "no losses recorded", ha="center", va="center")
@@ -364,8 +404,9 @@ def plot_losses(history: Mapping[str, Sequence[float]], path, title: str | None 
     _save_figure(fig, path)
 
 
-def plot_map_per_epoch(epochs: Sequence[int], series: Mapping[str, Sequence[float]], path,
-                       title: str = "val mask mAP@0.5 per epoch") -> None:
+def plot_map_per_epoch(
+    epochs: Sequence[int], series: Mapping[str, Sequence[float]], path, title: str = "val mask mAP@0.5 per epoch"
+) -> None:
     """mAP on the val set against the epoch, one line per ``series`` entry (e.g. ranked and at the
     run's confidence threshold), on a 0..1 axis."""
     fig = _new_figure((6, 4))
@@ -383,8 +424,14 @@ def plot_map_per_epoch(epochs: Sequence[int], series: Mapping[str, Sequence[floa
     _save_figure(fig, path)
 
 
-def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=None,
-                    title: str = "GT boxes vs anchor shapes", figsize=(13, 6)) -> None:
+def plot_anchor_fit(
+    box_hw,
+    anchors_hw_default,
+    anchors_hw_fitted=None,
+    path=None,
+    title: str = "GT boxes vs anchor shapes",
+    figsize=(13, 6),
+) -> None:
     """Left: scatter of GT box width vs height (log-log) with the default anchor shapes (x) and
     the fitted ones (*). Right: the anchor shapes as rectangles centred at the origin over the
     outlines of (a sample of) GT boxes. ``box_hw``/``anchors_hw_*``: ``[N, 2]`` (height, width)."""
@@ -393,18 +440,23 @@ def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=Non
     hw = np.asarray(box_hw, dtype=float).reshape(-1, 2)
     hw = hw[(hw > 0).all(axis=1)]
     dflt = np.asarray(anchors_hw_default, dtype=float).reshape(-1, 2)
-    fitted = None if anchors_hw_fitted is None else np.asarray(anchors_hw_fitted,
-                                                               dtype=float).reshape(-1, 2)
+    fitted = None if anchors_hw_fitted is None else np.asarray(anchors_hw_fitted, dtype=float).reshape(-1, 2)
     fig = _new_figure(figsize)
     ax1, ax2 = fig.subplots(1, 2)
     if hw.size:
-        ax1.scatter(hw[:, 1], hw[:, 0], s=6, alpha=0.35, color="tab:blue",
-                    label=f"GT boxes ({len(hw)})")
-    ax1.scatter(dflt[:, 1], dflt[:, 0], marker="x", s=70, color="tab:gray", linewidths=2,
-                label="default anchors")
+        ax1.scatter(hw[:, 1], hw[:, 0], s=6, alpha=0.35, color="tab:blue", label=f"GT boxes ({len(hw)})")
+    ax1.scatter(dflt[:, 1], dflt[:, 0], marker="x", s=70, color="tab:gray", linewidths=2, label="default anchors")
     if fitted is not None and fitted.size:
-        ax1.scatter(fitted[:, 1], fitted[:, 0], marker="*", s=140, color="tab:red",
-                    edgecolors="k", linewidths=0.5, label="fitted anchors")
+        ax1.scatter(
+            fitted[:, 1],
+            fitted[:, 0],
+            marker="*",
+            s=140,
+            color="tab:red",
+            edgecolors="k",
+            linewidths=0.5,
+            label="fitted anchors",
+        )
     allv = np.concatenate([a.reshape(-1) for a in (hw, dflt, fitted) if a is not None and a.size])
     allv = allv[allv > 0]
     if allv.size:
@@ -425,15 +477,23 @@ def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=Non
     if hw.size:
         sample = hw[np.random.default_rng(0).permutation(len(hw))[:300]]
         for h, w in sample:
-            ax2.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=0.4,
-                                    color="tab:blue", alpha=0.25))
-    for arr, color, lw, ls, name in ((dflt, "tab:gray", 1.5, "--", "default"),
-                                     (fitted, "tab:red", 2.0, "-", "fitted")):
+            ax2.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=0.4, color="tab:blue", alpha=0.25))
+    for arr, color, lw, ls, name in ((dflt, "tab:gray", 1.5, "--", "default"), (fitted, "tab:red", 2.0, "-", "fitted")):
         if arr is None:
             continue
         for k, (h, w) in enumerate(arr):
-            ax2.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=lw, ls=ls,
-                                    color=color, label=f"{name} anchors" if k == 0 else None))
+            ax2.add_patch(
+                Rectangle(
+                    (-w / 2, -h / 2),
+                    w,
+                    h,
+                    fill=False,
+                    lw=lw,
+                    ls=ls,
+                    color=color,
+                    label=f"{name} anchors" if k == 0 else None,
+                )
+            )
     ext = 0.55 * (allv.max() if allv.size else 1.0)
     ax2.set_xlim(-ext, ext)
     ax2.set_ylim(-ext, ext)
@@ -449,6 +509,7 @@ def plot_anchor_fit(box_hw, anchors_hw_default, anchors_hw_fitted=None, path=Non
 
 # ----------------------------------------------------------------------------- notebooks
 
+
 def plot_fitted_anchors(fit, path: str, title: str) -> None:
     """:func:`plot_anchor_fit` of an :class:`mrcnn.anchor_fit.AnchorFit`: its GT boxes against the
     report's default anchors and the fitted ones."""
@@ -458,13 +519,31 @@ def plot_fitted_anchors(fit, path: str, title: str) -> None:
     hw = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
     d = fit.report["default"]
     h, w = fit.report["image_shape"][:2]
-    plot_anchor_fit(hw, anchor_shapes(d["scales"], d["ratios"]), anchor_shapes(fit.scales, fit.ratios), path,
-                    title=f"{title}: {len(boxes)} GT boxes at {h}x{w} input")
+    plot_anchor_fit(
+        hw,
+        anchor_shapes(d["scales"], d["ratios"]),
+        anchor_shapes(fit.scales, fit.ratios),
+        path,
+        title=f"{title}: {len(boxes)} GT boxes at {h}x{w} input",
+    )
 
 
-def display_instances(image, boxes, masks, class_ids, class_names, scores=None, title="",
-                      figsize=(16, 16), ax=None, show_mask=True, show_bbox=True, colors=None,
-                      captions=None, show: bool = False):
+def display_instances(
+    image,
+    boxes,
+    masks,
+    class_ids,
+    class_names,
+    scores=None,
+    title="",
+    figsize=(16, 16),
+    ax=None,
+    show_mask=True,
+    show_bbox=True,
+    colors=None,
+    captions=None,
+    show: bool = False,
+):
     """Matterport's ``display_instances``: draw instances on a matplotlib axis.
 
     Same positional signature as Matterport. When ``ax`` is None a new pyplot figure is created;
@@ -497,9 +576,18 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         if has_box:
             y1, x1, y2, x2 = boxes[i]
             if show_bbox:
-                ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, linewidth=2,
-                                               alpha=0.7, linestyle="dashed", edgecolor=color,
-                                               facecolor="none"))
+                ax.add_patch(
+                    patches.Rectangle(
+                        (x1, y1),
+                        x2 - x1,
+                        y2 - y1,
+                        linewidth=2,
+                        alpha=0.7,
+                        linestyle="dashed",
+                        edgecolor=color,
+                        facecolor="none",
+                    )
+                )
         if m is not None and show_mask:
             mi = m[..., i]
             canvas = apply_mask(canvas, mi, color)
@@ -510,8 +598,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         if not has_box:
             ys, xs = np.nonzero(m[..., i])
             y1, x1 = ys.min(), xs.min()
-        caption = captions[i] if captions is not None else _label_text(class_ids, class_names,
-                                                                       scores, i)
+        caption = captions[i] if captions is not None else _label_text(class_ids, class_names, scores, i)
         ax.text(x1, y1 + 8, caption, color="w", size=11, backgroundcolor="none")
     ax.imshow(canvas)
     if show:

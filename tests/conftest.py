@@ -6,6 +6,7 @@ files in ``../shared/via_corpus``, or ``$FACEMASK_VIA_CORPUS``) or ``@pytest.mar
 when it is missing, and FAIL instead when ``FACEMASK_REQUIRE_ALL=1`` (set by ``.ci/run``), so CI runs them.
 ``FACEMASK_NO_BROWSER=1`` skips the browser test on purpose.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def _missing(resource: str) -> str | None:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(resource): skip unless via_corpus/chromium is available "
-                                       "(fail instead under FACEMASK_REQUIRE_ALL=1)")
+    config.addinivalue_line(
+        "markers",
+        "needs(resource): skip unless via_corpus/chromium is available (fail instead under FACEMASK_REQUIRE_ALL=1)",
+    )
 
 
 def pytest_runtest_setup(item):
@@ -85,9 +88,22 @@ def gpu_profile_small(tmp_path_factory) -> Path:
     import json
 
     path = tmp_path_factory.mktemp("gpu_small") / "gpu_small.json"
-    path.write_text(json.dumps({
-        "IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128, "IMAGES_PER_GPU": 1, "STEPS_PER_EPOCH": 2,
-        "VALIDATION_STEPS": 1, "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128], "PRE_NMS_LIMIT": 500,
-        "POST_NMS_ROIS_TRAINING": 100, "POST_NMS_ROIS_INFERENCE": 50, "TRAIN_ROIS_PER_IMAGE": 32,
-        "MAX_GT_INSTANCES": 20, "DETECTION_MAX_INSTANCES": 20}))
+    path.write_text(
+        json.dumps(
+            {
+                "IMAGE_MIN_DIM": 128,
+                "IMAGE_MAX_DIM": 128,
+                "IMAGES_PER_GPU": 1,
+                "STEPS_PER_EPOCH": 2,
+                "VALIDATION_STEPS": 1,
+                "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128],
+                "PRE_NMS_LIMIT": 500,
+                "POST_NMS_ROIS_TRAINING": 100,
+                "POST_NMS_ROIS_INFERENCE": 50,
+                "TRAIN_ROIS_PER_IMAGE": 32,
+                "MAX_GT_INSTANCES": 20,
+                "DETECTION_MAX_INSTANCES": 20,
+            }
+        )
+    )
     return path

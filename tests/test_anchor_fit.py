@@ -1,4 +1,5 @@
 """Anchor fitting: IoU k-means, coverage metrics, fit_anchors, validate_fit, dataset boxes and the CLI."""
+
 import json
 import os
 
@@ -6,10 +7,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mrcnn.anchor_fit import (
+    AnchorFit,
+    anchor_coverage,
+    anchor_recall_positional,
+    anchor_shapes,
+    boxes_at_input_size,
+    fit_anchors,
+    iou_wh,
+    kmeans_iou,
+    positional_coverage,
+    validate_fit,
+)
 from mrcnn.config import Config, ConfigError
-from mrcnn.anchor_fit import (AnchorFit, anchor_coverage, anchor_recall_positional, anchor_shapes,
-                                  boxes_at_input_size, fit_anchors, iou_wh, kmeans_iou, positional_coverage,
-                                  validate_fit)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,18 +96,23 @@ def test_anchor_coverage_exact_shapes():
 @pytest.mark.parametrize("anchor_stride", [1, 2])
 def test_positional_fast_matches_real_anchor_grid(anchor_stride):
     rng = np.random.default_rng(4)
-    config = make_config(IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, RPN_ANCHOR_STRIDE=anchor_stride,
-                         RPN_ANCHOR_SCALES=(16, 32, 64, 128, 256))
-    boxes = np.concatenate([random_boxes(rng, 60, (4, 40), (0.5, 2), 256),
-                            random_boxes(rng, 40, (40, 250), (0.3, 3), 256)])
+    config = make_config(
+        IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, RPN_ANCHOR_STRIDE=anchor_stride, RPN_ANCHOR_SCALES=(16, 32, 64, 128, 256)
+    )
+    boxes = np.concatenate(
+        [random_boxes(rng, 60, (4, 40), (0.5, 2), 256), random_boxes(rng, 40, (40, 250), (0.3, 3), 256)]
+    )
     real = anchor_recall_positional(boxes, config)
     fast = positional_coverage(boxes, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config)
     assert real["mean_iou"] == pytest.approx(fast["mean_iou"], abs=1e-5)
     assert real["recall@0.5"] == fast["recall@0.5"] and real["recall@0.7"] == fast["recall@0.7"]
     assert real["per_level"] == fast["per_level"]
     # the grid matters: small boxes are covered worse than by shape alone
-    shape_only = anchor_coverage(np.stack([boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], 1),
-                                 config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS)
+    shape_only = anchor_coverage(
+        np.stack([boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], 1),
+        config.RPN_ANCHOR_SCALES,
+        config.RPN_ANCHOR_RATIOS,
+    )
     assert fast["mean_iou"] <= shape_only["mean_iou"] + 1e-9
 
 
@@ -156,13 +171,17 @@ def test_fit_never_lowers_either_positional_recall(seed):
     config = make_config(IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, RPN_ANCHOR_SCALES=(16, 32, 64, 128, 256))
     n = int(rng.integers(5, 60))
     sizes = rng.choice([12, 20, 40, 90, 180], size=int(rng.integers(1, 4)), replace=False)
-    boxes = np.concatenate([random_boxes(rng, n, (s * 0.8, s * 1.25), tuple(sorted(rng.uniform(0.4, 2.5, 2))), 256)
-                            for s in sizes])
+    boxes = np.concatenate(
+        [random_boxes(rng, n, (s * 0.8, s * 1.25), tuple(sorted(rng.uniform(0.4, 2.5, 2))), 256) for s in sizes]
+    )
     for objective in ("positional", "shape"):
         fit = fit_anchors(boxes, config, seed=seed, objective=objective)
         d, f = fit.report["default"]["positional"], fit.report["fitted"]["positional"]
-        assert f["recall@0.5"] >= d["recall@0.5"] - 1e-12 and f["recall@0.7"] >= d["recall@0.7"] - 1e-12, \
-            (objective, d, f)
+        assert f["recall@0.5"] >= d["recall@0.5"] - 1e-12 and f["recall@0.7"] >= d["recall@0.7"] - 1e-12, (
+            objective,
+            d,
+            f,
+        )
         if fit.report["kept_default"]:
             assert fit.report["kept_default_reason"]
 
@@ -192,12 +211,14 @@ def test_fit_follows_the_strides():
 def test_validate_fit_rejects_inconsistent_results():
     config = make_config()
     validate_fit(AnchorFit((16, 32, 64, 128, 256), [0.5, 1, 2]), config)
-    bad = [AnchorFit((16, 32, 64, 128), [1.0]),  # wrong count
-           AnchorFit((16, 64, 32, 128, 256), [1.0]),  # decreasing
-           AnchorFit((16, 16, 32, 64, 128), [1.0]),  # not strictly increasing
-           AnchorFit((0, 32, 64, 128, 256), [1.0]),  # non-positive
-           AnchorFit((16, 32, 64, 128, 256), []),  # no ratios
-           AnchorFit((16, 32, 64, 128, 256), [0.5, -1])]  # negative ratio
+    bad = [
+        AnchorFit((16, 32, 64, 128), [1.0]),  # wrong count
+        AnchorFit((16, 64, 32, 128, 256), [1.0]),  # decreasing
+        AnchorFit((16, 16, 32, 64, 128), [1.0]),  # not strictly increasing
+        AnchorFit((0, 32, 64, 128, 256), [1.0]),  # non-positive
+        AnchorFit((16, 32, 64, 128, 256), []),  # no ratios
+        AnchorFit((16, 32, 64, 128, 256), [0.5, -1]),
+    ]  # negative ratio
     for fit in bad:
         with pytest.raises(ConfigError):
             validate_fit(fit, config)
@@ -218,15 +239,18 @@ def _via_dataset(root, sizes, rng, subset="train"):
         ph, pw = int(rng.integers(8, h // 2)), int(rng.integers(8, w // 2))
         poly = {"name": "polygon", "all_points_x": [x, x + pw, x + pw // 2], "all_points_y": [y, y + ph // 3, y + ph]}
         rect = {"name": "rect", "x": int(w // 3), "y": int(h // 4), "width": int(w // 2), "height": int(h // 3)}
-        regions = [{"shape_attributes": poly, "region_attributes": {"mask_type": "surgical"}},
-                   {"shape_attributes": rect, "region_attributes": {"mask_type": "n95"}}]
+        regions = [
+            {"shape_attributes": poly, "region_attributes": {"mask_type": "surgical"}},
+            {"shape_attributes": rect, "region_attributes": {"mask_type": "n95"}},
+        ]
         data[f"{name}1"] = {"filename": name, "size": 1, "regions": regions, "file_attributes": {}}
     (folder / "via_region_data.json").write_text(json.dumps(data))
     return folder / "via_region_data.json"
 
 
-@pytest.mark.parametrize("mode,min_dim,max_dim", [("square", 128, 256), ("square", 300, 320), ("pad64", 128, 0),
-                                                  ("none", 0, 0)])
+@pytest.mark.parametrize(
+    "mode,min_dim,max_dim", [("square", 128, 256), ("square", 300, 320), ("pad64", 128, 0), ("none", 0, 0)]
+)
 def test_boxes_at_input_size_matches_resized_masks(tmp_path, mode, min_dim, max_dim):
     from mrcnn.data.via_dataset import ViaDataset
     from mrcnn.ops.boxes import extract_bboxes
@@ -261,8 +285,23 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
     rng = np.random.default_rng(10)
     _via_dataset(tmp_path / "data", [(240, 320), (320, 240), (300, 300), (200, 400)] * 3, rng)
     out, png = tmp_path / "anchors.json", tmp_path / "anchors.png"
-    result = run(["--dataset", str(tmp_path / "data"), "--subset", "train", "--classes", "subtypes",
-                  "--image-size", "256", "--out", str(out), "--plot", str(png), "--quiet"])
+    result = run(
+        [
+            "--dataset",
+            str(tmp_path / "data"),
+            "--subset",
+            "train",
+            "--classes",
+            "subtypes",
+            "--image-size",
+            "256",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--quiet",
+        ]
+    )
     snippet = json.loads(out.read_text())
     assert set(snippet) == {"RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS"} and snippet == result["snippet"]
     config = Config(NAME="t", NUM_CLASSES=5).apply_file(str(out))
@@ -278,8 +317,21 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
     cfg = tmp_path / "base.json"
     cfg.write_text(json.dumps({"RPN_ANCHOR_SCALES": [16, 32, 64, 128, 256], "BACKBONE": "resnet50"}))
     out_yaml = tmp_path / "anchors.yaml"
-    result = run(["--dataset", str(tmp_path / "data"), "--config", str(cfg), "--image-size", "256",
-                  "--backbone", "resnet18", "--out", str(out_yaml), "--quiet"])
+    result = run(
+        [
+            "--dataset",
+            str(tmp_path / "data"),
+            "--config",
+            str(cfg),
+            "--image-size",
+            "256",
+            "--backbone",
+            "resnet18",
+            "--out",
+            str(out_yaml),
+            "--quiet",
+        ]
+    )
     config = Config(NAME="t", NUM_CLASSES=2).apply_file(str(out_yaml))
     assert config.BACKBONE == "resnet18" and list(config.BACKBONE_STRIDES) == [4, 8, 16, 32, 64]
     assert result["report"]["default"]["scales"] == [16, 32, 64, 128, 256]
@@ -294,8 +346,13 @@ def test_cli_as_module(tmp_path):
     _via_dataset(tmp_path / "data", [(200, 300)] * 3, rng)
     for cmd in ([sys.executable, "-m", "facemask.fit_anchors"],):
         out = tmp_path / "a.json"
-        proc = subprocess.run(cmd + ["--dataset", str(tmp_path / "data"), "--image-size", "128", "--out", str(out)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            cmd + ["--dataset", str(tmp_path / "data"), "--image-size", "128", "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "recall@0.5" in proc.stdout and "fitted" in proc.stdout
         assert json.loads(out.read_text())["RPN_ANCHOR_SCALES"]

@@ -5,6 +5,7 @@ package; it skips with the reason when they are missing and fails then under ``F
 (as ``.ci/run`` sets); ``FACEMASK_NO_BROWSER=1`` skips it on purpose.
 Its screenshot goes to ``$PYTEST_ARTIFACTS`` (when set) or ``tests/artifacts/``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,10 +17,9 @@ import threading
 import time
 from pathlib import Path
 
+import fastapi  # noqa: E402,F401
 import numpy as np
 import pytest
-
-import fastapi  # noqa: E402,F401
 import python_multipart  # noqa: E402,F401  (python-multipart, for uploads)
 
 CHROMIUM = os.environ.get("FACEMASK_CHROMIUM", "/usr/bin/chromium")
@@ -84,8 +84,15 @@ def test_predict_upload(client, sample_image, fmt, mime):
     r = client.post("/api/predict", files={"file": (f"photo.{fmt.lower()}", _encode(sample_image, fmt), mime)})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) >= {"detections", "mask_area_pct", "masked_face_pct", "overlay_png_base64", "width",
-                         "height", "timing_ms"}
+    assert set(body) >= {
+        "detections",
+        "mask_area_pct",
+        "masked_face_pct",
+        "overlay_png_base64",
+        "width",
+        "height",
+        "timing_ms",
+    }
     assert (body["width"], body["height"]) == (200, 150) and body["downscaled"] is False
     assert body["masked_face_pct"] is None  # no "face" class in this model
     assert isinstance(body["mask_area_pct"], float) and 0.0 <= body["mask_area_pct"] <= 100.0
@@ -136,8 +143,9 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_is_413_without_server_paths(client):
@@ -168,8 +176,8 @@ def test_concurrent_large_uploads_are_decoded_one_at_a_time(predictor, monkeypat
     at a time (each is 36 MB as RGB), all are answered, and a queue timeout answers 503."""
     import httpx
 
-    from facemask.app import create_app
     from facemask import predictor as predictor_module
+    from facemask.app import create_app
 
     state = {"active": 0, "peak": 0}
     lock = threading.Lock()
@@ -198,8 +206,10 @@ def test_concurrent_large_uploads_are_decoded_one_at_a_time(predictor, monkeypat
         server, thread, base = _serve(app)
         try:
             results = [None] * n
-            threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
-                       for i in range(n)]
+            threads = [
+                threading.Thread(target=lambda i=i: results.__setitem__(i, post(f"{base}/api/predict")))
+                for i in range(n)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -281,9 +291,18 @@ def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_p
     photo.write_bytes(_encode(sample_image, "JPEG"))
     shot = tmp_path / "app_screenshot.png"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             errors = []
@@ -296,8 +315,9 @@ def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_p
                 page.wait_for_selector("#results-table", timeout=30_000)
             except Exception:
                 page.screenshot(path=str(_artifact_dir() / "app_screenshot_failed.png"), full_page=True)
-                raise AssertionError(f"no results table; status: {page.inner_text('#status')!r}; "
-                                     f"page errors: {errors}") from None
+                raise AssertionError(
+                    f"no results table; status: {page.inner_text('#status')!r}; page errors: {errors}"
+                ) from None
             headers = page.locator("#results-table thead th").all_inner_texts()
             assert headers == ["#", "class", "score", "box (y1, x1, y2, x2)", "mask area %"]
             assert page.locator("#results-table tbody tr").count() >= 1
@@ -306,8 +326,9 @@ def test_browser_upload_shows_overlay_and_table(live_server, sample_image, tmp_p
             img = page.locator("#overlay")
             assert img.is_visible()
             # The overlay really decoded: its natural size is the uploaded image's.
-            assert page.evaluate("[document.getElementById('overlay').naturalWidth, "
-                                 "document.getElementById('overlay').naturalHeight]") == [200, 150]
+            assert page.evaluate(
+                "[document.getElementById('overlay').naturalWidth, document.getElementById('overlay').naturalHeight]"
+            ) == [200, 150]
             assert "Done: photo.jpg" in page.inner_text("#status")
             page.screenshot(path=str(shot), full_page=True)
             assert not errors, errors

@@ -1,5 +1,6 @@
 """A truncated JPEG in a training set: found by the check before training and left out with a warning,
 or skipped when met during training; never a traceback or a hang (in-process and through train.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,7 @@ def test_image_broken_after_the_check_is_skipped_during_a_real_train(data_dir, t
     from mrcnn.runs import read_state
 
     train = facemask.load_dataset(str(data_dir), "train", verbose=False)
-    keep = [i for i, info in enumerate(train.image_info)
-            if info["path"].endswith(("synth_train_00000.jpg", BAD))]
+    keep = [i for i, info in enumerate(train.image_info) if info["path"].endswith(("synth_train_00000.jpg", BAD))]
     train.image_info = [train.image_info[i] for i in keep]
     train.prepare()
     assert train.unreadable_images() == {}  # both fine when checked...
@@ -93,9 +93,25 @@ def test_image_broken_after_the_check_is_skipped_during_a_real_train(data_dir, t
 
 def test_train_py_with_a_truncated_jpeg_warns_once_and_exits(data_dir, tmp_path):
     _truncate(data_dir / "train" / BAD)
-    args = [sys.executable, "train.py", "--dataset", str(data_dir), "--profile", "tiny", "--logs",
-            str(tmp_path / "logs"), "--augment", "none", "--anchors", "default", "--stages", "all:0.01:1",
-            "--steps-per-epoch", "2", "--no-eval"]
+    args = [
+        sys.executable,
+        "train.py",
+        "--dataset",
+        str(data_dir),
+        "--profile",
+        "tiny",
+        "--logs",
+        str(tmp_path / "logs"),
+        "--augment",
+        "none",
+        "--anchors",
+        "default",
+        "--stages",
+        "all:0.01:1",
+        "--steps-per-epoch",
+        "2",
+        "--no-eval",
+    ]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=400)  # a hang fails here
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout and "AutoGraph" not in proc.stderr
@@ -122,7 +138,9 @@ def test_a_shard_whose_images_vanish_stops_after_max_skips_naming_the_files(data
         for _ in ds.take(100):
             pass
     error = input_stream_error(caught.value)
-    assert error is not None and error.total is None and error.count >= 5 and len(error.last) == 3  # parallel loads may add a few
+    assert (
+        error is not None and error.total is None and error.count >= 5 and len(error.last) == 3
+    )  # parallel loads may add a few
     assert all("synth_train_" in line for line in error.last) and "\n" not in str(error)
 
 

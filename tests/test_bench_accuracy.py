@@ -1,5 +1,6 @@
 """bench/accuracy.py's torch-free parts: the budget -> stages sizing, and saved torchvision detections
 scored by our metric code after a round trip through the npz (masks bit-packed)."""
+
 import sys
 from pathlib import Path
 
@@ -31,8 +32,7 @@ def test_method_names_and_table_order(tmp_path):
         (tmp_path / "set").mkdir(exist_ok=True)
         (tmp_path / "set" / f"{method}.json").write_text(json.dumps({"dataset": "set", "method": method}))
     (tmp_path / "set" / "torchvision_train.json").write_text("{}")  # the worker's record: not a row
-    assert [r["method"] for r in accuracy.collect(tmp_path)] == ["ours", "ours+lld0.5", "ours+synthetic",
-                                                                 "torchvision"]
+    assert [r["method"] for r in accuracy.collect(tmp_path)] == ["ours", "ours+lld0.5", "ours+synthetic", "torchvision"]
 
 
 def test_saved_detections_replay_through_evaluate_model(tmp_path):
@@ -58,15 +58,26 @@ def test_saved_detections_replay_through_evaluate_model(tmp_path):
     # Image 0: exact mask; image 1: a false positive scored above the right one (AP 1 still, as ranked).
     wrong = np.zeros((40, 60, 1), bool)
     wrong[0:5, 0:5] = True
-    predictions = [{"rois": np.array([[5, 10, 20, 30]]), "class_ids": np.array([1]), "scores": np.array([0.9]),
-                    "masks": masks[0]},
-                   {"rois": np.array([[0, 0, 5, 5], [10, 20, 35, 50]]), "class_ids": np.array([1, 1]),
-                    "scores": np.array([0.5, 0.3]), "masks": np.concatenate([wrong, masks[1]], -1)}]
+    predictions = [
+        {"rois": np.array([[5, 10, 20, 30]]), "class_ids": np.array([1]), "scores": np.array([0.9]), "masks": masks[0]},
+        {
+            "rois": np.array([[0, 0, 5, 5], [10, 20, 35, 50]]),
+            "class_ids": np.array([1, 1]),
+            "scores": np.array([0.5, 0.3]),
+            "masks": np.concatenate([wrong, masks[1]], -1),
+        },
+    ]
     accuracy.save_predictions(tmp_path / "p.npz", predictions)
     loaded = accuracy.load_predictions(tmp_path / "p.npz")
     assert all(np.array_equal(a["masks"], b["masks"]) for a, b in zip(loaded, predictions))
-    evaluator, _ = evaluate_model(accuracy.ReplayDetector(loaded), dataset, progress=False, keep_examples=0,
-                                  reference_confidence=0.4, reference_max=100)
+    evaluator, _ = evaluate_model(
+        accuracy.ReplayDetector(loaded),
+        dataset,
+        progress=False,
+        keep_examples=0,
+        reference_confidence=0.4,
+        reference_max=100,
+    )
     summary = evaluator.summary()
     assert summary["mask_mAP50"] == pytest.approx((1.0 + 0.5) / 2)  # image 1: hit at rank 2 -> AP 0.5
     assert summary["mask_mAP50_at_min_confidence"] == pytest.approx((1.0 + 0.0) / 2)  # 0.3 cut at 0.4

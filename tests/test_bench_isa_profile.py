@@ -1,5 +1,6 @@
 """bench/isa_profile.py's parsing of oneDNN's profile_exec lines: only the lines after the marker
 count, per primitive and direction, per step; the implementation names are kept (they show the cap)."""
+
 import sys
 from pathlib import Path
 

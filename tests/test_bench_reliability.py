@@ -1,4 +1,5 @@
 """bench/reliability.py's verdicts: what counts as a partial output, and the message line it keeps."""
+
 import sys
 from pathlib import Path
 
@@ -21,8 +22,10 @@ def test_written_verdicts(tmp_path):
 
 
 def test_last_line_skips_progress_bars_and_tf_logs():
-    err = ("evaluate:  50%|#####     | 1/2\revaluate: 100%|##########| 2/2\n"
-           "error: data/val/a.jpg: not a recognised image format\n"
-           "E0000 00:00:1.0 1 util.cc:131] oneDNN supports DT_UINT8 only on platforms with AVX-512\n")
+    err = (
+        "evaluate:  50%|#####     | 1/2\revaluate: 100%|##########| 2/2\n"
+        "error: data/val/a.jpg: not a recognised image format\n"
+        "E0000 00:00:1.0 1 util.cc:131] oneDNN supports DT_UINT8 only on platforms with AVX-512\n"
+    )
     assert reliability.last_line(err) == "error: data/val/a.jpg: not a recognised image format"
     assert reliability.last_line("") == ""

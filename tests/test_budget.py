@@ -1,6 +1,7 @@
 """train.py --minutes N: the plan from measured step times (pure arithmetic), the step-time probe
 that leaves the model as it found it, and the command line: a budget too small says its minimum,
 a sensible one plans the steps per epoch and reports planned vs actual."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facemask.budget import (MARGIN, MIN_STEPS_PER_EPOCH, BudgetTooSmall, StepTimes, evaluation_seconds,
-                             plan_budget, remaining_epochs)
+from facemask.budget import (
+    MARGIN,
+    MIN_STEPS_PER_EPOCH,
+    BudgetTooSmall,
+    StepTimes,
+    evaluation_seconds,
+    plan_budget,
+    remaining_epochs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [("heads", 0.001, 10), ("all", 0.0001, 20)]
@@ -69,13 +77,28 @@ def test_timing_the_steps_leaves_every_weight_as_it_was(tmp_path, tiny_facemask_
 
 
 def _train(*args, timeout=600):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "CI": "1"})
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CI": "1"},
+    )
 
 
 def test_minutes_on_the_command_line(tiny_facemask_dir, tmp_path):
-    common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--augment", "none", "--no-eval",
-              "--anchors", "default"]
+    common = [
+        "--dataset",
+        str(tiny_facemask_dir),
+        "--profile",
+        "tiny",
+        "--augment",
+        "none",
+        "--no-eval",
+        "--anchors",
+        "default",
+    ]
     small = _train(*common, "--logs", str(tmp_path / "small"), "--minutes", "0.2", "--stages", "all:0.01:30")
     assert small.returncode == 1 and "Traceback" not in small.stderr, small.stderr[-2000:]
     assert "--minutes 0.2: 0.2 min is too short for 30 epochs here" in small.stderr and "the minimum is" in small.stderr

@@ -1,5 +1,6 @@
 """facemask.cli's pure parts: class specs, consistency with a run's config.json, --weights
 resolution and one-line errors (the commands using them are tested as subprocesses elsewhere)."""
+
 from __future__ import annotations
 
 import argparse

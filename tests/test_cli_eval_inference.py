@@ -6,6 +6,7 @@ Random weights give garbage detections, so the runs that exercise the output cod
 ``--min-confidence 0.0``. Errors that must be instant (argparse, missing files) run before
 TensorFlow is imported, so those subprocesses take well under a second.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -65,8 +67,8 @@ def setup(tmp_path_factory):
     import keras
 
     import facemask
-    from mrcnn.model.maskrcnn import MaskRCNN
     from facemask.synthetic import make_dataset
+    from mrcnn.model.maskrcnn import MaskRCNN
 
     tmp = tmp_path_factory.mktemp("cli")
     data = tmp / "data"
@@ -90,8 +92,9 @@ class Background:
         folder.mkdir(parents=True, exist_ok=True)
         self.out, self.err = open(folder / "stdout.txt", "w+"), open(folder / "stderr.txt", "w+")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                                     stdout=self.out, stderr=self.err, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=self.out, stderr=self.err, text=True
+        )
 
     def result(self, timeout=300) -> subprocess.CompletedProcess:
         try:
@@ -112,10 +115,26 @@ def cli_runs(setup):
     """Start the two slow CLI runs together (they overlap each other and the in-process test)."""
     tmp = setup["tmp"]
     eval_out = tmp / "eval_out"
-    evaluate_bg = Background(tmp / "eval_log", "evaluate.py", "--weights", "last", "--logs", setup["logs"],
-                             "--dataset", setup["data"], "--subset", "val",
-                             "--min-confidence", "0.0", "--batch-size", "2", "--iou", "0.6",
-                             "--out", eval_out)
+    evaluate_bg = Background(
+        tmp / "eval_log",
+        "evaluate.py",
+        "--weights",
+        "last",
+        "--logs",
+        setup["logs"],
+        "--dataset",
+        setup["data"],
+        "--subset",
+        "val",
+        "--min-confidence",
+        "0.0",
+        "--batch-size",
+        "2",
+        "--iou",
+        "0.6",
+        "--out",
+        eval_out,
+    )
     src = setup["data"] / "val"
     images = sorted(src.glob("*.jpg"))
     assert len(images) == 3
@@ -127,9 +146,25 @@ def cli_runs(setup):
     (inp / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (inp / "notes.txt").write_text("not an image")
     infer_out = tmp / "infer_out"
-    infer_bg = Background(tmp / "infer_log", "inference.py", "--weights", "last", "--logs", setup["logs"],
-                          "--input", inp, "--output", infer_out, "--recursive", "--min-confidence", "0.0",
-                          "--batch-size", "2", "--format", "jpg")
+    infer_bg = Background(
+        tmp / "infer_log",
+        "inference.py",
+        "--weights",
+        "last",
+        "--logs",
+        setup["logs"],
+        "--input",
+        inp,
+        "--output",
+        infer_out,
+        "--recursive",
+        "--min-confidence",
+        "0.0",
+        "--batch-size",
+        "2",
+        "--format",
+        "jpg",
+    )
     yield {"evaluate": (evaluate_bg, eval_out), "inference": (infer_bg, inp, infer_out)}
     for bg in (evaluate_bg, infer_bg):
         if bg.proc.poll() is None:
@@ -156,8 +191,7 @@ def test_evaluate_model_in_process(setup, cli_runs):  # cli_runs: start them fir
     from mrcnn.metrics import Evaluator
 
     dataset = facemask.load_dataset(str(setup["data"]), "val", verbose=False)
-    evaluator, examples = evaluate_model(setup["model"], dataset, progress=False, keep_examples=2,
-                                         iou_threshold=0.75)
+    evaluator, examples = evaluate_model(setup["model"], dataset, progress=False, keep_examples=2, iou_threshold=0.75)
     assert isinstance(evaluator, Evaluator)
     assert evaluator.num_images == 3
     assert len(evaluator.per_image) == 3
@@ -197,8 +231,12 @@ def test_inference_helpers(tmp_path):
     face[0:10, 0:10] = True  # face mask covering the whole face, the masked part included
     mask = np.zeros((h, w), bool)
     mask[5:10, 0:10] = True
-    result = {"masks": np.stack([face, mask], -1), "class_ids": np.array([1, 2]),
-              "rois": np.array([[0, 0, 10, 10], [5, 0, 10, 10]]), "scores": np.array([0.9, 0.8])}
+    result = {
+        "masks": np.stack([face, mask], -1),
+        "class_ids": np.array([1, 2]),
+        "rois": np.array([[0, 0, 10, 10], [5, 0, 10, 10]]),
+        "scores": np.array([0.9, 0.8]),
+    }
     face_pct, area_pct = mask_coverage(result, ["BG", "face", "mask"], (h, w))
     assert face_pct == pytest.approx(50.0) and area_pct == pytest.approx(100.0)
     # No face class: only the image-area share.
@@ -219,8 +257,18 @@ def test_evaluate_cli(eval_run, setup):
     assert "evaluate:" in proc.stderr  # tqdm progress bar
 
     report = json.loads((out / "report.json").read_text())
-    for key in ("mask_mAP50", "box_mAP50", "coco_segm", "coco_bbox", "per_class_mask_AP50", "weights",
-                "dataset", "subset", "timing", "per_image"):
+    for key in (
+        "mask_mAP50",
+        "box_mAP50",
+        "coco_segm",
+        "coco_bbox",
+        "per_class_mask_AP50",
+        "weights",
+        "dataset",
+        "subset",
+        "timing",
+        "per_image",
+    ):
         assert key in report, key
     assert report["subset"] == "val" and report["num_images"] == 3
     assert report["weights"] == str((setup["weights"]).resolve())
@@ -240,8 +288,9 @@ def test_evaluate_errors(setup, tmp_path):
     assert str(missing) in err
     err = one_line_error(cli("evaluate.py", "--weights", "last", "--logs", tmp_path / "empty_logs"))
     assert "no checkpoint" in err
-    err = one_line_error(cli("evaluate.py", "--weights", "last", "--logs", setup["logs"],
-                             "--dataset", tmp_path / "no_data"))
+    err = one_line_error(
+        cli("evaluate.py", "--weights", "last", "--logs", setup["logs"], "--dataset", tmp_path / "no_data")
+    )
     assert "via_region_data.json" in err
 
 
@@ -252,15 +301,17 @@ def test_checkpoint_errors_blame_what_differs(setup, tmp_path):
 
     junk = tmp_path / "junk.h5"
     junk.write_text("not hdf5")
-    err = one_line_error(cli("inference.py", "--weights", junk, "--input", setup["data"] / "val", "--output",
-                             tmp_path / "o"))
+    err = one_line_error(
+        cli("inference.py", "--weights", junk, "--input", setup["data"] / "val", "--output", tmp_path / "o")
+    )
     assert str(junk) in err and "HDF5" in err
 
     bare = tmp_path / "bare" / "model.h5"  # no config.json beside it: flags decide the config
     bare.parent.mkdir()
     shutil.copy(setup["weights"], bare)
-    err = one_line_error(cli("evaluate.py", "--weights", bare, "--profile", "tiny", "--classes", "subtypes",
-                             "--dataset", setup["data"]))
+    err = one_line_error(
+        cli("evaluate.py", "--weights", bare, "--profile", "tiny", "--classes", "subtypes", "--dataset", setup["data"])
+    )
     assert str(bare) in err and "1 class(es) but the config has 4" in err
 
     err = one_line_error(cli("-m", "facemask.export", "--weights", bare, "--profile", "cpu", "--out", tmp_path / "x"))
@@ -270,14 +321,17 @@ def test_checkpoint_errors_blame_what_differs(setup, tmp_path):
     assert "--profile gpu but the run was trained with --profile tiny" in err
 
 
-@pytest.mark.parametrize("script,args", [
-    ("evaluate.py", ["--weights", "last", "--subset"]),
-    ("evaluate.py", ["--weights", "last", "--bogus"]),
-    ("evaluate.py", ["--weights", "last", "--min-confidence", "abc"]),
-    ("inference.py", ["--weights", "last", "--input", "x", "--output", "y", "--bogus"]),
-    ("inference.py", ["--weights", "last", "--input", "x", "--output", "y", "--min-confidence", "abc"]),
-    ("inference.py", ["--weights", "last", "--input", "x"]),  # --output missing
-])
+@pytest.mark.parametrize(
+    "script,args",
+    [
+        ("evaluate.py", ["--weights", "last", "--subset"]),
+        ("evaluate.py", ["--weights", "last", "--bogus"]),
+        ("evaluate.py", ["--weights", "last", "--min-confidence", "abc"]),
+        ("inference.py", ["--weights", "last", "--input", "x", "--output", "y", "--bogus"]),
+        ("inference.py", ["--weights", "last", "--input", "x", "--output", "y", "--min-confidence", "abc"]),
+        ("inference.py", ["--weights", "last", "--input", "x"]),  # --output missing
+    ],
+)
 def test_bad_arguments_exit_2(script, args):
     proc = cli(script, *args)
     assert proc.returncode == 2, proc.stderr
@@ -304,20 +358,37 @@ def test_inference_cli(infer_run):
     assert sorted(im["file_name"] for im in pred["images"]) == ["a.jpg", "b.JPEG", "sub/c.jpg"]
     assert pred["annotations"], "min-confidence 0 should give detections"
     for ann in pred["annotations"]:
-        assert {"image_id", "file_name", "category_id", "category_name", "bbox", "score",
-                "segmentation", "area"} <= set(ann)
+        assert {
+            "image_id",
+            "file_name",
+            "category_id",
+            "category_name",
+            "bbox",
+            "score",
+            "segmentation",
+            "area",
+        } <= set(ann)
         assert ann["category_name"] == "mask" and len(ann["bbox"]) == 4
         assert isinstance(ann["segmentation"]["counts"], str)
-        decoded = mask_utils.decode({"size": ann["segmentation"]["size"],
-                                     "counts": ann["segmentation"]["counts"].encode("ascii")})
+        decoded = mask_utils.decode(
+            {"size": ann["segmentation"]["size"], "counts": ann["segmentation"]["counts"].encode("ascii")}
+        )
         assert decoded.shape == sizes[ann["image_id"]]
         assert int(decoded.sum()) == ann["area"]
 
     with open(out / "summary.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == ["file", "width", "height", "n_detections", "mask", "mean_score",
-                                 "masked_face_pct", "mask_area_pct"]
+    assert reader.fieldnames == [
+        "file",
+        "width",
+        "height",
+        "n_detections",
+        "mask",
+        "mean_score",
+        "masked_face_pct",
+        "mask_area_pct",
+    ]
     assert sorted(r["file"] for r in rows) == ["a.jpg", "b.JPEG", "sub/c.jpg"]
     n_ann = {}
     for ann in pred["annotations"]:
@@ -331,14 +402,16 @@ def test_inference_cli(infer_run):
 def test_inference_errors(setup, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = cli("inference.py", "--weights", "last", "--logs", setup["logs"], "--input", empty,
-               "--output", tmp_path / "out")
+    proc = cli(
+        "inference.py", "--weights", "last", "--logs", setup["logs"], "--input", empty, "--output", tmp_path / "out"
+    )
     assert proc.returncode == 1
     err = one_line_error(proc)
     assert f"no images found in {empty}" in err and ".jpg" in err
     missing = tmp_path / "missing.h5"
-    err = one_line_error(cli("inference.py", "--weights", missing, "--input", setup["data"] / "val",
-                             "--output", tmp_path / "out"))
+    err = one_line_error(
+        cli("inference.py", "--weights", missing, "--input", setup["data"] / "val", "--output", tmp_path / "out")
+    )
     assert str(missing) in err
 
 
@@ -368,8 +441,20 @@ def test_via_out_round_trips_predictions(setup, tmp_path):
             w.assign(value)
     out = tmp_path / "out"
     via_path = setup["data"] / "val" / "predicted_via.json"  # beside the images, as VIA expects
-    proc = cli("inference.py", "--weights", "last", "--logs", logs, "--input", setup["data"] / "val",
-               "--output", out, "--via-out", via_path, "--no-progress")
+    proc = cli(
+        "inference.py",
+        "--weights",
+        "last",
+        "--logs",
+        logs,
+        "--input",
+        setup["data"] / "val",
+        "--output",
+        out,
+        "--via-out",
+        via_path,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     project = json.loads(via_path.read_text())
     assert project["_via_data_format_version"].startswith("2.0")
@@ -383,12 +468,17 @@ def test_via_out_round_trips_predictions(setup, tmp_path):
     dataset = ViaDataset()
     dataset.load_via(via_path, class_key="class", verbose=False)
     dataset.prepare()
-    by_file = {info["path"].name if hasattr(info["path"], "name") else Path(info["path"]).name: i
-               for i, info in enumerate(dataset.image_info)}
+    by_file = {
+        info["path"].name if hasattr(info["path"], "name") else Path(info["path"]).name: i
+        for i, info in enumerate(dataset.image_info)
+    }
     ious, regions = [], 0
     for image in predictions["images"]:
-        predicted = [mask_utils.decode({**a["segmentation"], "counts": a["segmentation"]["counts"].encode()})
-                     .astype(bool) for a in predictions["annotations"] if a["image_id"] == image["id"]]
+        predicted = [
+            mask_utils.decode({**a["segmentation"], "counts": a["segmentation"]["counts"].encode()}).astype(bool)
+            for a in predictions["annotations"]
+            if a["image_id"] == image["id"]
+        ]
         predicted = [m for m in predicted if m.any()]  # an empty mask has no outline to write
         masks, class_ids = dataset.load_mask(by_file[image["file_name"]])
         assert masks.shape[-1] == len(predicted) and set(class_ids) <= {1}
@@ -407,7 +497,7 @@ def _relabel(json_path: Path, key: str, mapping: dict) -> None:
     data = json.loads(json_path.read_text())
     for entry in data.values():
         regions = entry["regions"]
-        for region in (regions.values() if isinstance(regions, dict) else regions):
+        for region in regions.values() if isinstance(regions, dict) else regions:
             attrs = region["region_attributes"]
             attrs[key] = mapping[attrs.pop("mask_type")]
     json_path.write_text(json.dumps(data))
@@ -425,16 +515,41 @@ def test_multiclass_attribute_through_every_command(tmp_path):
     for subset in ("train", "val"):
         _relabel(data / subset / "via_region_data.json", "label", mapping)
     logs = tmp_path / "logs"
-    trained = cli("train.py", "--dataset", data, "--profile", "tiny", "--logs", logs, "--classes", "auto",
-                  "--class-key", "label", "--stages", "all:0.01:1", "--steps-per-epoch", "2", "--eval-limit", "2",
-                  "--anchors", "default", "--augment", "none", timeout=900)
+    trained = cli(
+        "train.py",
+        "--dataset",
+        data,
+        "--profile",
+        "tiny",
+        "--logs",
+        logs,
+        "--classes",
+        "auto",
+        "--class-key",
+        "label",
+        "--stages",
+        "all:0.01:1",
+        "--steps-per-epoch",
+        "2",
+        "--eval-limit",
+        "2",
+        "--anchors",
+        "default",
+        "--augment",
+        "none",
+        timeout=900,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert all(f"{name}:" in trained.stdout for name in ("goggles", "helmet", "vest"))  # found, with counts
     run = next(logs.glob("facemask*"))
     config = json.loads((run / "config.json").read_text())
     names = ["goggles", "helmet", "vest"]  # found in the data, normalised and sorted
     assert (config["CLASSES"], config["CLASS_NAMES"], config["CLASS_KEY"], config["NUM_CLASSES"]) == (
-        "auto", names, "label", 4)
+        "auto",
+        names,
+        "label",
+        4,
+    )
     report = json.loads((run / "eval_val" / "report.json").read_text())
     assert report["class_names"] == ["BG", *names] and set(report["per_class_mask_AP50"]) <= set(names)
 
@@ -443,8 +558,22 @@ def test_multiclass_attribute_through_every_command(tmp_path):
     assert "classes: goggles, helmet, vest" in evaluated.stdout
 
     out = tmp_path / "pred"
-    inferred = cli("inference.py", "--weights", "last", "--logs", logs, "--input", data / "val", "--output", out,
-                   "--via-out", out / "via.json", "--min-confidence", "0", "--no-progress")
+    inferred = cli(
+        "inference.py",
+        "--weights",
+        "last",
+        "--logs",
+        logs,
+        "--input",
+        data / "val",
+        "--output",
+        out,
+        "--via-out",
+        out / "via.json",
+        "--min-confidence",
+        "0",
+        "--no-progress",
+    )
     assert inferred.returncode == 0, inferred.stderr[-3000:]
     with open(out / "summary.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -473,8 +602,10 @@ def test_mask_outlines_round_trip_through_via(tmp_path):
     for i, info in enumerate(gt.image_info):
         masks, class_ids = gt.load_mask(i)
         path = Path(info["path"])
-        regions = [polygon_region(mask_to_polygon(masks[..., k]), {"kind": gt.class_names[class_ids[k]]})
-                   for k in range(masks.shape[-1])]
+        regions = [
+            polygon_region(mask_to_polygon(masks[..., k]), {"kind": gt.class_names[class_ids[k]]})
+            for k in range(masks.shape[-1])
+        ]
         entries.append(image_entry(path.name, path.stat().st_size, regions))
         expected[path.name] = masks
     assert sum(m.shape[-1] for m in expected.values()) >= 4

@@ -1,6 +1,7 @@
 """Every user error a command line can hit reads as one line that names the flag fixing it (never a
 Python keyword such as ``class_key=``, never ``:;``). Run through each command's ``main(argv)``; the
 errors come before any model is built, so each case takes well under a second."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,19 @@ def _error_line(main, argv, capsys) -> str:
 
 
 def _train(data, tmp_path, *flags):
-    return ["--dataset", str(data), "--profile", "tiny", "--logs", str(tmp_path / "logs"), "--anchors", "default",
-            "--stages", "all:0.01:1", *flags]
+    return [
+        "--dataset",
+        str(data),
+        "--profile",
+        "tiny",
+        "--logs",
+        str(tmp_path / "logs"),
+        "--anchors",
+        "default",
+        "--stages",
+        "all:0.01:1",
+        *flags,
+    ]
 
 
 def test_train_unknown_class_names_unknown_skip_and_classes(data, tmp_path, capsys):
@@ -112,9 +124,10 @@ def test_weights_that_are_not_hdf5_name_weights_path(data, tmp_path, capsys):
 
     bad = tmp_path / "notes.h5"
     bad.write_text("not a weights file")
-    for command, argv in ((main, ["--weights", str(bad), "--dataset", str(data)]),
-                          (infer, ["--weights", str(bad), "--input", str(data / "val"), "--output",
-                                   str(tmp_path / "out")])):
+    for command, argv in (
+        (main, ["--weights", str(bad), "--dataset", str(data)]),
+        (infer, ["--weights", str(bad), "--input", str(data / "val"), "--output", str(tmp_path / "out")]),
+    ):
         line = _error_line(command, argv, capsys)
         assert "not a readable HDF5 weights file" in line and "--weights PATH" in line
         assert "keras_model" not in line
@@ -127,5 +140,7 @@ def test_fit_anchors_unknown_class_names_unknown_skip(data, capsys):
     _edit_first_region(data / "train" / "via_region_data.json", {"mask_type": "bandana"})
     line = _error_line(main, ["--dataset", str(data), "--classes", "subtypes", "--profile", "tiny"], capsys)
     assert "--unknown skip" in line
-    assert main(["--dataset", str(data), "--classes", "subtypes", "--profile", "tiny", "--unknown", "skip",
-                 "--quiet"]) == 0
+    assert (
+        main(["--dataset", str(data), "--classes", "subtypes", "--profile", "tiny", "--unknown", "skip", "--quiet"])
+        == 0
+    )

@@ -1,5 +1,6 @@
 """train.py as a user runs it: a subprocess on tiny synthetic data, then a resume with
 --weights last that continues the epoch count in the same run folder."""
+
 from __future__ import annotations
 
 import json
@@ -11,22 +12,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(*args, timeout=600):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     logs = tmp_path / "logs"
     common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(logs), "--augment", "none"]
-    first = _train(*common, "--stages", "all:0.01:1,all:0.001:2", "--steps-per-epoch", "2", "--eval-limit", "2",
-                   "--eval-every", "1", "--layer-lr-decay", "0.5")
+    first = _train(
+        *common,
+        "--stages",
+        "all:0.01:1,all:0.001:2",
+        "--steps-per-epoch",
+        "2",
+        "--eval-limit",
+        "2",
+        "--eval-every",
+        "1",
+        "--layer-lr-decay",
+        "0.5",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "val mask mAP@0.5 =" in first.stdout
     runs = list(logs.glob("facemask*"))
     assert len(runs) == 1
     run = runs[0]
     assert sorted(p.name for p in run.glob("mask_rcnn_facemask_*.h5")) == [
-        "mask_rcnn_facemask_0001.h5", "mask_rcnn_facemask_0002.h5"]
+        "mask_rcnn_facemask_0001.h5",
+        "mask_rcnn_facemask_0002.h5",
+    ]
     assert (run / "best.h5").is_file() and (run / "config.json").is_file() and (run / "losses.png").is_file()
     val_map = json.loads((run / "val_map.json").read_text())["epochs"]  # --eval-every 1: each epoch
     assert [r["epoch"] for r in val_map] == [1, 2] and (run / "val_map.png").stat().st_size > 0
@@ -81,12 +96,14 @@ def test_train_rejects_bad_arguments(tmp_path):
     bad_stage = _train("--stages", "heads:fast:3", timeout=60)
     assert bad_stage.returncode == 2
     assert "LR must be a number" in bad_stage.stderr
-    for args, needle in ((["--stages", "all:0.01:0"], "EPOCH is the epoch the stage ends at, so >= 1"),
-                         (["--stages", "all:-1:3"], "the learning rate must be > 0"),
-                         (["--stages", "all:0.01:3,all:0.001:2"], "stage epochs must increase"),
-                         (["--steps-per-epoch", "-3"], "-3 must be >= 1"),
-                         (["--classes", "a,A"], "names a class twice"),
-                         (["--layer-lr-decay", "1.5"], "is not in (0, 1]")):
+    for args, needle in (
+        (["--stages", "all:0.01:0"], "EPOCH is the epoch the stage ends at, so >= 1"),
+        (["--stages", "all:-1:3"], "the learning rate must be > 0"),
+        (["--stages", "all:0.01:3,all:0.001:2"], "stage epochs must increase"),
+        (["--steps-per-epoch", "-3"], "-3 must be >= 1"),
+        (["--classes", "a,A"], "names a class twice"),
+        (["--layer-lr-decay", "1.5"], "is not in (0, 1]"),
+    ):
         bad = _train(*args, timeout=60)
         assert bad.returncode == 2 and needle in bad.stderr, (args, bad.stderr[-500:])
     missing = _train("--dataset", str(tmp_path / "nowhere"), "--logs", str(tmp_path / "logs"), timeout=120)
@@ -106,9 +123,15 @@ def test_training_failure_is_reported_and_the_process_exits(tiny_facemask_dir, t
         "train = facemask.load_dataset(sys.argv[1], 'train', verbose=False)\n"
         "for info in train.image_info: os.remove(info['path'])\n"
         "config = facemask.make_config('tiny', STEPS_PER_EPOCH=2)\n"
-        "MaskRCNN('training', config, sys.argv[2]).train(train, None, 0.01, 1, 'all', verbose=0)\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(data), str(tmp_path / "logs")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+        "MaskRCNN('training', config, sys.argv[2]).train(train, None, 0.01, 1, 'all', verbose=0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(data), str(tmp_path / "logs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "synth_train_" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr)
 
@@ -126,8 +149,7 @@ def test_convergence_verdict_on_the_losses_plot():
     assert "too few" in convergence([float("nan")] * 5)
 
 
-def test_each_stage_starts_from_the_weights_the_previous_stage_ended_with(tiny_facemask_dir, tmp_path,
-                                                                          monkeypatch):
+def test_each_stage_starts_from_the_weights_the_previous_stage_ended_with(tiny_facemask_dir, tmp_path, monkeypatch):
     """A schedule runs on, as torchvision's and Detectron2's step schedules do: stage 2 starts from the
     weights stage 1 ended with, even when best.h5 (lowest val loss) holds an earlier epoch's."""
     import shutil
@@ -149,9 +171,23 @@ def test_each_stage_starts_from_the_weights_the_previous_stage_ended_with(tiny_f
         return result
 
     monkeypatch.setattr(MaskRCNN, "train", train_and_record)
-    record = run(["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(tmp_path / "logs"),
-                  "--augment", "none", "--stages", "all:0.01:2,all:0.001:3", "--steps-per-epoch", "2",
-                  "--no-eval"])
+    record = run(
+        [
+            "--dataset",
+            str(tiny_facemask_dir),
+            "--profile",
+            "tiny",
+            "--logs",
+            str(tmp_path / "logs"),
+            "--augment",
+            "none",
+            "--stages",
+            "all:0.01:2,all:0.001:3",
+            "--steps-per-epoch",
+            "2",
+            "--no-eval",
+        ]
+    )
     assert len(starts) == 2 and record["stages"] == [("all", 0.01, 2), ("all", 0.001, 3)]
     assert any(not np.array_equal(a, b) for a, b in zip(starts[0], ends[0])), "stage 1 did not train"
     for ended, started in zip(ends[0], starts[1]):

@@ -63,8 +63,7 @@ def test_load_image_and_errors_name_image(tmp_path: Path) -> None:
         dataset.load_image(1)
 
 
-def test_base_load_mask_is_empty_and_warns(tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_base_load_mask_is_empty_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dataset = two_source_dataset(tmp_path)
     with caplog.at_level(logging.WARNING):
         masks, ids = dataset.load_mask(0)
@@ -76,18 +75,20 @@ def test_base_load_mask_is_empty_and_warns(tmp_path: Path,
 
 def test_via_round_trip_masks_match_drawn_pixels(tmp_path: Path) -> None:
     pixels = np.zeros((24, 32, 3), dtype=np.uint8)
-    pixels[4:9, 3:13] = (255, 0, 0)        # rect x=3, y=4, w=10, h=5
-    pixels[12:20, 20:28] = (0, 0, 255)     # rect x=20, y=12, w=8, h=8
+    pixels[4:9, 3:13] = (255, 0, 0)  # rect x=3, y=4, w=10, h=5
+    pixels[12:20, 20:28] = (0, 0, 255)  # rect x=20, y=12, w=8, h=8
     Image.fromarray(pixels).save(tmp_path / "scene.png")
     regions = [
-        {"shape_attributes": {"name": "rect", "x": 3, "y": 4, "width": 10, "height": 5},
-         "region_attributes": {"kind": "red"}},
-        {"shape_attributes": {"name": "polygon", "all_points_x": [20, 27, 27, 20],
-                              "all_points_y": [12, 12, 19, 19]},
-         "region_attributes": {"kind": "blue"}},
+        {
+            "shape_attributes": {"name": "rect", "x": 3, "y": 4, "width": 10, "height": 5},
+            "region_attributes": {"kind": "red"},
+        },
+        {
+            "shape_attributes": {"name": "polygon", "all_points_x": [20, 27, 27, 20], "all_points_y": [12, 12, 19, 19]},
+            "region_attributes": {"kind": "blue"},
+        },
     ]
-    data = {"scene.png999": {"filename": "scene.png", "size": 999, "regions": regions,
-                             "file_attributes": {}}}
+    data = {"scene.png999": {"filename": "scene.png", "size": 999, "regions": regions, "file_attributes": {}}}
     (tmp_path / "via.json").write_text(json.dumps(data))
     dataset = ViaDataset()
     dataset.add_class("other", 5, "unrelated")
@@ -111,13 +112,23 @@ def test_via_round_trip_masks_match_drawn_pixels(tmp_path: Path) -> None:
 def test_two_via_files_share_class_ids(tmp_path: Path) -> None:
     def write(name: str, label: str) -> Path:
         Image.new("RGB", (10, 10)).save(tmp_path / f"{name}.png")
-        data = {name: {"filename": f"{name}.png", "size": 1, "file_attributes": {},
-                       "regions": [{"shape_attributes": {"name": "rect", "x": 1, "y": 1,
-                                                         "width": 3, "height": 3},
-                                    "region_attributes": {"c": label}}]}}
+        data = {
+            name: {
+                "filename": f"{name}.png",
+                "size": 1,
+                "file_attributes": {},
+                "regions": [
+                    {
+                        "shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 3, "height": 3},
+                        "region_attributes": {"c": label},
+                    }
+                ],
+            }
+        }
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(data))
         return path
+
     dataset = ViaDataset()
     dataset.load_via(write("one", "dog"), verbose=False)
     dataset.load_via(write("two", "cat"), verbose=False)

@@ -1,5 +1,6 @@
 """Training under tf.distribute.MirroredStrategy on two logical CPU devices (a subprocess, since
 logical devices must be configured before TensorFlow starts)."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_facemask_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_facemask_dir), str(tmp_path / "logs")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_facemask_dir), str(tmp_path / "logs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["batch"] == 2
@@ -91,8 +97,9 @@ def test_loss_scaling_skips_the_step_on_every_replica_when_one_overflows(tmp_pat
     """One replica's float16 gradients overflow: every replica must skip the step and halve the scale.
     Keras' own LossScaleOptimizer looks at the first replica only: with replica 1 overflowing it applied
     the inf gradients (weights -inf); across workers, one skipping while the other all-reduced hung."""
-    proc = subprocess.run([sys.executable, "-c", LOSS_SCALE_SCRIPT], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOSS_SCALE_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for overflowed, result in enumerate(json.loads(proc.stdout.strip().splitlines()[-1])):
         assert result["weights"] == [[1.0, 1.0, 1.0]] * 2, f"replica {overflowed} overflowed: {result}"

@@ -1,4 +1,5 @@
 """Hand-computed checks of mrcnn.metrics (Matterport AP convention) and pycocotools agreement."""
+
 import contextlib
 import io
 import math
@@ -35,8 +36,7 @@ FAR = (50, 2, 60, 12)  # overlaps nothing above
 def ap(gt, gt_ids, pred, pred_ids, scores, **kw):
     gb, gm = instances(gt)
     pb, pm = instances(pred)
-    return ev.compute_ap(gb, np.array(gt_ids), gm, pb, np.array(pred_ids), np.array(scores), pm,
-                         **kw)
+    return ev.compute_ap(gb, np.array(gt_ids), gm, pb, np.array(pred_ids), np.array(scores), pm, **kw)
 
 
 # ----------------------------------------------------------------------------- IoU
@@ -66,8 +66,9 @@ def test_perfect_detections_ap_one():
 
 def test_no_detections_ap_zero():
     gb, gm = instances([A, B])
-    mAP, p, r, o = ev.compute_ap(gb, np.array([1, 1]), gm, np.zeros((0, 4)), np.zeros(0, int),
-                                 np.zeros(0), np.zeros((H, W, 0), bool))
+    mAP, p, r, o = ev.compute_ap(
+        gb, np.array([1, 1]), gm, np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), np.zeros((H, W, 0), bool)
+    )
     assert mAP == 0.0
     assert o.shape == (0, 2)
 
@@ -99,8 +100,7 @@ def test_matching_is_in_score_order_and_input_indexed():
     # The lower-scored duplicate comes first in the input; the higher-scored one takes the GT.
     gb, gm = instances([A])
     pb, pm = instances([A, A])
-    _, pred_match, _ = ev.match_detections(gb, np.array([1]), gm, pb, np.array([1, 1]),
-                                           np.array([0.3, 0.9]), pm)
+    _, pred_match, _ = ev.match_detections(gb, np.array([1]), gm, pb, np.array([1, 1]), np.array([0.3, 0.9]), pm)
     assert pred_match.tolist() == [-1, 0]
 
 
@@ -170,8 +170,7 @@ def test_match_prefers_same_class_over_higher_iou():
     shifted = (2, 4, 12, 14)
     gb, gm = instances([A, shifted])
     pb, pm = instances([A])
-    gt_match, pred_match, ov = ev.match_detections(gb, np.array([2, 1]), gm, pb, np.array([1]),
-                                                   np.array([0.9]), pm)
+    gt_match, pred_match, ov = ev.match_detections(gb, np.array([2, 1]), gm, pb, np.array([1]), np.array([0.9]), pm)
     assert ov[0, 0] == 1.0 and ov[0, 1] == pytest.approx(80 / 120)
     assert pred_match.tolist() == [1]
     assert gt_match.tolist() == [-1, 0]
@@ -193,14 +192,13 @@ def test_empty_gt_edge_cases(use_masks):
     pb, pm = instances([A])
     gb, gm = instances([A])
     # no GT, no preds -> 0.0 (Matterport: recall padded [0, 1] with precision 0)
-    assert ev.compute_ap(none_b, none_ids, none_m, none_b, none_ids, none_s, none_m,
-                         use_masks=use_masks)[0] == 0.0
+    assert ev.compute_ap(none_b, none_ids, none_m, none_b, none_ids, none_s, none_m, use_masks=use_masks)[0] == 0.0
     # no GT, preds -> 0.0
-    assert ev.compute_ap(none_b, none_ids, none_m, pb, np.array([1]), np.array([0.9]), pm,
-                         use_masks=use_masks)[0] == 0.0
+    assert (
+        ev.compute_ap(none_b, none_ids, none_m, pb, np.array([1]), np.array([0.9]), pm, use_masks=use_masks)[0] == 0.0
+    )
     # GT, no preds -> 0.0
-    assert ev.compute_ap(gb, np.array([1]), gm, none_b, none_ids, none_s, none_m,
-                         use_masks=use_masks)[0] == 0.0
+    assert ev.compute_ap(gb, np.array([1]), gm, none_b, none_ids, none_s, none_m, use_masks=use_masks)[0] == 0.0
 
 
 def test_padding_rows_are_ignored():
@@ -213,8 +211,7 @@ def test_padding_rows_are_ignored():
     assert ev.compute_ap(*args)[0] == 1.0
     # Only padding on both sides -> "no GT, no preds" -> 0.0, as Matterport.
     gb0, gm0 = instances([(0, 0, 0, 0)])
-    assert ev.compute_ap(gb0, np.array([0]), gm0, gb0, np.array([0]), np.array([0.0]), gm0)[0] \
-        == 0.0
+    assert ev.compute_ap(gb0, np.array([0]), gm0, gb0, np.array([0]), np.array([0.0]), gm0)[0] == 0.0
 
 
 def test_mask_iou_vs_box_iou():
@@ -253,9 +250,14 @@ def _two_image_case():
     g2b, g2m = instances([C])
     p2b, p2m = instances([FAR, C])
     return dict(
-        gt_boxes=[g1b, g2b], gt_class_ids=[np.array([1, 2]), np.array([1])], gt_masks=[g1m, g2m],
-        pred_boxes=[p1b, p2b], pred_class_ids=[np.array([1, 2]), np.array([1, 1])],
-        pred_scores=[np.array([0.9, 0.95]), np.array([0.95, 0.5])], pred_masks=[p1m, p2m])
+        gt_boxes=[g1b, g2b],
+        gt_class_ids=[np.array([1, 2]), np.array([1])],
+        gt_masks=[g1m, g2m],
+        pred_boxes=[p1b, p2b],
+        pred_class_ids=[np.array([1, 2]), np.array([1, 1])],
+        pred_scores=[np.array([0.9, 0.95]), np.array([0.95, 0.5])],
+        pred_masks=[p1m, p2m],
+    )
 
 
 def test_per_class_ap_dataset_level():
@@ -278,16 +280,34 @@ def test_evaluator_summary_hand_values():
     d = _two_image_case()
     e = ev.Evaluator(["BG", "cat", "dog", "unused"])
     for k in range(2):
-        e.add(f"img{k}", *(d[key][k] for key in ("gt_boxes", "gt_class_ids", "gt_masks",
-                                                 "pred_boxes", "pred_class_ids", "pred_scores",
-                                                 "pred_masks")))
+        e.add(
+            f"img{k}",
+            *(
+                d[key][k]
+                for key in (
+                    "gt_boxes",
+                    "gt_class_ids",
+                    "gt_masks",
+                    "pred_boxes",
+                    "pred_class_ids",
+                    "pred_scores",
+                    "pred_masks",
+                )
+            ),
+        )
     s = e.summary()
     assert (s["num_images"], s["num_gt"], s["num_pred"]) == (2, 3, 4)
     # Per-image AP (pooled classes): image 1 sorted FP(.95), TP(.9), 2 GT -> 0.25;
     # image 2: FP(.95), TP(.5), 1 GT -> p [0, .5], r [0, 1] -> 0.5. Mean over images: 0.375.
-    img1 = ev.compute_ap(d["gt_boxes"][0], d["gt_class_ids"][0], d["gt_masks"][0],
-                         d["pred_boxes"][0], d["pred_class_ids"][0], d["pred_scores"][0],
-                         d["pred_masks"][0])[0]
+    img1 = ev.compute_ap(
+        d["gt_boxes"][0],
+        d["gt_class_ids"][0],
+        d["gt_masks"][0],
+        d["pred_boxes"][0],
+        d["pred_class_ids"][0],
+        d["pred_scores"][0],
+        d["pred_masks"][0],
+    )[0]
     assert img1 == pytest.approx(0.25)
     assert s["mask_mAP50"] == pytest.approx(0.375)
     assert s["box_mAP50"] == pytest.approx(0.375)
@@ -300,9 +320,21 @@ def test_evaluator_summary_hand_values():
     table = ev.format_table(s)
     assert "cat" in table and "AP50" in table and "n/a" in table
     with pytest.raises(ValueError):
-        e.add("img0", *(d[key][0] for key in ("gt_boxes", "gt_class_ids", "gt_masks",
-                                              "pred_boxes", "pred_class_ids", "pred_scores",
-                                              "pred_masks")))
+        e.add(
+            "img0",
+            *(
+                d[key][0]
+                for key in (
+                    "gt_boxes",
+                    "gt_class_ids",
+                    "gt_masks",
+                    "pred_boxes",
+                    "pred_class_ids",
+                    "pred_scores",
+                    "pred_masks",
+                )
+            ),
+        )
 
 
 def test_evaluator_zero_predictions_and_zero_gt():
@@ -365,9 +397,17 @@ def _random_dataset(seed=0, n_images=6, h=160, w=168, n_classes=3):
         pc = rng.integers(1, n_classes + 1, pm.shape[2])
         keep_class = rng.random(n_copy) < 0.8
         pc[:n_copy] = np.where(keep_class, gc[:n_copy], pc[:n_copy])
-        images.append(dict(gt_masks=gm, gt_class_ids=gc, pred_masks=pm, pred_class_ids=pc,
-                           pred_scores=rng.random(pm.shape[2]),
-                           gt_boxes=ev.extract_boxes(gm), pred_boxes=ev.extract_boxes(pm)))
+        images.append(
+            dict(
+                gt_masks=gm,
+                gt_class_ids=gc,
+                pred_masks=pm,
+                pred_class_ids=pc,
+                pred_scores=rng.random(pm.shape[2]),
+                gt_boxes=ev.extract_boxes(gm),
+                pred_boxes=ev.extract_boxes(pm),
+            )
+        )
     return images
 
 
@@ -385,14 +425,20 @@ def _pycocotools_direct(images, n_classes, iou_type):
         for i in range(im["gt_masks"].shape[2]):
             rle = mu.encode(np.asfortranarray(im["gt_masks"][..., i].astype(np.uint8)))
             bbox = mu.toBbox(rle).tolist()
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": 100 + k,
-                                      "category_id": int(im["gt_class_ids"][i]),
-                                      "segmentation": rle, "area": float(mu.area(rle)),
-                                      "bbox": bbox, "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": 100 + k,
+                    "category_id": int(im["gt_class_ids"][i]),
+                    "segmentation": rle,
+                    "area": float(mu.area(rle)),
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                }
+            )
         for i in range(im["pred_masks"].shape[2]):
             rle = mu.encode(np.asfortranarray(im["pred_masks"][..., i].astype(np.uint8)))
-            r = {"image_id": 100 + k, "category_id": int(im["pred_class_ids"][i]),
-                 "score": float(im["pred_scores"][i])}
+            r = {"image_id": 100 + k, "category_id": int(im["pred_class_ids"][i]), "score": float(im["pred_scores"][i])}
             if iou_type == "segm":
                 r["segmentation"] = rle
             else:
@@ -414,8 +460,16 @@ def test_coco_numbers_match_pycocotools_directly():
     images = _random_dataset(seed=1)
     e = ev.Evaluator(["BG", "a", "b", "c"])
     for k, im in enumerate(images):
-        e.add(k, im["gt_boxes"], im["gt_class_ids"], im["gt_masks"], im["pred_boxes"],
-              im["pred_class_ids"], im["pred_scores"], im["pred_masks"])
+        e.add(
+            k,
+            im["gt_boxes"],
+            im["gt_class_ids"],
+            im["gt_masks"],
+            im["pred_boxes"],
+            im["pred_class_ids"],
+            im["pred_scores"],
+            im["pred_masks"],
+        )
     s = e.summary()
     assert "Average Precision" in e.coco_log
     for key, iou_type in (("coco_segm", "segm"), ("coco_bbox", "bbox")):

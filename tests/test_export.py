@@ -1,9 +1,9 @@
 """SavedModel export: the served graph (mold + model + unmold in TF) against MaskRCNN.detect()."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import tensorflow as tf  # noqa: E402
 
 
@@ -34,9 +34,13 @@ def test_mold_image_matches_numpy(tiny_model):
         image = _image(h, w, seed=h)
         molded, metas, windows = tiny_model.mold_inputs([image])
         m_tf, meta_tf, win_tf = mold_image_tf(
-            tf.constant(image), min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-            min_scale=config.IMAGE_MIN_SCALE, mean_pixel=list(np.asarray(config.MEAN_PIXEL, float)),
-            num_classes=config.NUM_CLASSES)
+            tf.constant(image),
+            min_dim=config.IMAGE_MIN_DIM,
+            max_dim=config.IMAGE_MAX_DIM,
+            min_scale=config.IMAGE_MIN_SCALE,
+            mean_pixel=list(np.asarray(config.MEAN_PIXEL, float)),
+            num_classes=config.NUM_CLASSES,
+        )
         np.testing.assert_array_equal(win_tf.numpy(), windows[0])
         np.testing.assert_allclose(meta_tf.numpy()[0], metas[0], rtol=1e-6)
         # OpenCV's fixed-point uint8 bilinear vs TF's float bilinear + rounding: at most 1 grey level.
@@ -46,8 +50,9 @@ def test_mold_image_matches_numpy(tiny_model):
 def test_export_serves_like_detect(tiny_model, tmp_path):
     from mrcnn.serve.saved_model import export_saved_model
 
-    out = export_saved_model(tiny_model.keras_model, tiny_model.config, str(tmp_path / "saved"),
-                             class_names=["BG", "mask"])
+    out = export_saved_model(
+        tiny_model.keras_model, tiny_model.config, str(tmp_path / "saved"), class_names=["BG", "mask"]
+    )
     served = tf.saved_model.load(out)
     assert [n.decode() for n in served.class_names.numpy()] == ["BG", "mask"]
     assert "serving_default" in served.signatures
@@ -101,6 +106,11 @@ def test_facemask_export_writes_a_float32_graph_for_a_mixed_precision_run(tmp_pa
     export.run(["--weights", str(run / "mask_rcnn_facemask_0001.h5"), "--out", str(tmp_path / "saved")])
     served = tf.saved_model.load(str(tmp_path / "saved"))
     assert json.loads(served.config_json.numpy())["MIXED_PRECISION"] is False
-    ops = {op.type + ":" + str(op.get_attr("T")) for f in served.serve.concrete_functions
-           for g in [f.graph] for op in g.get_operations() if op.type == "Conv2D"}
+    ops = {
+        op.type + ":" + str(op.get_attr("T"))
+        for f in served.serve.concrete_functions
+        for g in [f.graph]
+        for op in g.get_operations()
+        if op.type == "Conv2D"
+    }
     assert ops and all("float32" in o for o in ops), ops

@@ -7,6 +7,7 @@ the one-line errors.
 
 One short training and one export per format for the whole module, tiny images (~75 s on 2 cores).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,9 +45,11 @@ def _images(data: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     for i, f in enumerate(files):
         im = np.asarray(Image.open(f).convert("RGB"))
         y, x = (im.shape[0] - 128) // 2, (im.shape[1] - 128) // 2
-        native[f"img{i}.png"] = np.ascontiguousarray(im[y:y + 128, x:x + 128])
-    resized = {"up.png": np.asarray(Image.fromarray(native["img0.png"]).resize((240, 192), Image.BILINEAR)),
-               "down.png": np.asarray(Image.fromarray(native["img1.png"]).resize((100, 80), Image.BILINEAR))}
+        native[f"img{i}.png"] = np.ascontiguousarray(im[y : y + 128, x : x + 128])
+    resized = {
+        "up.png": np.asarray(Image.fromarray(native["img0.png"]).resize((240, 192), Image.BILINEAR)),
+        "down.png": np.asarray(Image.fromarray(native["img1.png"]).resize((100, 80), Image.BILINEAR)),
+    }
     return native, resized
 
 
@@ -130,8 +133,15 @@ def exported(tmp_path_factory):
         assert rc == 0, out[-2000:] + err[-3000:]
         logs[fmt] = out
         print(f"export {fmt}: {time.perf_counter() - t0:.1f} s")
-    return {"tmp": tmp, "model": model, "weights": weights, "images": images, "native": native,
-            "resized": resized, "logs": logs}
+    return {
+        "tmp": tmp,
+        "model": model,
+        "weights": weights,
+        "images": images,
+        "native": native,
+        "resized": resized,
+        "logs": logs,
+    }
 
 
 def test_export_writes_each_format_and_its_json(exported):
@@ -191,9 +201,11 @@ def _check_same(ref: list[dict], got: list[dict], what: str) -> None:
     mask = np.array([_iou(a["mask"], b["mask"]) for a, b in pairs])
     score = np.array([abs(a["score"] - b["score"]) for a, b in pairs])
     same = (score <= 1e-3) & (box >= 0.95) & (mask >= 0.9)
-    print(f"{what}: {len(ref)} vs {len(got)} detections, {len(pairs)} paired, {same.sum()} the same; "
-          f"max |score diff| {score.max():.2e}; box IoU min {box.min():.3f} mean {box.mean():.4f}; "
-          f"mask IoU min {mask.min():.3f} mean {mask.mean():.4f}")
+    print(
+        f"{what}: {len(ref)} vs {len(got)} detections, {len(pairs)} paired, {same.sum()} the same; "
+        f"max |score diff| {score.max():.2e}; box IoU min {box.min():.3f} mean {box.mean():.4f}; "
+        f"mask IoU min {mask.min():.3f} mean {mask.mean():.4f}"
+    )
     allowed = max(3, int(0.1 * len(ref)))
     assert unpaired + (~same).sum() <= allowed, f"{what}: {unpaired} unpaired, {(~same).sum()} differ"
     assert np.median(score) <= 1e-5 and np.mean(mask) >= 0.98
@@ -212,8 +224,15 @@ def _check_close(ref: list[dict], got: list[dict], what: str) -> None:
 
 
 def _detections(r) -> list[dict]:
-    return [{"box": r["rois"][i], "class_id": int(r["class_ids"][i]), "score": float(r["scores"][i]),
-             "mask": r["masks"][..., i]} for i in range(len(r["class_ids"]))]
+    return [
+        {
+            "box": r["rois"][i],
+            "class_id": int(r["class_ids"][i]),
+            "score": float(r["scores"][i]),
+            "mask": r["masks"][..., i],
+        }
+        for i in range(len(r["class_ids"]))
+    ]
 
 
 @pytest.mark.parametrize("fmt", FILE_FORMATS)  # the SavedModel: tests/test_export.py
@@ -234,8 +253,9 @@ def test_exported_model_detects_as_detect(exported, fmt):
         assert got["rois"].dtype == np.int32 and got["scores"].dtype == np.float32
         assert got["class_ids"].dtype == np.int32
         results[name] = (_detections(ref), _detections(got))
-    _check_same(sum((results[n][0] for n in exported["native"]), []),
-                sum((results[n][1] for n in exported["native"]), []), fmt)
+    _check_same(
+        sum((results[n][0] for n in exported["native"]), []), sum((results[n][1] for n in exported["native"]), []), fmt
+    )
     for name in exported["resized"]:
         _check_close(*results[name], f"{fmt} {name}")
 
@@ -249,8 +269,9 @@ def inference_outputs(exported):
     for name in ("checkpoint", *FILE_FORMATS):
         weights = exported["weights"] if name == "checkpoint" else _model_path(exported["tmp"], name)
         out = exported["tmp"] / f"out_{name}"
-        rc, stdout, err = _main(inference.main, ["--weights", weights, "--input", exported["images"],
-                                                 "--output", out, "--no-progress"])
+        rc, stdout, err = _main(
+            inference.main, ["--weights", weights, "--input", exported["images"], "--output", out, "--no-progress"]
+        )
         assert rc == 0, stdout[-2000:] + err[-3000:]
         outs[name] = (out, stdout)
     return outs
@@ -271,9 +292,15 @@ def test_inference_cli_on_exported_file_writes_what_the_checkpoint_writes(infere
 
     def detections(annotations, file_name):
         x = [a for a in annotations if a["file_name"] == file_name]
-        return [{"box": [a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3], a["bbox"][0] + a["bbox"][2]],
-                 "class_id": a["category_id"], "score": a["score"],
-                 "mask": mask_utils.decode(a["segmentation"]).astype(bool)} for a in x]
+        return [
+            {
+                "box": [a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3], a["bbox"][0] + a["bbox"][2]],
+                "class_id": a["category_id"],
+                "score": a["score"],
+                "mask": mask_utils.decode(a["segmentation"]).astype(bool),
+            }
+            for a in x
+        ]
 
     refs, gots = [], []
     for image in ref["images"]:
@@ -294,13 +321,24 @@ def test_inference_cli_on_exported_file_writes_what_the_checkpoint_writes(infere
 def test_onnx_inference_needs_no_tensorflow(exported, inference_outputs, tmp_path):
     """``inference.py --weights model.onnx`` and the app's predictor in a fresh Python: TensorFlow is
     never imported, and the predictions are the in-process ONNX run's."""
-    code = ("import sys, numpy as np; from facemask import inference; rc = inference.main(sys.argv[1:]); "
-            "from facemask.app import build_parser, load_predictor; "
-            "p = load_predictor(build_parser().parse_args(sys.argv[1:3])); "
-            "p.predict(np.zeros((64, 80, 3), np.uint8)); "
-            "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(rc)")
-    proc = cli("-c", code, "--weights", _model_path(exported["tmp"], "onnx"), "--input", exported["images"],
-               "--output", tmp_path / "out", "--no-progress")
+    code = (
+        "import sys, numpy as np; from facemask import inference; rc = inference.main(sys.argv[1:]); "
+        "from facemask.app import build_parser, load_predictor; "
+        "p = load_predictor(build_parser().parse_args(sys.argv[1:3])); "
+        "p.predict(np.zeros((64, 80, 3), np.uint8)); "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(rc)"
+    )
+    proc = cli(
+        "-c",
+        code,
+        "--weights",
+        _model_path(exported["tmp"], "onnx"),
+        "--input",
+        exported["images"],
+        "--output",
+        tmp_path / "out",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "tensorflow imported: False" in proc.stdout
     got = json.loads((tmp_path / "out" / "predictions.json").read_text())
@@ -354,8 +392,10 @@ def test_missing_runtime_names_the_extra(exported, monkeypatch):
     err = _one_line(export.main, ["--weights", exported["weights"], "--format", "onnx", "--out", "unused"])
     assert "tf2onnx" in err and "pip install 'mrcnn-facemask[export]'" in err
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    err = _one_line(inference.main, ["--weights", _model_path(exported["tmp"], "onnx"), "--input",
-                                     exported["images"], "--output", "unused"])
+    err = _one_line(
+        inference.main,
+        ["--weights", _model_path(exported["tmp"], "onnx"), "--input", exported["images"], "--output", "unused"],
+    )
     assert "onnxruntime" in err and "pip install 'mrcnn-facemask[export]'" in err
 
 
@@ -369,15 +409,40 @@ def test_bad_exported_files_and_flags_are_one_line_errors(exported, tmp_path):
     no_json = tmp_path / "lonely" / "model.tflite"
     no_json.parent.mkdir()
     shutil.copy(_model_path(tmp, "tflite"), no_json)
-    for path, expected in [(bogus, "not a readable ONNX model"), (no_json, "model.json is missing"),
-                           (tmp_path / "absent.onnx", "no such file")]:
+    for path, expected in [
+        (bogus, "not a readable ONNX model"),
+        (no_json, "model.json is missing"),
+        (tmp_path / "absent.onnx", "no such file"),
+    ]:
         err = _one_line(inference.main, ["--weights", path, "--input", exported["images"], "--output", tmp_path / "o"])
         assert expected in err, err
-    err = _one_line(inference.main, ["--weights", _model_path(tmp, "onnx"), "--input", exported["images"],
-                                     "--output", tmp_path / "o", "--min-confidence", "0.01"])
+    err = _one_line(
+        inference.main,
+        [
+            "--weights",
+            _model_path(tmp, "onnx"),
+            "--input",
+            exported["images"],
+            "--output",
+            tmp_path / "o",
+            "--min-confidence",
+            "0.01",
+        ],
+    )
     assert "export again with facemask-export --min-confidence 0.01" in err
-    err = _one_line(inference.main, ["--weights", _model_path(tmp, "tflite"), "--classes", "subtypes",
-                                     "--input", exported["images"], "--output", tmp_path / "o"])
+    err = _one_line(
+        inference.main,
+        [
+            "--weights",
+            _model_path(tmp, "tflite"),
+            "--classes",
+            "subtypes",
+            "--input",
+            exported["images"],
+            "--output",
+            tmp_path / "o",
+        ],
+    )
     assert "--classes does not apply to an exported model" in err
     for exported_model in (_model_path(tmp, "onnx"), _model_path(tmp, "saved_model")):
         err = _one_line(export.main, ["--weights", exported_model, "--format", "tflite", "--out", tmp_path / "x"])

@@ -1,6 +1,7 @@
 """The export graph's ops against the training/detect() graph's ops on the same inputs: padded NMS vs
 tf.image.non_max_suppression, gather ROIAlign vs CropAndResize, the batched proposal / detection
 steps vs their map_fn originals, loop-free mask pasting vs paste_masks_tf."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -96,8 +97,12 @@ def test_batched_proposals_and_detections_equal_the_map_fn_layers():
     rois = ref
     cls = tf.nn.softmax(rng.normal(scale=2.0, size=(b, 120, c)).astype(np.float32)).numpy()
     bbox = rng.normal(scale=0.5, size=(b, 120, c, 4)).astype(np.float32)
-    meta = np.stack([compose_image_meta(0, (90, 120, 3), (128, 128, 3), (19, 0, 109, 128), 1.07, np.ones(c)),
-                     compose_image_meta(0, (128, 128, 3), (128, 128, 3), (0, 0, 128, 128), 1.0, np.ones(c))])
+    meta = np.stack(
+        [
+            compose_image_meta(0, (90, 120, 3), (128, 128, 3), (19, 0, 109, 128), 1.07, np.ones(c)),
+            compose_image_meta(0, (128, 128, 3), (128, 128, 3), (0, 0, 128, 128), 1.0, np.ones(c)),
+        ]
+    )
     kw = dict(bbox_std_dev=[0.1, 0.1, 0.2, 0.2], min_confidence=0.4, nms_threshold=0.5, max_instances=25)
     ref = DetectionLayer(**kw)([rois, cls, bbox, meta]).numpy()
     got = DetectionLayer(**kw, nms="padded")([rois, cls, bbox, meta]).numpy()
@@ -111,8 +116,18 @@ def test_batched_paste_equals_paste_masks_tf():
     rng = np.random.default_rng(0)
     masks = rng.random((7, 28, 28)).astype(np.float32)
     masks[2] = 0.7  # a constant mask: clipped to its own range
-    boxes = np.array([[3, 4, 40, 50], [-5, -6, 20, 30], [10, 10, 11, 12], [50, 60, 90, 99],
-                      [0, 0, 90, 100], [30, 20, 31, 21], [80, 90, 120, 130]], np.int32)
+    boxes = np.array(
+        [
+            [3, 4, 40, 50],
+            [-5, -6, 20, 30],
+            [10, 10, 11, 12],
+            [50, 60, 90, 99],
+            [0, 0, 90, 100],
+            [30, 20, 31, 21],
+            [80, 90, 120, 130],
+        ],
+        np.int32,
+    )
     ref = paste_masks_tf(masks, boxes, 90, 100).numpy()
     got = paste_masks_batched_tf(masks, boxes, 90, 100).numpy()
     assert got.dtype == np.uint8 and got.shape == (7, 90, 100)

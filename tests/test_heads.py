@@ -1,5 +1,6 @@
 """The heads' pure functions on small hand-made tensors (targets, refinement, proposals, each loss,
 mask selection), and the in-graph anchors against the numpy ones for a custom backbone."""
+
 from __future__ import annotations
 
 import math
@@ -72,13 +73,26 @@ def test_detection_targets_samples_positives_negatives_and_skips_crowds():
     gt_boxes = f32([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]])
     gt_class_ids = tf.constant([2, -1], tf.int32)  # the second box is a crowd
     gt_masks = tf.ones([8, 8, 2], tf.bool)
-    proposals = f32([[0.1, 0.1, 0.5, 0.55],   # IoU 0.89 with GT 0: positive
-                     [0.0, 0.6, 0.2, 0.9],    # IoU 0: negative
-                     [0, 0, 0, 0],            # padding
-                     [0.55, 0.55, 0.8, 0.8]])  # touches the crowd: neither
+    proposals = f32(
+        [
+            [0.1, 0.1, 0.5, 0.55],  # IoU 0.89 with GT 0: positive
+            [0.0, 0.6, 0.2, 0.9],  # IoU 0: negative
+            [0, 0, 0, 0],  # padding
+            [0.55, 0.55, 0.8, 0.8],
+        ]
+    )  # touches the crowd: neither
     rois, class_ids, deltas, masks = detection_targets(
-        proposals, gt_class_ids, gt_boxes, gt_masks, rois_per_image=4, positive_ratio=0.5, bbox_std_dev=STD,
-        mask_shape=(4, 4), use_mini_mask=False, append_gt=False)
+        proposals,
+        gt_class_ids,
+        gt_boxes,
+        gt_masks,
+        rois_per_image=4,
+        positive_ratio=0.5,
+        bbox_std_dev=STD,
+        mask_shape=(4, 4),
+        use_mini_mask=False,
+        append_gt=False,
+    )
     np.testing.assert_allclose(rois.numpy(), [[0.1, 0.1, 0.5, 0.55], [0.0, 0.6, 0.2, 0.9], [0] * 4, [0] * 4])
     np.testing.assert_array_equal(class_ids.numpy(), [2, 0, 0, 0])
     want = box_refinement(np.array([[0.1, 0.1, 0.5, 0.55]]), np.array([[0.1, 0.1, 0.5, 0.5]])) / STD
@@ -90,9 +104,16 @@ def test_detection_targets_samples_positives_negatives_and_skips_crowds():
 
 def test_detection_targets_appends_gt_as_proposals():
     rois, class_ids, _, _ = detection_targets(
-        f32([[0.0, 0.6, 0.2, 0.9]]), tf.constant([1], tf.int32), f32([[0.1, 0.1, 0.5, 0.5]]),
-        tf.ones([8, 8, 1], tf.bool), rois_per_image=4, positive_ratio=0.5, bbox_std_dev=STD,
-        mask_shape=(4, 4), use_mini_mask=False)
+        f32([[0.0, 0.6, 0.2, 0.9]]),
+        tf.constant([1], tf.int32),
+        f32([[0.1, 0.1, 0.5, 0.5]]),
+        tf.ones([8, 8, 1], tf.bool),
+        rois_per_image=4,
+        positive_ratio=0.5,
+        bbox_std_dev=STD,
+        mask_shape=(4, 4),
+        use_mini_mask=False,
+    )
     np.testing.assert_array_equal(class_ids.numpy(), [1, 0, 0, 0])
     np.testing.assert_allclose(rois.numpy()[:2], [[0.1, 0.1, 0.5, 0.5], [0.0, 0.6, 0.2, 0.9]])
 
@@ -111,30 +132,59 @@ def test_mrcnn_bbox_loss_uses_the_true_class_deltas_of_positives_only():
     target_ids = tf.constant([[1, 0]], tf.int32)
     target_bbox = f32([[[1, 0, 0, 0], [5, 5, 5, 5]]])
     pred = np.zeros((1, 2, 2, 4), np.float32)
-    pred[0, 0, 1] = [1, 0, 0, 3]    # class 1 of the positive: off by 3 in one value -> smooth-L1 2.5
+    pred[0, 0, 1] = [1, 0, 0, 3]  # class 1 of the positive: off by 3 in one value -> smooth-L1 2.5
     pred[0, 0, 0] = [99, 99, 99, 99]  # another class: ignored
     assert mrcnn_bbox_loss(target_bbox, target_ids, f32(pred)).numpy() == pytest.approx(2.5 / 4)
     no_positives = mrcnn_bbox_loss(target_bbox, tf.zeros([1, 2], tf.int32), f32(pred)).numpy()
     assert no_positives == 0.0
-    assert set(box_losses(target_ids, target_bbox, f32(np.zeros((1, 2, 2))), f32(pred), f32([[1, 1]]),
-                          f32(np.ones((1, 2, 4))))) == {"mrcnn_class_loss", "mrcnn_bbox_loss"}
+    assert set(
+        box_losses(target_ids, target_bbox, f32(np.zeros((1, 2, 2))), f32(pred), f32([[1, 1]]), f32(np.ones((1, 2, 4))))
+    ) == {"mrcnn_class_loss", "mrcnn_bbox_loss"}
 
 
 def test_refine_detections_applies_deltas_clips_and_runs_per_class_nms():
-    rois = f32([[0.1, 0.1, 0.3, 0.3], [0.11, 0.1, 0.31, 0.3], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0],
-                [0.6, 0.1, 0.7, 0.2], [0.1, 0.1, 0.3, 0.3]])
-    probs = f32([[0.1, 0.9, 0.0],   # class 1, 0.9
-                 [0.2, 0.8, 0.0],   # class 1, overlaps ROI 0: suppressed
-                 [0.3, 0.0, 0.7],   # class 2, clipped by the window
-                 [0.0, 1.0, 0.0],   # padding ROI: dropped
-                 [0.3, 0.4, 0.3],   # below min_confidence
-                 [0.4, 0.0, 0.6]])  # class 2 on ROI 0's box: another class, kept
+    rois = f32(
+        [
+            [0.1, 0.1, 0.3, 0.3],
+            [0.11, 0.1, 0.31, 0.3],
+            [0.5, 0.5, 0.9, 0.9],
+            [0, 0, 0, 0],
+            [0.6, 0.1, 0.7, 0.2],
+            [0.1, 0.1, 0.3, 0.3],
+        ]
+    )
+    probs = f32(
+        [
+            [0.1, 0.9, 0.0],  # class 1, 0.9
+            [0.2, 0.8, 0.0],  # class 1, overlaps ROI 0: suppressed
+            [0.3, 0.0, 0.7],  # class 2, clipped by the window
+            [0.0, 1.0, 0.0],  # padding ROI: dropped
+            [0.3, 0.4, 0.3],  # below min_confidence
+            [0.4, 0.0, 0.6],
+        ]
+    )  # class 2 on ROI 0's box: another class, kept
     deltas = np.zeros((6, 3, 4), np.float32)
     deltas[0, 1] = [1, 0, 0, 0]  # x std 0.1: moves ROI 0 down by 0.1 * 0.2
-    got = refine_detections(rois, probs, f32(deltas), f32([0, 0, 0.8, 0.8]), bbox_std_dev=STD,
-                            min_confidence=0.5, nms_threshold=0.3, max_instances=4).numpy()
-    np.testing.assert_allclose(got, [[0.12, 0.1, 0.32, 0.3, 1, 0.9], [0.5, 0.5, 0.8, 0.8, 2, 0.7],
-                                     [0.1, 0.1, 0.3, 0.3, 2, 0.6], [0, 0, 0, 0, 0, 0]], atol=1e-6)
+    got = refine_detections(
+        rois,
+        probs,
+        f32(deltas),
+        f32([0, 0, 0.8, 0.8]),
+        bbox_std_dev=STD,
+        min_confidence=0.5,
+        nms_threshold=0.3,
+        max_instances=4,
+    ).numpy()
+    np.testing.assert_allclose(
+        got,
+        [
+            [0.12, 0.1, 0.32, 0.3, 1, 0.9],
+            [0.5, 0.5, 0.8, 0.8, 2, 0.7],
+            [0.1, 0.1, 0.3, 0.3, 2, 0.6],
+            [0, 0, 0, 0, 0, 0],
+        ],
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu", "tiny"])
@@ -146,8 +196,16 @@ def test_face_mask_profiles_keep_an_object_nested_in_another(profile):
     deltas = np.zeros((2, 2, 4), np.float32)
 
     def detect(config):
-        return refine_detections(rois, probs, f32(deltas), f32([0, 0, 1, 1]), bbox_std_dev=STD, min_confidence=0.5,
-                                 nms_threshold=config.DETECTION_NMS_THRESHOLD, max_instances=4).numpy()
+        return refine_detections(
+            rois,
+            probs,
+            f32(deltas),
+            f32([0, 0, 1, 1]),
+            bbox_std_dev=STD,
+            min_confidence=0.5,
+            nms_threshold=config.DETECTION_NMS_THRESHOLD,
+            max_instances=4,
+        ).numpy()
 
     assert (detect(facemask.make_config(profile))[:, 4] > 0).sum() == 2
     assert (detect(Config())[:, 4] > 0).sum() == 1
@@ -186,7 +244,9 @@ def test_whole_input_conv_equals_the_valid_conv_forward_and_backward():
         want, got = conv(x), fc(x)
         loss_want, loss_got = tf.reduce_sum(want * want), tf.reduce_sum(got * got)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
-    for a, b in zip(tape.gradient(loss_got, [x, fc.kernel, fc.bias]), tape.gradient(loss_want, [x, conv.kernel, conv.bias])):
+    for a, b in zip(
+        tape.gradient(loss_got, [x, fc.kernel, fc.bias]), tape.gradient(loss_want, [x, conv.kernel, conv.bias])
+    ):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="must equal the kernel"):
         fc(tf.zeros([1, 9, 9, 16]))
@@ -211,15 +271,17 @@ def test_fused_batchnorm_equals_keras_batchnorm_forward_backward_and_moving_stat
         got, want = fused(x, training=True), keras_path(x, training=True)
         loss_got, loss_want = tf.reduce_sum(got * upstream), tf.reduce_sum(want * upstream)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
-    for a, b in zip(tape.gradient(loss_got, [x, fused.gamma, fused.beta]),
-                    tape.gradient(loss_want, [x, plain.gamma, plain.beta])):
+    for a, b in zip(
+        tape.gradient(loss_got, [x, fused.gamma, fused.beta]), tape.gradient(loss_want, [x, plain.gamma, plain.beta])
+    ):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     # Moving statistics move (or stay frozen) the same way, and inference mode agrees too.
     for a, b in zip(fused.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert np.allclose(fused.moving_mean.numpy(), initial[2]) == (train_bn is False)
-    np.testing.assert_allclose(fused(x, training=False).numpy(), keras_path(x, training=False).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fused(x, training=False).numpy(), keras_path(x, training=False).numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def _two_mask_heads(train_bn):
@@ -249,8 +311,9 @@ def test_packed_mask_head_equals_the_dense_one_on_kept_rois_and_zeros_elsewhere(
     assert not got[~keep].any()
     # So the mask loss, which reads the positives only, is the same.
     targets = tf.constant((np.random.default_rng(2).random((2, 5, 14, 14)) > 0.5).astype(np.float32))
-    np.testing.assert_allclose(mrcnn_mask_loss(targets, class_ids, got).numpy(),
-                               mrcnn_mask_loss(targets, class_ids, want).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        mrcnn_mask_loss(targets, class_ids, got).numpy(), mrcnn_mask_loss(targets, class_ids, want).numpy(), rtol=1e-5
+    )
 
 
 def test_packed_mask_head_without_positives_keeps_batchnorm_finite():

@@ -40,8 +40,8 @@ def test_grayscale_alpha_composited_on_white(tmp_path: Path) -> None:
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
     out = read_image_rgb(tmp_path / "la.png")
     _check_rgb(out, (2, 2))
-    assert out[0, 0].tolist() == [100] * 3       # opaque
-    assert out[0, 1].tolist() == [255] * 3       # transparent -> white
+    assert out[0, 0].tolist() == [100] * 3  # opaque
+    assert out[0, 1].tolist() == [255] * 3  # transparent -> white
     expected = round(100 * 128 / 255 + 255 * (1 - 128 / 255))
     assert abs(int(out[1, 0, 0]) - expected) <= 1
 
@@ -120,7 +120,7 @@ def test_exif_orientation(tmp_path: Path, orientation: int, corner: tuple[int, i
     path = tmp_path / f"rot{orientation}.jpg"
     _exif_jpeg(path, orientation)
     out = read_image_rgb(path)
-    _check_rgb(out, (60, 40))             # displayed: portrait
+    _check_rgb(out, (60, 40))  # displayed: portrait
     assert read_image_size(path) == (60, 40)
     # Orientation 6 = rotate 90 CW to display: stored top-left goes top-right.
     # Orientation 8 = rotate 90 CCW: stored top-left goes bottom-left.

@@ -1,6 +1,7 @@
 """facemask.inference.detect_images (the detection stream inference.py writes from) with a real tiny
 model: files in order, an unreadable file skipped with its reason, a batch whose detect() fails
 retried image by image so only the image that fails is lost; and PredictionWriter's files."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """The project installed as a user installs it (a built wheel, not the clone): it holds only the
 `mrcnn` and `facemask` packages, its console commands exist, and they export a SavedModel and
 predict from a folder outside the repository, importing nothing from the clone."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"facemask-train", "facemask-evaluate", "facemask-infer", "facemask-app", "facemask-export",
-            "facemask-fit-anchors", "facemask-synthetic"}
+COMMANDS = {
+    "facemask-train",
+    "facemask-evaluate",
+    "facemask-infer",
+    "facemask-app",
+    "facemask-export",
+    "facemask-fit-anchors",
+    "facemask-synthetic",
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +32,19 @@ def wheel(tmp_path_factory) -> Path:
     # Build from a clean copy: setuptools writes build/ and *.egg-info into the source folder, and a
     # stale build/lib would put deleted modules into the wheel.
     source = tmp_path_factory.mktemp("source") / "project"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", "logs", "datasets", "outputs", "tests", "bench"))
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
-                          capture_output=True, text=True, timeout=600)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", "logs", "datasets", "outputs", "tests", "bench"
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     wheels = list(out.glob("mrcnn_facemask-*.whl"))
     assert len(wheels) == 1
@@ -48,15 +65,19 @@ def test_wheel_holds_the_two_packages_and_the_commands(wheel):
 
 def test_installed_commands_export_and_predict_outside_the_repo(wheel, tmp_path):
     import keras
+    from PIL import Image
 
     import facemask
     from facemask.synthetic import draw_sample
     from mrcnn.model.maskrcnn import MaskRCNN
-    from PIL import Image
 
     site = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
-                           str(wheel)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (site / "tools").exists() and not (site / "train.py").exists()
 
@@ -78,11 +99,23 @@ def test_installed_commands_export_and_predict_outside_the_repo(wheel, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def command(name, *args):
-        return subprocess.run([sys.executable, str(site / "bin" / name), *map(str, args)], cwd=outside, env=env,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, str(site / "bin" / name), *map(str, args)],
+            cwd=outside,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
-    where = subprocess.run([sys.executable, "-c", "import facemask, mrcnn; print(facemask.__file__, mrcnn.__file__)"],
-                           cwd=outside, env=env, capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [sys.executable, "-c", "import facemask, mrcnn; print(facemask.__file__, mrcnn.__file__)"],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.stdout.split() == [str(site / "facemask" / "__init__.py"), str(site / "mrcnn" / "__init__.py")]
 
     exported = command("facemask-export", "--weights", run, "--out", tmp_path / "saved")
@@ -90,8 +123,16 @@ def test_installed_commands_export_and_predict_outside_the_repo(wheel, tmp_path)
     assert (tmp_path / "saved" / "saved_model.pb").is_file()
     assert "classes: helmet, vest" in exported.stdout
 
-    predicted = command("facemask-infer", "--weights", run / "mask_rcnn_facemask_0001.h5", "--input", photos,
-                        "--output", tmp_path / "out", "--no-progress")
+    predicted = command(
+        "facemask-infer",
+        "--weights",
+        run / "mask_rcnn_facemask_0001.h5",
+        "--input",
+        photos,
+        "--output",
+        tmp_path / "out",
+        "--no-progress",
+    )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [c["name"] for c in predictions["categories"]] == ["helmet", "vest"]

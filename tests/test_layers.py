@@ -1,6 +1,7 @@
 """The house's layering, read from the source: every import (lazy ones inside functions included)
 goes to a lower layer, the library never imports the application or a top-level script, and no
 two modules import each other at load time."""
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,7 @@ def _imports(mods: dict[str, Path], top_level_only: bool = False) -> dict[str, s
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                    base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
             else:
                 continue
@@ -89,8 +90,13 @@ def test_imports_go_down_the_layers_only():
 
 def test_the_library_never_imports_the_application():
     edges = _imports(_modules())
-    wrong = sorted(f"{m} -> {t}" for m, ts in edges.items() if m.startswith("mrcnn") for t in ts
-                   if t.startswith(("facemask", "<script")))
+    wrong = sorted(
+        f"{m} -> {t}"
+        for m, ts in edges.items()
+        if m.startswith("mrcnn")
+        for t in ts
+        if t.startswith(("facemask", "<script"))
+    )
     assert not wrong, wrong
 
 
@@ -105,7 +111,7 @@ def test_no_import_cycle_at_load_time():
             if nxt.startswith("<"):
                 continue
             if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
             if nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2

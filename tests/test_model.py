@@ -1,5 +1,6 @@
 """Model tests through the real code paths on tiny configs (CPU): train steps, save/load,
 Matterport-layout weights with exclude, staged freezing, detect() at any size."""
+
 from __future__ import annotations
 
 import h5py
@@ -18,8 +19,10 @@ def tiny_config(**overrides):
 
 @pytest.fixture(scope="module")
 def datasets(tiny_facemask_dir):
-    return (facemask.load_dataset(str(tiny_facemask_dir), "train", verbose=False),
-            facemask.load_dataset(str(tiny_facemask_dir), "val", verbose=False))
+    return (
+        facemask.load_dataset(str(tiny_facemask_dir), "train", verbose=False),
+        facemask.load_dataset(str(tiny_facemask_dir), "val", verbose=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +108,11 @@ def test_save_load_round_trip_gives_identical_detections(tmp_path, training_mode
 def test_detect_returns_masks_at_the_original_size(tmp_path, shape):
     model = MaskRCNN("inference", tiny_config(IMAGES_PER_GPU=2), str(tmp_path))
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, shape, dtype=np.uint8), rng.integers(0, 255, (64, 80, 3), dtype=np.uint8),
-              rng.integers(0, 255, shape, dtype=np.uint8)]
+    images = [
+        rng.integers(0, 255, shape, dtype=np.uint8),
+        rng.integers(0, 255, (64, 80, 3), dtype=np.uint8),
+        rng.integers(0, 255, shape, dtype=np.uint8),
+    ]
     results = model.detect(images)
     assert len(results) == 3
     # The short last batch (1 of 2) is padded inside detect(): one batch shape, one trace.
@@ -184,13 +190,43 @@ def test_resnet101_has_matterport_layer_names(tmp_path):
     config = facemask.make_config("gpu", IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, IMAGES_PER_GPU=1)
     model = MaskRCNN("inference", config, str(tmp_path))
     names = {layer.name for layer in iter_layers(model.keras_model) if layer.weights}
-    expected = {"conv1", "bn_conv1", "res2a_branch2a", "res2a_branch1", "bn2a_branch1", "res2c_branch2c",
-                "res3d_branch2c", "res4a_branch1", "res4w_branch2c", "bn4w_branch2c", "res5c_branch2c",
-                "bn5c_branch2c", "fpn_c5p5", "fpn_c4p4", "fpn_c3p3", "fpn_c2p2", "fpn_p2", "fpn_p3", "fpn_p4",
-                "fpn_p5", "rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred", "mrcnn_class_conv1",
-                "mrcnn_class_bn1", "mrcnn_class_conv2", "mrcnn_class_bn2", "mrcnn_class_logits", "mrcnn_bbox_fc",
-                "mrcnn_mask_conv1", "mrcnn_mask_bn1", "mrcnn_mask_conv4", "mrcnn_mask_bn4", "mrcnn_mask_deconv",
-                "mrcnn_mask"}
+    expected = {
+        "conv1",
+        "bn_conv1",
+        "res2a_branch2a",
+        "res2a_branch1",
+        "bn2a_branch1",
+        "res2c_branch2c",
+        "res3d_branch2c",
+        "res4a_branch1",
+        "res4w_branch2c",
+        "bn4w_branch2c",
+        "res5c_branch2c",
+        "bn5c_branch2c",
+        "fpn_c5p5",
+        "fpn_c4p4",
+        "fpn_c3p3",
+        "fpn_c2p2",
+        "fpn_p2",
+        "fpn_p3",
+        "fpn_p4",
+        "fpn_p5",
+        "rpn_conv_shared",
+        "rpn_class_raw",
+        "rpn_bbox_pred",
+        "mrcnn_class_conv1",
+        "mrcnn_class_bn1",
+        "mrcnn_class_conv2",
+        "mrcnn_class_bn2",
+        "mrcnn_class_logits",
+        "mrcnn_bbox_fc",
+        "mrcnn_mask_conv1",
+        "mrcnn_mask_bn1",
+        "mrcnn_mask_conv4",
+        "mrcnn_mask_bn4",
+        "mrcnn_mask_deconv",
+        "mrcnn_mask",
+    }
     assert expected <= names, sorted(expected - names)
     assert "res4x_branch2a" not in names  # ResNet-101 stage 4 has blocks a..w
     resnet_layers = [n for n in names if n.startswith(("res", "bn")) or n == "conv1"]
@@ -239,8 +275,12 @@ def test_linear_warmup_ramps_from_a_thousandth_and_holds_the_learning_rate_after
     from mrcnn.model.trainer import LinearWarmup, learning_rate_schedule
 
     ramp = LinearWarmup(0.02, warmup_steps=100)
-    assert [round(float(ramp(s)), 8) for s in (0, 50, 100, 1000)] == [0.00002, round(0.02 * (0.001 + 0.999 / 2), 8),
-                                                                      0.02, 0.02]
+    assert [round(float(ramp(s)), 8) for s in (0, 50, 100, 1000)] == [
+        0.00002,
+        round(0.02 * (0.001 + 0.999 / 2), 8),
+        0.02,
+        0.02,
+    ]
     assert float(LinearWarmup(0.02, 100, first_step=50)(0)) == pytest.approx(float(ramp(50)))
     assert learning_rate_schedule(0.02, 100, first_step=100) == 0.02  # past the ramp: a plain rate
     assert learning_rate_schedule(0.02, 0, first_step=0) == 0.02  # no warm-up (Matterport's default)
@@ -278,10 +318,19 @@ def test_layer_lr_decay_scales_each_backbone_stage(tmp_path, datasets):
     the heads move; the scale per variable follows the stage in its Matterport name."""
     from mrcnn.model.trainer import backbone_stage, layer_lr_scales
 
-    assert [backbone_stage(p) for p in ("conv1/kernel", "bn_conv1/gamma", "res2a_branch2a/kernel",
-                                        "bn4b_branch2b/beta", "res5c_branch1/kernel", "fpn_c5p5/kernel",
-                                        "rpn_conv_shared/kernel", "mrcnn_mask_conv1/kernel")] == [1, 1, 2, 4, 5,
-                                                                                                None, None, None]
+    assert [
+        backbone_stage(p)
+        for p in (
+            "conv1/kernel",
+            "bn_conv1/gamma",
+            "res2a_branch2a/kernel",
+            "bn4b_branch2b/beta",
+            "res5c_branch1/kernel",
+            "fpn_c5p5/kernel",
+            "rpn_conv_shared/kernel",
+            "mrcnn_mask_conv1/kernel",
+        )
+    ] == [1, 1, 2, 4, 5, None, None, None]
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         layer_lr_scales([], 0.0)
     model = MaskRCNN("training", tiny_config(STEPS_PER_EPOCH=1, GRADIENT_CLIP_NORM=1e6), str(tmp_path))
@@ -289,8 +338,7 @@ def test_layer_lr_decay_scales_each_backbone_stage(tmp_path, datasets):
     before = {p: v.numpy().copy() for p, v in kernels.items()}
     model.train(datasets[0], None, learning_rate=0.05, epochs=1, layers="all", verbose=0, layer_lr_decay=1e-4)
     moved = {p: float(np.abs(v.numpy() - before[p]).max()) for p, v in kernels.items()}
-    scales = dict(zip([v.path for v in model.keras_model.trainable_variables],
-                      model.keras_model.gradient_scales))
+    scales = dict(zip([v.path for v in model.keras_model.trainable_variables], model.keras_model.gradient_scales))
     assert scales["conv1/kernel"] == pytest.approx(1e-16) and scales["res5a_branch2a/kernel"] == 1.0
     early = [m for p, m in moved.items() if backbone_stage(p) in (1, 2, 3)]
     late = [m for p, m in moved.items() if backbone_stage(p) == 5 or p.startswith("mrcnn_")]

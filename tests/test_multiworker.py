@@ -2,6 +2,7 @@
 they end with identical weights (also under float16 and bfloat16 mixed precision), the loss falls, only the chief
 writes the run folder; then both
 restart through train.py's --worker-hosts/--task-index from the chief's last checkpoint and go on."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def _run_workers(argv_of_worker, timeout: float) -> list[str]:
     """Start one process per argv, wait for all (killing all on a failure or the timeout); stdouts."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for argv in argv_of_worker]
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv in argv_of_worker
+    ]
     try:
         outs = [p.communicate(timeout=timeout) for p in procs]
     finally:
@@ -85,8 +88,13 @@ def first_run(tiny_facemask_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multiworker")
     logs = [tmp / "logs_chief", tmp / "logs_worker1"]
     hosts = _free_hosts(2)
-    outs = _run_workers([[sys.executable, "-c", WORKER, str(tiny_facemask_dir), str(logs[i]), str(tmp), hosts, str(i)]
-                         for i in range(2)], timeout=300)
+    outs = _run_workers(
+        [
+            [sys.executable, "-c", WORKER, str(tiny_facemask_dir), str(logs[i]), str(tmp), hosts, str(i)]
+            for i in range(2)
+        ],
+        timeout=300,
+    )
     return tmp, logs, [json.loads(out.strip().splitlines()[-1]) for out in outs]
 
 
@@ -121,8 +129,23 @@ def test_two_workers_with_mixed_precision_keep_one_model(tiny_facemask_dir, tmp_
     the all-reduce: this test hung.) bfloat16, the CPU profile's "auto" on bfloat16 CPUs, has no scaling."""
     options = json.dumps({"config": {"MIXED_PRECISION": policy, "STEPS_PER_EPOCH": 4}, "epochs": 2})
     hosts = _free_hosts(2)
-    outs = _run_workers([[sys.executable, "-c", WORKER, str(tiny_facemask_dir), str(tmp_path / f"logs{i}"),
-                          str(tmp_path), hosts, str(i), options] for i in range(2)], timeout=300)
+    outs = _run_workers(
+        [
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(tiny_facemask_dir),
+                str(tmp_path / f"logs{i}"),
+                str(tmp_path),
+                hosts,
+                str(i),
+                options,
+            ]
+            for i in range(2)
+        ],
+        timeout=300,
+    )
     results = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     assert [r["replicas"] for r in results] == [2, 2] and [r["epoch"] for r in results] == [2, 2]
     assert results[0]["loss"] == results[1]["loss"] and all(math.isfinite(v) for v in results[0]["loss"])
@@ -144,10 +167,39 @@ def test_both_workers_resume_from_the_chiefs_checkpoint_with_train_py(first_run,
     overrides = tmp / "one_image_per_worker.json"
     overrides.write_text(json.dumps({"IMAGES_PER_GPU": 1, "VALIDATION_STEPS": 1}))
     hosts = _free_hosts(2)
-    _run_workers([[sys.executable, "train.py", "--worker-hosts", hosts, "--task-index", str(i),
-                   "--dataset", str(tiny_facemask_dir), "--logs", str(logs[i]), "--weights", str(last),
-                   "--profile", "tiny", "--config", str(overrides), "--anchors", "default", "--augment", "none",
-                   "--stages", "all:0.02:4", "--steps-per-epoch", "3", "--no-eval"] for i in range(2)], timeout=300)
+    _run_workers(
+        [
+            [
+                sys.executable,
+                "train.py",
+                "--worker-hosts",
+                hosts,
+                "--task-index",
+                str(i),
+                "--dataset",
+                str(tiny_facemask_dir),
+                "--logs",
+                str(logs[i]),
+                "--weights",
+                str(last),
+                "--profile",
+                "tiny",
+                "--config",
+                str(overrides),
+                "--anchors",
+                "default",
+                "--augment",
+                "none",
+                "--stages",
+                "all:0.02:4",
+                "--steps-per-epoch",
+                "3",
+                "--no-eval",
+            ]
+            for i in range(2)
+        ],
+        timeout=300,
+    )
 
     assert not logs[1].exists()
     assert [p.name for p in logs[0].iterdir()] == [run.name]  # the same run folder, continued

@@ -6,14 +6,13 @@ runs in the same interpreter/virtualenv as pytest; the notebook prints its ``sys
 the test checks it. FACEMASK_TINY=1 picks the tiny config; FACEMASK_WORKDIR=tmp_path keeps its data
 and run folders out of the repo. Any failing cell raises CellExecutionError, failing the test.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "train_facemask.ipynb"
@@ -46,10 +45,22 @@ def test_notebook_is_valid_and_stripped():
         assert cell.execution_count is None, f"cell {cell.get('id')} has an execution_count"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
     source = "\n".join(c.source for c in nb.cells)
-    for needle in ('os.environ.get("FACEMASK_TINY", "0") == "1"', "FACEMASK_WORKDIR", "REPO_URL", "REPO_ZIP",
-                   "FACEMASK_FORCE_GPU_RECIPE", "Restart needed", "unfinished_run", "SAVE_TO_DRIVE",
-                   "Runtime > Change runtime type > GPU", "drive.mount", "fit_anchors.run",
-                   "evaluate.evaluate_checkpoint", "read_history", "CalledProcessError"):
+    for needle in (
+        'os.environ.get("FACEMASK_TINY", "0") == "1"',
+        "FACEMASK_WORKDIR",
+        "REPO_URL",
+        "REPO_ZIP",
+        "FACEMASK_FORCE_GPU_RECIPE",
+        "Restart needed",
+        "unfinished_run",
+        "SAVE_TO_DRIVE",
+        "Runtime > Change runtime type > GPU",
+        "drive.mount",
+        "fit_anchors.run",
+        "evaluate.evaluate_checkpoint",
+        "read_history",
+        "CalledProcessError",
+    ):
         assert needle in source, needle
 
 
@@ -84,8 +95,9 @@ def test_notebook_runs_its_gpu_branch_in_tiny_mode(tmp_path, monkeypatch, coco_s
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
 
     nb = read_notebook()
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     try:
         client.execute()
     finally:  # keep the executed notebook for debugging
@@ -117,5 +129,6 @@ def test_notebook_runs_its_gpu_branch_in_tiny_mode(tmp_path, monkeypatch, coco_s
 
     # Figures were shown inline: GT samples, anchors, losses, predictions.
     for cid in ("data-show", "anchors", "losses", "infer"):
-        assert any(o.output_type == "display_data" and "image/png" in o.get("data", {})
-                   for o in cells[cid].outputs), f"cell {cid} showed no figure"
+        assert any(o.output_type == "display_data" and "image/png" in o.get("data", {}) for o in cells[cid].outputs), (
+            f"cell {cid} showed no figure"
+        )

@@ -1,4 +1,5 @@
 """Anchor generation (numpy vs TF), get_anchors, and Config validation / save-load."""
+
 import json
 
 import numpy as np
@@ -6,8 +7,14 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.config import Config, ConfigError
-from mrcnn.ops.anchors import (AnchorSpec, compute_backbone_shapes, generate_anchors, generate_pyramid_anchors,
-                               generate_pyramid_anchors_tf, get_anchors)
+from mrcnn.ops.anchors import (
+    AnchorSpec,
+    compute_backbone_shapes,
+    generate_anchors,
+    generate_pyramid_anchors,
+    generate_pyramid_anchors_tf,
+    get_anchors,
+)
 from mrcnn.ops.boxes import norm_boxes
 
 
@@ -25,11 +32,14 @@ def stride_shapes(image_shape):
     return compute_backbone_shapes(SmallConfig(), image_shape)
 
 
-@pytest.mark.parametrize("scale,ratios,shape,stride", [
-    (32, [0.5, 1, 2], (8, 8), 4),
-    (64, [1], (4, 6), 16),
-    (24, [0.25, 0.5, 1, 2, 4], (5, 3), 8),
-])
+@pytest.mark.parametrize(
+    "scale,ratios,shape,stride",
+    [
+        (32, [0.5, 1, 2], (8, 8), 4),
+        (64, [1], (4, 6), 16),
+        (24, [0.25, 0.5, 1, 2, 4], (5, 3), 8),
+    ],
+)
 def test_generate_anchors_geometry(scale, ratios, shape, stride):
     anchors = generate_anchors(scale, ratios, shape, stride)
     rows, cols = shape
@@ -44,7 +54,7 @@ def test_generate_anchors_geometry(scale, ratios, shape, stride):
     np.testing.assert_allclose(cx, np.broadcast_to(np.arange(cols)[None, :, None] * stride, cx.shape), atol=1e-4)
     # Ratio is width / height, area is scale ** 2.
     np.testing.assert_allclose(w / h, np.broadcast_to(np.asarray(ratios, float), w.shape), rtol=1e-5)
-    np.testing.assert_allclose(w * h, scale ** 2, rtol=1e-5)
+    np.testing.assert_allclose(w * h, scale**2, rtol=1e-5)
 
 
 def test_generate_anchors_anchor_stride():
@@ -70,8 +80,10 @@ def test_pyramid_anchors_tf_equals_numpy(image_shape):
 
 def test_pyramid_anchors_tf_dynamic_shape():
     strides = [4, 8, 16, 32, 64]
-    fn = tf.function(lambda shapes: generate_pyramid_anchors_tf((8, 16, 32, 64, 128), [0.5, 1, 2], shapes, strides),
-                     input_signature=[tf.TensorSpec([5, 2], tf.int32)])
+    fn = tf.function(
+        lambda shapes: generate_pyramid_anchors_tf((8, 16, 32, 64, 128), [0.5, 1, 2], shapes, strides),
+        input_signature=[tf.TensorSpec([5, 2], tf.int32)],
+    )
     for shape in [(128, 128), (256, 192)]:
         shapes = stride_shapes(shape)
         ref = generate_pyramid_anchors((8, 16, 32, 64, 128), [0.5, 1, 2], shapes, strides)
@@ -86,7 +98,7 @@ def test_pyramid_level_order():
     counts = [(128 // s) ** 2 for s in strides]
     start = 0
     for scale, count in zip(scales, counts):
-        np.testing.assert_allclose(sides[start:start + count], scale)
+        np.testing.assert_allclose(sides[start : start + count], scale)
         start += count
     assert start == len(anchors)
 
@@ -102,9 +114,12 @@ def test_get_anchors_normalized_vs_pixel():
     pixel[:] = -1
     assert (get_anchors(config) != -1).any()
     other = get_anchors(config, image_shape=(256, 192))
-    ref = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                                   compute_backbone_shapes(config, (256, 192)),
-                                   config.BACKBONE_STRIDES)
+    ref = generate_pyramid_anchors(
+        config.RPN_ANCHOR_SCALES,
+        config.RPN_ANCHOR_RATIOS,
+        compute_backbone_shapes(config, (256, 192)),
+        config.BACKBONE_STRIDES,
+    )
     np.testing.assert_array_equal(other, ref)
 
 
@@ -117,10 +132,10 @@ def test_get_anchors_callable_backbone():
     np.testing.assert_array_equal(get_anchors(config), get_anchors(SmallConfig()))
 
 
-
 def test_anchor_spec_reads_the_config_once_and_matches_get_anchors():
     """AnchorSpec.from_config holds plain values (a changed config does not change it) and its
     anchors / level sizes are get_anchors' (with an anchor stride of 2, where cells are skipped)."""
+
     class Strided(SmallConfig):
         RPN_ANCHOR_STRIDE = 2
 
@@ -175,8 +190,9 @@ def test_config_rejects_derived_override():
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_config_save_load_round_trip(tmp_path, suffix):
-    config = SmallConfig(IMAGES_PER_GPU=3, LEARNING_RATE=0.02, RPN_ANCHOR_RATIOS=[0.5, 1, 2, 3],
-                         MEAN_PIXEL=[1.0, 2.0, 3.0])
+    config = SmallConfig(
+        IMAGES_PER_GPU=3, LEARNING_RATE=0.02, RPN_ANCHOR_RATIOS=[0.5, 1, 2, 3], MEAN_PIXEL=[1.0, 2.0, 3.0]
+    )
     path = str(tmp_path / f"config{suffix}")
     config.save(path)
     loaded = SmallConfig.load(path)
@@ -194,8 +210,15 @@ def test_config_save_load_round_trip(tmp_path, suffix):
 def test_config_load_recomputes_derived_values(tmp_path):
     path = tmp_path / "c.json"
     data = SmallConfig().to_dict()
-    data.update(IMAGES_PER_GPU=4, GPU_COUNT=2, IMAGE_MAX_DIM=256, NUM_CLASSES=5,
-                BATCH_SIZE=999, IMAGE_SHAPE=[1, 1, 1], IMAGE_META_SIZE=-1)  # stale derived values
+    data.update(
+        IMAGES_PER_GPU=4,
+        GPU_COUNT=2,
+        IMAGE_MAX_DIM=256,
+        NUM_CLASSES=5,
+        BATCH_SIZE=999,
+        IMAGE_SHAPE=[1, 1, 1],
+        IMAGE_META_SIZE=-1,
+    )  # stale derived values
     path.write_text(json.dumps(data))
     loaded = SmallConfig.load(str(path))
     assert loaded.BATCH_SIZE == 8

@@ -1,11 +1,24 @@
 """Box math: numpy references vs their TensorFlow twins, round trips and hand-computed IoUs."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.ops.boxes import (apply_box_deltas, apply_box_deltas_tf, box_refinement, box_refinement_tf,
-                             clip_boxes, clip_boxes_tf, compute_overlaps, compute_overlaps_tf, denorm_boxes,
-                             denorm_boxes_tf, extract_bboxes, norm_boxes, norm_boxes_tf)
+from mrcnn.ops.boxes import (
+    apply_box_deltas,
+    apply_box_deltas_tf,
+    box_refinement,
+    box_refinement_tf,
+    clip_boxes,
+    clip_boxes_tf,
+    compute_overlaps,
+    compute_overlaps_tf,
+    denorm_boxes,
+    denorm_boxes_tf,
+    extract_bboxes,
+    norm_boxes,
+    norm_boxes_tf,
+)
 
 
 def random_boxes(rng, n, size=200.0, min_side=2.0, max_side=80.0):
@@ -44,8 +57,7 @@ def test_compute_overlaps_hand_cases():
     assert half[0, 0] == pytest.approx(1 / 3, abs=1e-6)
     assert inside[0, 0] == pytest.approx(0.5)
     # Same cases through TF.
-    cases = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 10, 10, 20], [0, 5, 10, 15], [0, 0, 5, 10]],
-                     np.float32)
+    cases = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 10, 10, 20], [0, 5, 10, 15], [0, 0, 5, 10]], np.float32)
     np.testing.assert_allclose(compute_overlaps_tf(a, cases).numpy()[0], [1, 0, 0, 1 / 3, 0.5], atol=1e-6)
 
 
@@ -66,8 +78,9 @@ def test_box_refinement_numpy_vs_tf_and_round_trip(seed):
     np.testing.assert_allclose(deltas_tf, deltas, rtol=1e-5, atol=1e-5)
     # Encode -> decode gives the GT back, in numpy and in TF.
     np.testing.assert_allclose(apply_box_deltas(boxes, deltas), gt, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(apply_box_deltas_tf(tf.constant(boxes), tf.constant(deltas)).numpy(), gt,
-                               rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        apply_box_deltas_tf(tf.constant(boxes), tf.constant(deltas)).numpy(), gt, rtol=1e-5, atol=1e-3
+    )
 
 
 def test_box_refinement_hand_case():
@@ -99,8 +112,9 @@ def test_huge_size_deltas_are_capped_so_boxes_stay_finite():
     for got in (apply_box_deltas(boxes, deltas), apply_box_deltas_tf(tf.constant(boxes), tf.constant(deltas)).numpy()):
         assert np.isfinite(got).all()
         h, w = got[0, 2] - got[0, 0], got[0, 3] - got[0, 1]
-        np.testing.assert_allclose([h, w], [10 * np.exp(MAX_DELTA_LOG_SCALE), 20 * np.exp(MAX_DELTA_LOG_SCALE)],
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            [h, w], [10 * np.exp(MAX_DELTA_LOG_SCALE), 20 * np.exp(MAX_DELTA_LOG_SCALE)], rtol=1e-4
+        )
         np.testing.assert_allclose(got[1, 2] - got[1, 0], 4 * np.e, rtol=1e-5)  # small deltas: uncapped
 
 
@@ -160,11 +174,14 @@ def test_extract_bboxes_non_convex_mask():
     np.testing.assert_array_equal(extract_bboxes(masks), [[1, 0, 13, 15]])
 
 
-@pytest.mark.parametrize("window,image_shape,original_shape", [
-    ((16, 0, 112, 128), (128, 128), (150, 200)),  # landscape, letterboxed top and bottom
-    ((0, 32, 128, 96), (128, 128), (200, 100)),   # portrait, pillarboxed
-    ((0, 0, 64, 64), (64, 64), (64, 64)),         # no resize
-])
+@pytest.mark.parametrize(
+    "window,image_shape,original_shape",
+    [
+        ((16, 0, 112, 128), (128, 128), (150, 200)),  # landscape, letterboxed top and bottom
+        ((0, 32, 128, 96), (128, 128), (200, 100)),  # portrait, pillarboxed
+        ((0, 0, 64, 64), (64, 64), (64, 64)),  # no resize
+    ],
+)
 def test_unmold_boxes_numpy_and_tf_map_back_to_original_pixels(window, image_shape, original_shape):
     from mrcnn.ops.boxes import norm_boxes, unmold_boxes, unmold_boxes_tf
 
@@ -175,5 +192,6 @@ def test_unmold_boxes_numpy_and_tf_map_back_to_original_pixels(window, image_sha
     boxes = norm_boxes(on_input, image_shape)
     got = unmold_boxes(boxes, window, image_shape, original_shape)
     np.testing.assert_array_equal(got, original)
-    np.testing.assert_array_equal(unmold_boxes_tf(boxes, tf.constant(window), tf.constant(image_shape),
-                                                  tf.constant(original_shape)).numpy(), got)
+    np.testing.assert_array_equal(
+        unmold_boxes_tf(boxes, tf.constant(window), tf.constant(image_shape), tf.constant(original_shape)).numpy(), got
+    )

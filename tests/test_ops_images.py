@@ -1,9 +1,18 @@
 """Image meta packing/parsing and square resize/pad: numpy originals and TF twins together."""
+
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.ops.images import (compose_image_meta, compose_image_meta_tf, compute_scale, compute_scale_tf,
-                              parse_image_meta, parse_image_meta_tf, resize_image, resize_image_tf)
+from mrcnn.ops.images import (
+    compose_image_meta,
+    compose_image_meta_tf,
+    compute_scale,
+    compute_scale_tf,
+    parse_image_meta,
+    parse_image_meta_tf,
+    resize_image,
+    resize_image_tf,
+)
 
 
 def test_image_meta_packs_and_parses_the_same_in_numpy_and_tf():
@@ -38,12 +47,18 @@ def test_resize_spec_reads_the_config_once_and_resizes_as_resize_image():
     assert (spec.min_dim, spec.max_dim, spec.mode) == (config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, "square")
     image = np.random.default_rng(0).integers(0, 255, (90, 150, 3), dtype=np.uint8)
     resized, info = spec.resize(image)
-    want, want_info = resize_image(image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-                                   min_scale=config.IMAGE_MIN_SCALE, mode="square")
+    want, want_info = resize_image(
+        image,
+        min_dim=config.IMAGE_MIN_DIM,
+        max_dim=config.IMAGE_MAX_DIM,
+        min_scale=config.IMAGE_MIN_SCALE,
+        mode="square",
+    )
     np.testing.assert_array_equal(resized, want)
     assert info == want_info and spec.geometry(90, 150) == resize_geometry(90, 150, 128, 128, 0, "square")
     config.IMAGE_MAX_DIM = 256  # read once: the spec keeps its values
     assert spec.max_dim == 128
-    assert [(ResizeSpec(64, 128, 0, m).fixed_size, ResizeSpec(64, 128, 0, m).deterministic)
-            for m in ("square", "crop", "pad64", "none")] == [(True, True), (True, False), (False, True),
-                                                              (False, True)]
+    assert [
+        (ResizeSpec(64, 128, 0, m).fixed_size, ResizeSpec(64, 128, 0, m).deterministic)
+        for m in ("square", "crop", "pad64", "none")
+    ] == [(True, True), (True, False), (False, True), (False, True)]

@@ -1,13 +1,21 @@
 """Mask IoU, mini-masks, unmolding, and resize_image / resize_mask."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import resize_image, resize_mask
+from mrcnn.ops.masks import (
+    compute_overlaps_masks,
+    compute_overlaps_masks_tf,
+    expand_mask,
+    minimize_mask,
+    paste_masks,
+    paste_masks_tf,
+    unmold_mask,
+)
 from mrcnn.ops.rle import encode_rle
-from mrcnn.ops.masks import (compute_overlaps_masks, compute_overlaps_masks_tf, expand_mask,
-                             minimize_mask, paste_masks, paste_masks_tf, unmold_mask)
 
 
 def brute_force_mask_iou(m1, m2):
@@ -22,7 +30,7 @@ def brute_force_mask_iou(m1, m2):
 
 def disk(shape, cy, cx, r):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -30,8 +38,11 @@ def test_compute_overlaps_masks_three_ways(seed):
     rng = np.random.default_rng(seed)
     shape = (40, 50)
     m1 = np.stack([disk(shape, *rng.uniform(5, 40, 2), rng.uniform(3, 15)) for _ in range(5)], axis=-1)
-    m2 = np.stack([disk(shape, *rng.uniform(5, 40, 2), rng.uniform(3, 15)) for _ in range(4)]
-                  + [np.zeros(shape, bool), m1[..., 0]], axis=-1)  # an empty mask and an exact copy
+    m2 = np.stack(
+        [disk(shape, *rng.uniform(5, 40, 2), rng.uniform(3, 15)) for _ in range(4)]
+        + [np.zeros(shape, bool), m1[..., 0]],
+        axis=-1,
+    )  # an empty mask and an exact copy
     ref = brute_force_mask_iou(m1, m2)
     got = compute_overlaps_masks(m1, m2)
     got_tf = compute_overlaps_masks_tf(tf.constant(m1), tf.constant(m2)).numpy()
@@ -185,7 +196,7 @@ def test_resize_crop():
     assert m.shape == (128, 128, 1)
     # Same crop of the scaled image.
     scaled, _ = resize_image(image, min_dim=128, max_dim=None, mode="pad64")
-    np.testing.assert_array_equal(out, scaled[:128, x:x + 128])
+    np.testing.assert_array_equal(out, scaled[:128, x : x + 128])
     if m.any():
         assert_mask_on_bright(out, m)
     # Same rng seed -> same crop.
@@ -225,12 +236,13 @@ def skimage_unmold_mask(mask, box, image_shape, threshold=0.5):
     full = np.zeros(tuple(image_shape[:2]), bool)
     if y2 <= y1 or x2 <= x1:
         return full
-    soft = resize(mask, (y2 - y1, x2 - x1), order=1, mode="constant", cval=0, clip=True,
-                  preserve_range=True, anti_aliasing=False)
+    soft = resize(
+        mask, (y2 - y1, x2 - x1), order=1, mode="constant", cval=0, clip=True, preserve_range=True, anti_aliasing=False
+    )
     pad = 256  # paste into a canvas with room around the image, then crop the image out
     canvas = np.zeros((image_shape[0] + 2 * pad, image_shape[1] + 2 * pad), bool)
-    canvas[pad + y1:pad + y2, pad + x1:pad + x2] = soft >= threshold
-    return canvas[pad:pad + image_shape[0], pad:pad + image_shape[1]]
+    canvas[pad + y1 : pad + y2, pad + x1 : pad + x2] = soft >= threshold
+    return canvas[pad : pad + image_shape[0], pad : pad + image_shape[1]]
 
 
 def test_paste_masks_equals_scikit_image_resize():

@@ -1,6 +1,7 @@
 """The whole training path learns: a few hundred real train steps on two synthetic images
 overfit them, and detect() then finds every ground-truth mask (mask IoU > 0.5), in float32 and with
 the same weights under MIXED_PRECISION (float16, bfloat16)."""
+
 from __future__ import annotations
 
 import copy
@@ -37,8 +38,9 @@ def test_training_overfits_two_images(tiny_facemask_dir, tmp_path):
     model.train(data, None, learning_rate=0.02, epochs=4, layers="all", verbose=0)
     model.train(data, None, learning_rate=0.002, epochs=5, layers="all", verbose=0)
 
-    inference = MaskRCNN("inference", facemask.make_config("tiny", inference=True, DETECTION_MIN_CONFIDENCE=0.5),
-                         str(tmp_path))
+    inference = MaskRCNN(
+        "inference", facemask.make_config("tiny", inference=True, DETECTION_MIN_CONFIDENCE=0.5), str(tmp_path)
+    )
     inference.load_weights(model.find_last())
     for image_id in data.image_ids:
         gt_masks, _ = data.load_mask(image_id)
@@ -52,8 +54,11 @@ def test_training_overfits_two_images(tiny_facemask_dir, tmp_path):
     # The same weights under MIXED_PRECISION (float16 / bfloat16 convs, float32 box geometry) give the
     # same detections: every float32 one is found again, box IoU and mask IoU high, score close.
     for policy in (True, "mixed_bfloat16"):
-        mixed = MaskRCNN("inference", facemask.make_config("tiny", inference=True, DETECTION_MIN_CONFIDENCE=0.5,
-                                                           MIXED_PRECISION=policy), str(tmp_path))
+        mixed = MaskRCNN(
+            "inference",
+            facemask.make_config("tiny", inference=True, DETECTION_MIN_CONFIDENCE=0.5, MIXED_PRECISION=policy),
+            str(tmp_path),
+        )
         mixed.load_weights(model.find_last())
         for image_id in data.image_ids:
             image = data.load_image(image_id)

@@ -1,4 +1,5 @@
 """Input pipeline on a tiny VIA dataset: load_image_gt, training_sample and build_dataset."""
+
 import concurrent.futures
 import json
 import threading
@@ -12,8 +13,15 @@ from PIL import Image
 
 from mrcnn.config import Config
 from mrcnn.data import ViaDataset
-from mrcnn.data.pipeline import (ResizedCache, ResizedEntry, build_dataset, input_cache, input_signature,
-                                  load_image_gt, training_sample)
+from mrcnn.data.pipeline import (
+    ResizedCache,
+    ResizedEntry,
+    build_dataset,
+    input_cache,
+    input_signature,
+    load_image_gt,
+    training_sample,
+)
 from mrcnn.data.shapes import region_to_mask
 from mrcnn.ops.boxes import extract_bboxes
 from mrcnn.ops.images import parse_image_meta, resize_image_for_config, resize_mask
@@ -35,13 +43,17 @@ class TinyConfig(Config):
 
 
 def rect(x, y, w, h, kind):
-    return {"shape_attributes": {"name": "rect", "x": x, "y": y, "width": w, "height": h},
-            "region_attributes": {"kind": kind}}
+    return {
+        "shape_attributes": {"name": "rect", "x": x, "y": y, "width": w, "height": h},
+        "region_attributes": {"kind": kind},
+    }
 
 
 def polygon(xs, ys, kind):
-    return {"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
-            "region_attributes": {"kind": kind}}
+    return {
+        "shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+        "region_attributes": {"kind": kind},
+    }
 
 
 # name, (height, width), regions
@@ -187,8 +199,8 @@ class ShiftLeft:
         self.dx = dx
 
     def __call__(self, image, masks):
-        image = np.concatenate([image[:, self.dx:], np.zeros_like(image[:, :self.dx])], axis=1)
-        masks = np.concatenate([masks[:, :, self.dx:], np.zeros_like(masks[:, :, :self.dx])], axis=2)
+        image = np.concatenate([image[:, self.dx :], np.zeros_like(image[:, : self.dx])], axis=1)
+        masks = np.concatenate([masks[:, :, self.dx :], np.zeros_like(masks[:, :, : self.dx])], axis=2)
         return {"image": image, "masks": masks}
 
 
@@ -210,8 +222,9 @@ def test_default_augmentation_keeps_masks_aligned(dataset, config):
     plain = load_image_gt(dataset, config, image_id, use_mini_mask=False)
     changed = 0
     for seed in range(8):
-        gt = load_image_gt(dataset, config, image_id, augmentation="default", rng=np.random.default_rng(seed),
-                           use_mini_mask=False)
+        gt = load_image_gt(
+            dataset, config, image_id, augmentation="default", rng=np.random.default_rng(seed), use_mini_mask=False
+        )
         assert gt.image.shape == (128, 128, 3)
         if len(gt.class_ids) == 0:
             continue
@@ -303,8 +316,9 @@ def test_resized_input_cache_loads_an_image_once_when_threads_ask_for_it_togethe
     def slow_load():
         calls.append(1)
         time.sleep(0.3)  # long enough for the other threads to arrive while it loads
-        return ResizedEntry(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 1), bool), np.ones(1, np.int32),
-                            (64, 64, 3), None)
+        return ResizedEntry(
+            np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 1), bool), np.ones(1, np.int32), (64, 64, 3), None
+        )
 
     def ask():
         start.wait()
@@ -318,6 +332,7 @@ def test_resized_input_cache_loads_an_image_once_when_threads_ask_for_it_togethe
     # a load that fails leaves nothing pending: the next call loads again (and may succeed)
     def broken():
         raise OSError("gone")
+
     with pytest.raises(OSError):
         cache.get_or_load(8, broken)
     assert cache.get_or_load(8, slow_load) is cache.get(8) and len(calls) == 2

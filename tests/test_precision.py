@@ -1,6 +1,7 @@
 """MIXED_PRECISION through the real code paths (CPU runs float16 and bfloat16 kernels too): the policy
 is scoped to the model it builds, box geometry stays float32, a train step learns, and the weights
 keep the float32 layout either way. detect() agreeing with float32 is pinned in test_overfit.py."""
+
 from __future__ import annotations
 
 import keras
@@ -45,8 +46,14 @@ def test_mixed_precision_trains_in_16_bits_without_leaking_its_policy(tmp_path, 
     # halves the scale, so the weights may take a few steps to move.
     for _ in range(12):
         logs = model.keras_model.train_on_batch(batch, return_dict=True)
-        for name in ("loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
-                     "mrcnn_mask_loss"):
+        for name in (
+            "loss",
+            "rpn_class_loss",
+            "rpn_bbox_loss",
+            "mrcnn_class_loss",
+            "mrcnn_bbox_loss",
+            "mrcnn_mask_loss",
+        ):
             assert np.isfinite(logs[name]), name
         if not np.allclose(conv1, by_name["conv1"].kernel.numpy()):
             break
@@ -54,8 +61,9 @@ def test_mixed_precision_trains_in_16_bits_without_leaking_its_policy(tmp_path, 
         pytest.fail("12 steps left conv1 unchanged")
     assert all(np.isfinite(w.numpy()).all() for w in model.keras_model.trainable_weights)
 
-    inference = MaskRCNN("inference", facemask.make_config("tiny", inference=True, MIXED_PRECISION=policy),
-                         str(tmp_path))
+    inference = MaskRCNN(
+        "inference", facemask.make_config("tiny", inference=True, MIXED_PRECISION=policy), str(tmp_path)
+    )
     layers = {layer.name: layer for layer in iter_layers(inference.keras_model)}
     assert layers["conv1"].compute_dtype == compute
     for name in ("anchors", "ROI", "mrcnn_detection", "detection_boxes"):
@@ -85,22 +93,31 @@ bogomips\t: 5192.00
 """
 
 
-@pytest.mark.parametrize("flags, gpus, machine, expected", [
-    ({"avx2", "avx512f", "avx512_bf16"}, 0, "x86_64", "mixed_bfloat16"),  # AMD Zen 4, Intel Cooper Lake
-    ({"avx2", "amx_bf16", "amx_tile"}, 0, "x86_64", "mixed_bfloat16"),  # Intel Sapphire Rapids
-    ({"avx2", "avx512f", "avx512_vnni"}, 0, "x86_64", "float32"),  # Cascade Lake: bfloat16 only emulated
-    ({"avx2", "avx512f", "avx512_bf16"}, 1, "x86_64", "float32"),  # a GPU: the user picks its policy
-    ({"bf16"}, 0, "aarch64", "float32"),  # ARM's bf16 flag: oneDNN's x86 kernels do not apply
-    (set(), 0, "x86_64", "float32"),  # no /proc/cpuinfo (macOS, Windows)
-])
+@pytest.mark.parametrize(
+    "flags, gpus, machine, expected",
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, 0, "x86_64", "mixed_bfloat16"),  # AMD Zen 4, Intel Cooper Lake
+        ({"avx2", "amx_bf16", "amx_tile"}, 0, "x86_64", "mixed_bfloat16"),  # Intel Sapphire Rapids
+        ({"avx2", "avx512f", "avx512_vnni"}, 0, "x86_64", "float32"),  # Cascade Lake: bfloat16 only emulated
+        ({"avx2", "avx512f", "avx512_bf16"}, 1, "x86_64", "float32"),  # a GPU: the user picks its policy
+        ({"bf16"}, 0, "aarch64", "float32"),  # ARM's bf16 flag: oneDNN's x86 kernels do not apply
+        (set(), 0, "x86_64", "float32"),  # no /proc/cpuinfo (macOS, Windows)
+    ],
+)
 def test_auto_precision_is_bfloat16_only_on_an_x86_cpu_with_bfloat16_and_no_gpu(flags, gpus, machine, expected):
     assert precision.auto_policy(frozenset(flags), gpus=gpus, machine=machine) == expected
 
 
-@pytest.mark.parametrize("cap, expected", [
-    ("AVX2", "float32"), ("avx512_core", "float32"),  # kernels capped below bfloat16: emulating an older CPU
-    ("AVX512_CORE_BF16", "mixed_bfloat16"), ("", "mixed_bfloat16"), (None, "mixed_bfloat16"),
-])
+@pytest.mark.parametrize(
+    "cap, expected",
+    [
+        ("AVX2", "float32"),
+        ("avx512_core", "float32"),  # kernels capped below bfloat16: emulating an older CPU
+        ("AVX512_CORE_BF16", "mixed_bfloat16"),
+        ("", "mixed_bfloat16"),
+        (None, "mixed_bfloat16"),
+    ],
+)
 def test_auto_precision_follows_a_onednn_isa_cap(cap, expected):
     flags = frozenset({"avx2", "avx512f", "avx512_bf16"})
     assert precision.auto_policy(flags, gpus=0, machine="x86_64", onednn_max_isa=cap) == expected
@@ -113,9 +130,12 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert precision.cpu_flags(str(tmp_path / "absent")) == frozenset()
 
 
-@pytest.mark.parametrize("here, compute, scaled", [("mixed_bfloat16", "bfloat16", False), ("float32", "float32", False)])
-def test_auto_precision_builds_with_the_policy_the_machine_supports(tmp_path, monkeypatch, train_set, here, compute,
-                                                                    scaled, capsys):
+@pytest.mark.parametrize(
+    "here, compute, scaled", [("mixed_bfloat16", "bfloat16", False), ("float32", "float32", False)]
+)
+def test_auto_precision_builds_with_the_policy_the_machine_supports(
+    tmp_path, monkeypatch, train_set, here, compute, scaled, capsys
+):
     monkeypatch.setattr(precision, "_auto_policy_here", lambda: here)
     config = facemask.make_config("tiny", MIXED_PRECISION="auto", STEPS_PER_EPOCH=1, VALIDATION_STEPS=1)
     model = MaskRCNN("training", config, str(tmp_path))

@@ -1,5 +1,6 @@
 """--weights synthetic: the profile's model pretrained on generated face masks, built once into the
 cache, re-used by later runs, rebuilt when what it depends on changes; train.py as a user runs it."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _train(*args, cache, timeout=900):
     env = dict(os.environ, MRCNN_FACEMASK_CACHE=str(cache), CI="1")
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_train_weights_synthetic_builds_once_then_reuses(tiny_facemask_dir, tmp_path):
     cache, logs = tmp_path / "cache", tmp_path / "logs"
-    common = ["--dataset", str(tiny_facemask_dir), "--profile", "tiny", "--logs", str(logs), "--augment", "none",
-              "--weights", "synthetic", "--steps-per-epoch", "1"]
+    common = [
+        "--dataset",
+        str(tiny_facemask_dir),
+        "--profile",
+        "tiny",
+        "--logs",
+        str(logs),
+        "--augment",
+        "none",
+        "--weights",
+        "synthetic",
+        "--steps-per-epoch",
+        "1",
+    ]
     # Four classes: the pretrained single-class heads are left out and the first (heads) stage trains them.
     first = _train(*common, "--classes", "subtypes", "--eval-limit", "1", cache=cache)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -76,7 +90,12 @@ def test_cache_key_follows_the_model_shape_and_the_code(tmp_path, monkeypatch):
 
 
 def test_weights_synthetic_outside_training_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "evaluate.py", "--weights", "synthetic", "--dataset", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", "--weights", "synthetic", "--dataset", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--weights synthetic: give a trained checkpoint" in proc.stderr

@@ -1,5 +1,6 @@
 """Pretrained weights by key: the download into Keras' cache, the MD5 check, the overrides, and the
 typed --weights choice, against a real HTTP server on 127.0.0.1 (no file leaves this machine)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,10 +90,18 @@ def test_a_file_put_in_the_cache_by_hand_is_used_as_it_is(server, keras_home, mo
     assert "/never.h5" not in _Handler.hits
 
 
-@pytest.mark.parametrize("path, reason", [("/missing.h5", "HTTP 404"), ("/stall.h5", "no data for 1 s"),
-                                          ("/short.h5", "closed after 1000 of"), ("/bad_md5.h5", "MD5 is")])
-def test_a_failed_download_names_url_and_cache_path_and_leaves_no_partial_file(server, keras_home, monkeypatch,
-                                                                               path, reason):
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/missing.h5", "HTTP 404"),
+        ("/stall.h5", "no data for 1 s"),
+        ("/short.h5", "closed after 1000 of"),
+        ("/bad_md5.h5", "MD5 is"),
+    ],
+)
+def test_a_failed_download_names_url_and_cache_path_and_leaves_no_partial_file(
+    server, keras_home, monkeypatch, path, reason
+):
     _official_from(monkeypatch, server + path, "0" * 32)  # nothing has this MD5: /bad_md5 arrives whole but wrong
     started = time.monotonic()
     with pytest.raises(WeightsDownloadError) as err:
@@ -134,7 +143,9 @@ def test_weights_choice_parses_keys_and_paths_once(tmp_path, keras_home, monkeyp
     for key in ("coco", "COCO", "imagenet"):
         choice = parse_weights(key, pretrained=True)
         assert choice.kind == "pretrained" and choice.key == key.lower() and choice.pretrained
-    assert parse_weights("none", pretrained=True).kind == "none" and not parse_weights("none", pretrained=True).pretrained
+    assert (
+        parse_weights("none", pretrained=True).kind == "none" and not parse_weights("none", pretrained=True).pretrained
+    )
     run = tmp_path / "logs" / "facemask20260101T000000"
     run.mkdir(parents=True)
     (run / "mask_rcnn_facemask_0003.h5").write_bytes(b"")

@@ -1,4 +1,5 @@
 """build_rpn_targets vs a slow, loop-by-loop reference of Matterport's rules, then subsampling."""
+
 import numpy as np
 import pytest
 
@@ -87,8 +88,14 @@ def random_gt(rng, n, shape=IMAGE, crowd=0):
 
 
 def no_subsampling(anchors, class_ids, boxes, seed=0):
-    return build_rpn_targets(anchors, class_ids, boxes, anchors_per_image=2 * len(anchors) + 2,
-                             bbox_std_dev=STD, rng=np.random.default_rng(seed))
+    return build_rpn_targets(
+        anchors,
+        class_ids,
+        boxes,
+        anchors_per_image=2 * len(anchors) + 2,
+        bbox_std_dev=STD,
+        rng=np.random.default_rng(seed),
+    )
 
 
 def check_against_reference(anchors, class_ids, boxes):
@@ -187,8 +194,9 @@ def test_subsampling_caps_positives_and_total():
     anchors, class_ids, boxes = many_positive_case(rng)
     full, _ = no_subsampling(anchors, class_ids, boxes)
     assert (full == 1).sum() > 128  # more positives than the cap
-    match, bbox = build_rpn_targets(anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD,
-                                    rng=np.random.default_rng(1))
+    match, bbox = build_rpn_targets(
+        anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD, rng=np.random.default_rng(1)
+    )
     assert (match == 1).sum() == 128
     assert (match != 0).sum() == 256
     assert bbox.shape == (256, 4)
@@ -209,8 +217,9 @@ def test_subsampling_few_positives_keeps_them_all():
     full, _ = no_subsampling(anchors, class_ids, boxes)
     n_pos = int((full == 1).sum())
     assert 0 < n_pos < 128
-    match, _ = build_rpn_targets(anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD,
-                                 rng=np.random.default_rng(0))
+    match, _ = build_rpn_targets(
+        anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD, rng=np.random.default_rng(0)
+    )
     np.testing.assert_array_equal(match == 1, full == 1)
     assert (match == -1).sum() == 256 - n_pos
     assert (full[match == -1] == -1).all()
@@ -221,8 +230,9 @@ def test_subsampling_deterministic_for_seed():
     anchors, class_ids, boxes = many_positive_case(rng)
 
     def run(seed):
-        return build_rpn_targets(anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD,
-                                 rng=np.random.default_rng(seed))
+        return build_rpn_targets(
+            anchors, class_ids, boxes, anchors_per_image=256, bbox_std_dev=STD, rng=np.random.default_rng(seed)
+        )
 
     m1, b1 = run(7)
     m2, b2 = run(7)

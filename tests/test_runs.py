@@ -1,5 +1,6 @@
 """mrcnn.runs: run-folder naming and parsing, atomic writes (fsync, temp files), state before/after history,
 stale temp files; and the checkpoint callback writing through it in a real train/resume."""
+
 from __future__ import annotations
 
 import datetime

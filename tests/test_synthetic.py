@@ -1,4 +1,5 @@
 """Tests for the synthetic face-mask dataset generator (facemask/synthetic.py)."""
+
 import json
 import os
 import subprocess
@@ -179,8 +180,21 @@ def test_cached_and_overwrite(tmp_path):
 
 def test_cli_as_script(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "facemask.synthetic", "--out", str(out),
-           "--train", "2", "--val", "1", "--size", "128x160", "--seed", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "facemask.synthetic",
+        "--out",
+        str(out),
+        "--train",
+        "2",
+        "--val",
+        "1",
+        "--size",
+        "128x160",
+        "--seed",
+        "5",
+    ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "total: 3 images" in res.stdout

@@ -22,8 +22,10 @@ def region(shape: dict, **attrs) -> dict:
 
 
 def via2_export(images: dict[str, list[dict]]) -> dict:
-    return {f"{name}123": {"filename": name, "size": 123, "regions": regions,
-                           "file_attributes": {}} for name, regions in images.items()}
+    return {
+        f"{name}123": {"filename": name, "size": 123, "regions": regions, "file_attributes": {}}
+        for name, regions in images.items()
+    }
 
 
 def via1_export(images: dict[str, list[dict]]) -> dict:
@@ -54,9 +56,9 @@ def load(path: Path, **kwargs) -> ViaDataset:
 
 # -- read_via ----------------------------------------------------------------
 
+
 def test_via1_dict_regions(tmp_path: Path) -> None:
-    path = write(tmp_path, via1_export({"a.jpg": [region(SQUARE, name="cat"),
-                                                  region(RECT, name="dog")]}))
+    path = write(tmp_path, via1_export({"a.jpg": [region(SQUARE, name="cat"), region(RECT, name="dog")]}))
     via = read_via(path)
     assert via.version == "1.x"
     (image,) = via.images
@@ -76,9 +78,12 @@ def test_via2_list_regions(tmp_path: Path) -> None:
 
 
 def test_via2_project_file(tmp_path: Path) -> None:
-    data = {"_via_settings": {"ui": {}}, "_via_attributes": {"region": {"name": {}}},
-            "_via_img_metadata": via2_export({"a.jpg": [region(SQUARE, name="cat")]}),
-            "_via_image_id_list": ["a.jpg123"]}
+    data = {
+        "_via_settings": {"ui": {}},
+        "_via_attributes": {"region": {"name": {}}},
+        "_via_img_metadata": via2_export({"a.jpg": [region(SQUARE, name="cat")]}),
+        "_via_image_id_list": ["a.jpg123"],
+    }
     via = read_via(write(tmp_path, data))
     assert via.version == "2.x"
     assert via.images[0].regions[0].region_attributes == {"name": "cat"}
@@ -95,8 +100,9 @@ def test_broken_json_names_file_line_column(tmp_path: Path) -> None:
 
 def test_via3_rejected_with_export_hint(tmp_path: Path) -> None:
     path = tmp_path / "v3.json"
-    path.write_text(json.dumps({"project": {"pid": "x"}, "config": {}, "attribute": {},
-                                "file": {}, "metadata": {}, "view": {}}))
+    path.write_text(
+        json.dumps({"project": {"pid": "x"}, "config": {}, "attribute": {}, "file": {}, "metadata": {}, "view": {}})
+    )
     with pytest.raises(ViaFormatError) as info:
         read_via(path)
     message = str(info.value)
@@ -104,11 +110,14 @@ def test_via3_rejected_with_export_hint(tmp_path: Path) -> None:
     assert "VIA 2.0.x" in message and "Export Annotations (as json)" in message
 
 
-@pytest.mark.parametrize("content,message", [
-    ('[1, 2]', "top level is a list"),
-    ('{"x": 1}', "not a VIA file"),
-    ('{"images": [], "annotations": [], "categories": []}', "COCO"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("[1, 2]", "top level is a list"),
+        ('{"x": 1}', "not a VIA file"),
+        ('{"images": [], "annotations": [], "categories": []}', "COCO"),
+    ],
+)
 def test_not_via_is_named(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "other.json"
     path.write_text(content)
@@ -118,9 +127,12 @@ def test_not_via_is_named(tmp_path: Path, content: str, message: str) -> None:
 
 
 def test_regions_without_shape_name_skipped_with_warning(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [
-        region({}, name="cat"), region({"all_points_x": [1]}, name="cat"),
-        region(SQUARE, name="cat")]}))
+    path = write(
+        tmp_path,
+        via2_export(
+            {"a.jpg": [region({}, name="cat"), region({"all_points_x": [1]}, name="cat"), region(SQUARE, name="cat")]}
+        ),
+    )
     with pytest.warns(UserWarning, match=r"a.jpg'?, region 0"):
         via = read_via(path)
     assert [r.index for r in via.images[0].regions] == [2]
@@ -128,11 +140,16 @@ def test_regions_without_shape_name_skipped_with_warning(tmp_path: Path) -> None
 
 
 def test_non_ascii_names_and_mixed_attribute_values(tmp_path: Path) -> None:
-    data = via2_export({"ñandú 图像.jpg": [
-        region(SQUARE, **{"物体": "瞳孔"}),
-        region(RECT, **{"物体": {"口罩": True, "其他": False}}),
-        region(SQUARE, **{"物体": 7}),
-        region(RECT)]})
+    data = via2_export(
+        {
+            "ñandú 图像.jpg": [
+                region(SQUARE, **{"物体": "瞳孔"}),
+                region(RECT, **{"物体": {"口罩": True, "其他": False}}),
+                region(SQUARE, **{"物体": 7}),
+                region(RECT),
+            ]
+        }
+    )
     via = read_via(write(tmp_path, data))
     image = via.images[0]
     assert image.filename == "ñandú 图像.jpg"
@@ -144,6 +161,7 @@ def test_non_ascii_names_and_mixed_attribute_values(tmp_path: Path) -> None:
 def test_region_class_name_rules() -> None:
     def make(attrs: dict) -> ViaRegion:
         return ViaRegion("rect", dict(RECT), attrs, 0)
+
     assert region_class_name(make({"name": "cat"}), None) == "cat"
     assert region_class_name(make({"name": "cat", "type": "x"}), None) is None
     assert region_class_name(make({"name": "cat", "type": "x"}), "type") == "x"
@@ -163,11 +181,15 @@ def test_class_key_typo_lists_available_keys(tmp_path: Path) -> None:
 
 # -- ViaDataset ----------------------------------------------------------------
 
+
 def test_every_shape_loads_to_masks(tmp_path: Path) -> None:
-    shapes = [SQUARE, RECT,
-              {"name": "polyline", "all_points_x": [20, 25, 25], "all_points_y": [2, 2, 8]},
-              {"name": "circle", "cx": 10, "cy": 14, "r": 3},
-              {"name": "ellipse", "cx": 22, "cy": 14, "rx": 4, "ry": 2, "theta": 0.3}]
+    shapes = [
+        SQUARE,
+        RECT,
+        {"name": "polyline", "all_points_x": [20, 25, 25], "all_points_y": [2, 2, 8]},
+        {"name": "circle", "cx": 10, "cy": 14, "r": 3},
+        {"name": "ellipse", "cx": 22, "cy": 14, "rx": 4, "ry": 2, "theta": 0.3},
+    ]
     path = write(tmp_path, via2_export({"a.jpg": [region(s, name="x") for s in shapes]}))
     dataset = load(path)
     masks, class_ids = dataset.load_mask(0)
@@ -181,13 +203,16 @@ def test_load_mask_equals_each_region_rasterised_alone(tmp_path: Path) -> None:
     # load_mask writes every region's pixels straight into one HxWxN array; each channel must be
     # exactly region_to_mask of that region, for every shape, clipped at the borders, with the
     # region outside the image dropped (and its class id with it).
-    shapes = [SQUARE, RECT,
-              {"name": "rect", "x": -3, "y": 15, "width": 40, "height": 9},        # clipped
-              {"name": "polygon", "all_points_x": [50, 60, 60], "all_points_y": [1, 1, 9]},  # outside
-              {"name": "polyline", "all_points_x": [20, 31, 25], "all_points_y": [2, 2, 8]},
-              {"name": "circle", "cx": 0, "cy": 0, "r": 4},
-              {"name": "ellipse", "cx": 22, "cy": 14, "rx": 4, "ry": 2, "theta": 0.3},
-              {"name": "point", "cx": 3, "cy": 3}]
+    shapes = [
+        SQUARE,
+        RECT,
+        {"name": "rect", "x": -3, "y": 15, "width": 40, "height": 9},  # clipped
+        {"name": "polygon", "all_points_x": [50, 60, 60], "all_points_y": [1, 1, 9]},  # outside
+        {"name": "polyline", "all_points_x": [20, 31, 25], "all_points_y": [2, 2, 8]},
+        {"name": "circle", "cx": 0, "cy": 0, "r": 4},
+        {"name": "ellipse", "cx": 22, "cy": 14, "rx": 4, "ry": 2, "theta": 0.3},
+        {"name": "point", "cx": 3, "cy": 3},
+    ]
     names = ["a", "b", "a", "b", "a", "b", "a", "b"]
     path = write(tmp_path, via2_export({"a.jpg": [region(s, n=c) for s, c in zip(shapes, names)]}))
     with pytest.warns(UserWarning, match="point"):
@@ -203,9 +228,18 @@ def test_load_mask_equals_each_region_rasterised_alone(tmp_path: Path) -> None:
 
 
 def test_multi_class_discovered_sorted_and_normalised(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [
-        region(SQUARE, label="Surgical Mask"), region(RECT, label="cloth"),
-        region(SQUARE, label="surgical-mask")]}))
+    path = write(
+        tmp_path,
+        via2_export(
+            {
+                "a.jpg": [
+                    region(SQUARE, label="Surgical Mask"),
+                    region(RECT, label="cloth"),
+                    region(SQUARE, label="surgical-mask"),
+                ]
+            }
+        ),
+    )
     dataset = load(path)
     assert dataset.class_names == ["BG", "cloth", "surgical_mask"]
     assert dataset.load_mask(0)[1].tolist() == [2, 1, 2]
@@ -213,17 +247,14 @@ def test_multi_class_discovered_sorted_and_normalised(tmp_path: Path) -> None:
 
 
 def test_class_names_fix_order_and_aliases(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [
-        region(SQUARE, label="Face-Mask"), region(RECT, label="no mask")]}))
-    dataset = load(path, class_names=["no_mask", "surgical"],
-                   aliases={"face mask": "surgical"})
+    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, label="Face-Mask"), region(RECT, label="no mask")]}))
+    dataset = load(path, class_names=["no_mask", "surgical"], aliases={"face mask": "surgical"})
     assert dataset.class_names == ["BG", "no_mask", "surgical"]
     assert dataset.load_mask(0)[1].tolist() == [2, 1]
 
 
 def test_unknown_class_error_names_region_and_known_classes(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, label="cat"),
-                                                  region(RECT, label="zebra")]}))
+    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, label="cat"), region(RECT, label="zebra")]}))
     with pytest.raises(UnknownClassError) as info:
         load(path, class_names=["cat", "dog"])
     message = str(info.value)
@@ -232,12 +263,18 @@ def test_unknown_class_error_names_region_and_known_classes(tmp_path: Path) -> N
 
 
 def test_unknown_class_skip_warns_and_keeps_image(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, label="cat"),
-                                                  region(RECT, label="zebra")],
-                                        "b.jpg": [region(RECT, label="zebra")]}))
+    path = write(
+        tmp_path,
+        via2_export(
+            {
+                "a.jpg": [region(SQUARE, label="cat"), region(RECT, label="zebra")],
+                "b.jpg": [region(RECT, label="zebra")],
+            }
+        ),
+    )
     with pytest.warns(UserWarning, match="unknown class"):
         dataset = load(path, class_names=["cat"], unknown="skip")
-    assert len(dataset) == 2                      # b.jpg becomes a negative for "cat"
+    assert len(dataset) == 2  # b.jpg becomes a negative for "cat"
     assert dataset.load_mask(0)[1].tolist() == [1]
     assert dataset.load_mask(1)[0].shape == (20, 30, 0)
 
@@ -263,8 +300,12 @@ def test_class_key_picks_among_several(tmp_path: Path) -> None:
 
 
 def test_checkbox_attributes_map_to_classes(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [
-        region(SQUARE, name={"gun": True, "knife": False}), region(RECT, name={"knife": True})]}))
+    path = write(
+        tmp_path,
+        via2_export(
+            {"a.jpg": [region(SQUARE, name={"gun": True, "knife": False}), region(RECT, name={"knife": True})]}
+        ),
+    )
     dataset = load(path)
     assert dataset.class_names == ["BG", "gun", "knife"]
     assert dataset.load_mask(0)[1].tolist() == [1, 2]
@@ -280,8 +321,7 @@ def test_negatives_kept_or_dropped(tmp_path: Path) -> None:
 
 
 def test_missing_images_listed_all_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, via2_export({f"im{i}.jpg": [region(SQUARE, name="c")]
-                                        for i in range(8)}))
+    path = write(tmp_path, via2_export({f"im{i}.jpg": [region(SQUARE, name="c")] for i in range(8)}))
     for i in (1, 3, 4, 5, 6, 7):
         (tmp_path / f"im{i}.jpg").unlink()
     with pytest.raises(FileNotFoundError) as info:
@@ -311,7 +351,7 @@ def test_polygon_outside_image_clipped_or_dropped(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="region 1.*outside"):
         masks, ids = dataset.load_mask(0)
     assert masks.shape == (20, 30, 1) and ids.tolist() == [1]
-    assert masks[..., 0].sum() == 5 * 6          # cols 25..29, rows 0..5
+    assert masks[..., 0].sum() == 5 * 6  # cols 25..29, rows 0..5
 
 
 def test_short_polygon_error_names_region(tmp_path: Path) -> None:
@@ -326,21 +366,21 @@ def test_short_polygon_error_names_region(tmp_path: Path) -> None:
 
 def test_points_skipped_with_warning(tmp_path: Path) -> None:
     point = {"name": "point", "cx": 3, "cy": 4}
-    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, n="c"), region(point, n="c")],
-                                        "b.jpg": [region(point, n="c")]}))
+    path = write(
+        tmp_path, via2_export({"a.jpg": [region(SQUARE, n="c"), region(point, n="c")], "b.jpg": [region(point, n="c")]})
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dataset = load(path)
     messages = " | ".join(str(w.message) for w in caught)
     assert "skipped 2 region(s): point" in messages
-    assert "dropped 1 image" in messages          # b.jpg only had a point
+    assert "dropped 1 image" in messages  # b.jpg only had a point
     assert len(dataset) == 1
     assert dataset.load_mask(0)[1].tolist() == [1]
 
 
 def test_verbose_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, n="cat"), region(RECT, n="dog")],
-                                        "b.jpg": []}))
+    path = write(tmp_path, via2_export({"a.jpg": [region(SQUARE, n="cat"), region(RECT, n="dog")], "b.jpg": []}))
     ViaDataset().load_via(path)
     out = capsys.readouterr().out
     assert "2 images (1 negatives), 2 regions" in out

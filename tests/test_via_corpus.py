@@ -13,7 +13,9 @@ from PIL import Image
 from mrcnn.data import ViaDataset, read_via
 from mrcnn.data.via import ViaFormatError
 
-CORPUS = Path(os.environ.get("FACEMASK_VIA_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "via_corpus")
+CORPUS = Path(
+    os.environ.get("FACEMASK_VIA_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "via_corpus"
+)
 pytestmark = pytest.mark.needs("via_corpus")
 VIA3_FILE = "16_vital-ultrasound_echo_via3_project.json"
 # Known-degenerate annotation: a 3-point polygon on one line (zero area).
@@ -76,8 +78,7 @@ def _fake_images(path: Path, image_dir: Path) -> None:
         Image.new("RGB", (8, 8)).save(target, format="PNG")
 
 
-@pytest.mark.parametrize("name", [n for n in _corpus_files()
-                                  if n != VIA3_FILE and n not in DEGENERATE])
+@pytest.mark.parametrize("name", [n for n in _corpus_files() if n != VIA3_FILE and n not in DEGENERATE])
 def test_corpus_file_builds_dataset(name: str, tmp_path: Path) -> None:
     path = CORPUS / name
     _fake_images(path, tmp_path)

@@ -1,4 +1,5 @@
 """Smoke/behaviour tests of mrcnn.visualize (headless)."""
+
 import numpy as np
 import pytest
 
@@ -69,8 +70,7 @@ def test_draw_instances_inputs_variants():
     pb = np.concatenate([boxes, np.zeros((1, 4))])
     pm = np.concatenate([masks, np.zeros((120, 160, 1), bool)], axis=2)
     vis.draw_instances(image, pb, pm, np.array([1, 2, 0]), names, np.array([0.9, 0.8, 0.0]))
-    out = vis.draw_instances(image, np.zeros((0, 4)), np.zeros((120, 160, 0), bool),
-                             np.zeros(0, int), names)
+    out = vis.draw_instances(image, np.zeros((0, 4)), np.zeros((120, 160, 0), bool), np.zeros(0, int), names)
     np.testing.assert_array_equal(out, image)
 
 
@@ -85,18 +85,24 @@ def test_save_overlay(tmp_path):
 def test_plots_write_png(tmp_path):
     image, boxes, masks, ids, names, scores = _scene()
     p = tmp_path / "gt_vs_pred.png"
-    vis.plot_gt_vs_pred(image, boxes, ids, masks, boxes[:1], ids[:1], scores[:1], masks[..., :1],
-                        names, p, figsize=(6, 3))
+    vis.plot_gt_vs_pred(
+        image, boxes, ids, masks, boxes[:1], ids[:1], scores[:1], masks[..., :1], names, p, figsize=(6, 3)
+    )
     assert _is_png(p)
 
     p = tmp_path / "pr.png"
-    vis.plot_pr_curves({"cat": {"precision": [1, 1, 0.5, 0], "recall": [0, 0.5, 1, 1], "ap": 0.75},
-                        "dog": {"precision": [0, 0], "recall": [0, 1]}}, p, "PR")
+    vis.plot_pr_curves(
+        {
+            "cat": {"precision": [1, 1, 0.5, 0], "recall": [0, 0.5, 1, 1], "ap": 0.75},
+            "dog": {"precision": [0, 0], "recall": [0, 1]},
+        },
+        p,
+        "PR",
+    )
     assert _is_png(p)
 
     p = tmp_path / "losses.png"
-    vis.plot_losses({"loss": [3, 2, 1.5], "val_loss": [3.2, 2.5, 2.0], "mrcnn_mask_loss": [1, .5],
-                     "lr": []}, p)
+    vis.plot_losses({"loss": [3, 2, 1.5], "val_loss": [3.2, 2.5, 2.0], "mrcnn_mask_loss": [1, 0.5], "lr": []}, p)
     assert _is_png(p)
 
     p = tmp_path / "anchors.png"

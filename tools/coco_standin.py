@@ -20,6 +20,7 @@ The weights are random (He-normal kernels, BatchNorm that normalises the first c
 identity after it, the last conv of each residual branch damped, so activations stay near unit scale
 and the losses near those of the real file), seeded: the same seed gives the same file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,21 @@ RPN_LAYERS = ("rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred")
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 COCO_CLASSES = 81
 # Weightless layers of Matterport's graph, listed in its layer_names like any other layer.
-WEIGHTLESS = ("input_image", "zero_padding2d_1", "activation_1", "max_pooling2d_1", "res2a_out",
-              "fpn_p5upsampled", "fpn_p6", "input_anchors", "ROI", "roi_align_classifier", "mrcnn_bbox",
-              "mrcnn_detection", "roi_align_mask")
+WEIGHTLESS = (
+    "input_image",
+    "zero_padding2d_1",
+    "activation_1",
+    "max_pooling2d_1",
+    "res2a_out",
+    "fpn_p5upsampled",
+    "fpn_p6",
+    "input_anchors",
+    "ROI",
+    "roi_align_classifier",
+    "mrcnn_bbox",
+    "mrcnn_detection",
+    "roi_align_mask",
+)
 
 
 def coco_layer_shapes(backbone: str = "resnet101") -> list[tuple[str, list[tuple]]]:
@@ -57,25 +70,31 @@ def coco_layer_shapes(backbone: str = "resnet101") -> list[tuple[str, list[tuple
         MIXED_PRECISION = False
 
     model = MaskRCNN("inference", CocoConfig(), model_dir="/tmp")
-    return [(layer.name, [tuple(w.shape) for w in layer.weights])
-            for layer in iter_layers(model.keras_model) if layer.weights]
+    return [
+        (layer.name, [tuple(w.shape) for w in layer.weights])
+        for layer in iter_layers(model.keras_model)
+        if layer.weights
+    ]
 
 
 def imagenet_layer_shapes() -> list[tuple[str, list[tuple]]]:
     """The layers of keras-applications' ResNet-50 ImageNet file (no top): the backbone only."""
-    return [(name, shapes) for name, shapes in coco_layer_shapes("resnet50")
-            if name in ("conv1", "bn_conv1") or name.startswith(("res", "bn"))]
+    return [
+        (name, shapes)
+        for name, shapes in coco_layer_shapes("resnet50")
+        if name in ("conv1", "bn_conv1") or name.startswith(("res", "bn"))
+    ]
 
 
 def _weight_names(layer: str, shapes: list[tuple]) -> list[str]:
     if len(shapes) == 4 and all(len(s) == 1 for s in shapes):
         return [f"{layer}/{n}:0" for n in BN_WEIGHTS]
-    return [f"{layer}/{n}:0" for n in ("kernel", "bias")[:len(shapes)]]
+    return [f"{layer}/{n}:0" for n in ("kernel", "bias")[: len(shapes)]]
 
 
 #: bn_conv1's moving variance: conv1's He-normal output on molded pixels (std ~60) has variance
 #: ~2 * 60**2, which the trained file's statistics normalise to ~1 for the rest of the network.
-CONV1_OUTPUT_VARIANCE = 2 * 60.0 ** 2
+CONV1_OUTPUT_VARIANCE = 2 * 60.0**2
 
 
 def _values(layer: str, names: list[str], shapes: list[tuple], rng: np.random.Generator) -> list[np.ndarray]:
@@ -140,8 +159,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="the .h5 file to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--imagenet", action="store_true",
-                   help="the ResNet-50 ImageNet file's layout (backbone only) instead of the COCO model's")
+    p.add_argument(
+        "--imagenet",
+        action="store_true",
+        help="the ResNet-50 ImageNet file's layout (backbone only) instead of the COCO model's",
+    )
     a = p.parse_args(argv)
     shapes = imagenet_layer_shapes() if a.imagenet else None
     info = write_coco_standin(a.out, seed=a.seed, layer_shapes=shapes)

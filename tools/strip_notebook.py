@@ -10,6 +10,7 @@ Usage::
     python tools/strip_notebook.py notebooks/train_facemask.ipynb      # rewrite in place
     python tools/strip_notebook.py --check notebooks/*.ipynb           # exit 1 if any has outputs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ def strip(nb) -> bool:
 
 
 def is_stripped(nb) -> bool:
-    return all(cell.cell_type != "code" or (not cell.get("outputs") and cell.get("execution_count") is None)
-               for cell in nb.cells)
+    return all(
+        cell.cell_type != "code" or (not cell.get("outputs") and cell.get("execution_count") is None)
+        for cell in nb.cells
+    )
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,7 @@ The package's parts: ``palette`` (colours), ``geometry`` (the face-local frame, 
 ``masks`` (the four kinds of covering), ``faces`` (people), ``scene`` (:func:`draw_sample`),
 ``dataset`` (files and VIA JSON), ``cli``.
 """
+
 from __future__ import annotations
 
 from .cli import main

@@ -1,4 +1,5 @@
 """``python -m facemask.synthetic``."""
+
 import sys
 
 from .cli import main

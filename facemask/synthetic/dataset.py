@@ -1,5 +1,6 @@
 """The dataset on disk: image ``index`` of a split drawn from its own seed (:func:`render_item`), JPEGs and
 the VIA 2.x ``via_region_data.json`` written atomically (:func:`make_dataset`), counts read back."""
+
 from __future__ import annotations
 
 import io
@@ -82,13 +83,19 @@ def _encode_jpeg(img):
 
 def summarize_dataset(out_dir):
     """Counts per split and per mask type, read back from the VIA JSON files."""
-    out = {"out_dir": str(out_dir), "splits": {}, "mask_types": {t: 0 for t in MASK_TYPES},
-           "images": 0, "masks": 0, "negative_images": 0}
+    out = {
+        "out_dir": str(out_dir),
+        "splits": {},
+        "mask_types": {t: 0 for t in MASK_TYPES},
+        "images": 0,
+        "masks": 0,
+        "negative_images": 0,
+    }
     for split in SPLITS:
         path = os.path.join(out_dir, split, ANNOTATION_FILE)
         if not os.path.exists(path):
             continue
-        with open(path, "r", encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
         s = {"images": 0, "masks": 0, "negative_images": 0, "mask_types": {t: 0 for t in MASK_TYPES}}
         for item in data.values():
@@ -109,8 +116,17 @@ def summarize_dataset(out_dir):
     return out
 
 
-def make_dataset(out_dir, *, n_train=200, n_val=50, image_size=(384, 512), seed=0, max_faces=4,
-                 negative_fraction=0.15, overwrite=False):
+def make_dataset(
+    out_dir,
+    *,
+    n_train=200,
+    n_val=50,
+    image_size=(384, 512),
+    seed=0,
+    max_faces=4,
+    negative_fraction=0.15,
+    overwrite=False,
+):
     """Write a synthetic face-mask dataset in the Matterport balloon layout.
 
     ``out_dir/{train,val}/*.jpg`` plus ``via_region_data.json`` (VIA 2.x export
@@ -151,8 +167,15 @@ def make_dataset(out_dir, *, n_train=200, n_val=50, image_size=(384, 512), seed=
         via = {}
         for i in range(n):
             info = {}
-            fname, img, masks = render_item(seed, split, i, image_size=image_size, max_faces=max_faces,
-                                            negative_fraction=negative_fraction, info=info)
+            fname, img, masks = render_item(
+                seed,
+                split,
+                i,
+                image_size=image_size,
+                max_faces=max_faces,
+                negative_fraction=negative_fraction,
+                info=info,
+            )
             faces += info["faces"]
             unmasked += info["unmasked_faces"]
             data = _encode_jpeg(img)
@@ -174,6 +197,7 @@ def make_dataset(out_dir, *, n_train=200, n_val=50, image_size=(384, 512), seed=
         write_text(ann_path, json.dumps(via))
 
     summary = summarize_dataset(out_dir)
-    summary.update(cached=False, faces=faces, unmasked_faces=unmasked, seed=int(seed),
-                   seconds=round(time.perf_counter() - t0, 3))
+    summary.update(
+        cached=False, faces=faces, unmasked_faces=unmasked, seed=int(seed), seconds=round(time.perf_counter() - t0, 3)
+    )
     return summary

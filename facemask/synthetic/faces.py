@@ -1,4 +1,5 @@
 """People: a random look (skin, hair, eyes, head roll and yaw), body, face, ears and fringe."""
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ def _draw_body(img, fr, skin, rng, look):
         t = np.linspace(math.pi, 2 * math.pi, 24)
         end = look["hair_len"]
         uu = np.concatenate([1.25 * np.cos(t), [1.3, 1.15, 0.6, 0.0, -0.6, -1.15, -1.3]])
-        vv = np.concatenate([-0.05 + 1.15 * np.sin(t), [end * 0.6, end, end + 0.08, end - 0.05, end + 0.08, end, end * 0.6]])
+        vv = np.concatenate(
+            [-0.05 + 1.15 * np.sin(t), [end * 0.6, end, end + 0.08, end - 0.05, end + 0.08, end, end * 0.6]]
+        )
         _fill(img, *fr.to_img(uu, vv, warp=False), hair * 0.85)
     bf = _Frame(*fr.to_img(0.0, 1.55, warp=False), fr.a, fr.b, fr.theta * 0.3)
     shirt = look["shirt"]
@@ -106,7 +109,7 @@ def _draw_face(img, fr, skin, rng, look):
         alpha = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(alpha, [_pts(xs, ys, x0, y0)], 255, lineType=cv2.LINE_AA, shift=4)
         U, V = _grid(fr, x0, y0, x1, y1)
-        shade = 1.06 - 0.2 * (U ** 2 + 0.5 * (V + 0.1) ** 2) + look["light"] * U
+        shade = 1.06 - 0.2 * (U**2 + 0.5 * (V + 0.1) ** 2) + look["light"] * U
         col = skin[None, None] * shade[..., None]
         _composite(img, x0, y0, alpha.astype(np.float32) / 255.0, col)
 
@@ -122,12 +125,30 @@ def _draw_face(img, fr, skin, rng, look):
             _fill(img, *_ell(fr, ue, -0.1, 0.16 * squash, 0.07, n=24), (238, 234, 228))
             ix, iy = fr.to_img(ue + 0.02 * yaw, -0.1)
             r = 0.065 * a
-            cv2.circle(img, (int(round(ix * 16)), int(round(iy * 16))), max(16, int(r * 16)),
-                       _col(look["iris"]), -1, cv2.LINE_AA, 4)
-            cv2.circle(img, (int(round(ix * 16)), int(round(iy * 16))), max(8, int(r * 7)),
-                       (12.0, 10.0, 10.0), -1, cv2.LINE_AA, 4)
-            _line(img, *_ell(fr, ue, -0.1, 0.16 * squash, 0.075, n=12, t0=math.pi, t1=2 * math.pi),
-                  skin * 0.45, max(1.0, 0.025 * a))
+            cv2.circle(
+                img,
+                (int(round(ix * 16)), int(round(iy * 16))),
+                max(16, int(r * 16)),
+                _col(look["iris"]),
+                -1,
+                cv2.LINE_AA,
+                4,
+            )
+            cv2.circle(
+                img,
+                (int(round(ix * 16)), int(round(iy * 16))),
+                max(8, int(r * 7)),
+                (12.0, 10.0, 10.0),
+                -1,
+                cv2.LINE_AA,
+                4,
+            )
+            _line(
+                img,
+                *_ell(fr, ue, -0.1, 0.16 * squash, 0.075, n=12, t0=math.pi, t1=2 * math.pi),
+                skin * 0.45,
+                max(1.0, 0.025 * a),
+            )
         bu = np.linspace(-0.2, 0.2, 7) * squash
         bv = -0.33 - 0.05 * (1.0 - (bu / 0.2) ** 2) + look["brow_lift"]
         _line(img, *fr.to_img(ue + bu, bv), np.asarray(hair) * 0.8 + skin * 0.15, max(1.0, 0.055 * a))
@@ -144,8 +165,12 @@ def _draw_face(img, fr, skin, rng, look):
         _line(img, *fr.to_img(mw * np.cos(t) * 1.05, 0.46 + 0.12 * np.sin(t)), lip, max(1.0, 0.035 * a))
     else:
         _fill(img, *_ell(fr, 0.0, 0.53, mw, 0.075, n=24), lip)
-        _line(img, *fr.to_img(np.linspace(-mw, mw, 7), 0.53 + 0.015 * np.cos(np.linspace(-1.5, 1.5, 7))),
-              lip * 0.55, max(1.0, 0.02 * a))
+        _line(
+            img,
+            *fr.to_img(np.linspace(-mw, mw, 7), 0.53 + 0.015 * np.cos(np.linspace(-1.5, 1.5, 7))),
+            lip * 0.55,
+            max(1.0, 0.02 * a),
+        )
     if look["glasses"]:
         gc = look["glasses_col"]
         th = max(1.0, 0.035 * a)

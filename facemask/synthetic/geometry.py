@@ -1,5 +1,6 @@
 """Face-local drawing frame and polygon helpers: fill/line/ellipse in face coordinates, clipping and
 simplifying the annotation polygons (between MIN_POLY_POINTS and MAX_POLY_POINTS vertices)."""
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def _fill(img, xs, ys, color):
 
 
 def _line(img, xs, ys, color, thickness, closed=False):
-    cv2.polylines(img, [_pts(xs, ys)], closed, _col(color), max(1, int(round(thickness))),
-                  lineType=cv2.LINE_AA, shift=4)
+    cv2.polylines(
+        img, [_pts(xs, ys)], closed, _col(color), max(1, int(round(thickness))), lineType=cv2.LINE_AA, shift=4
+    )
 
 
 def _ell(fr, u0, v0, ru, rv, n=36, warp=True, t0=0.0, t1=2 * math.pi):
@@ -97,7 +99,7 @@ def _grid(fr, x0, y0, x1, y1):
 
 def _composite(img, x0, y0, alpha, color):
     h, w = alpha.shape
-    region = img[y0:y0 + h, x0:x0 + w]
+    region = img[y0 : y0 + h, x0 : x0 + w]
     a = alpha[..., None].astype(np.float32)
     out = region.astype(np.float32) * (1.0 - a) + np.clip(color, 0, 255) * a
     region[...] = (out + 0.5).astype(np.uint8)
@@ -109,7 +111,7 @@ def _clip_polygon(xs, ys, xmax, ymax):
     for axis, bound, keep_le in ((0, 0.0, False), (0, xmax, True), (1, 0.0, False), (1, ymax, True)):
         if not pts:
             break
-        inside = ((lambda p, a=axis, b=bound: p[a] <= b) if keep_le else (lambda p, a=axis, b=bound: p[a] >= b))
+        inside = (lambda p, a=axis, b=bound: p[a] <= b) if keep_le else (lambda p, a=axis, b=bound: p[a] >= b)
         out = []
         prev = pts[-1]
         for cur in pts:

@@ -1,5 +1,6 @@
 """Face coverings: per-kind shape parameters (surgical, N95, cloth, fashion), the face-local outline that is
 both filled and annotated, the fabric texture and the ear loops."""
+
 from __future__ import annotations
 
 import math
@@ -16,19 +17,42 @@ MASK_TYPES = ("surgical", "n95", "cloth", "fashion")
 def _mask_params(rng, mtype):
     p = {"type": mtype}
     if mtype == "surgical":
-        p.update(vt=rng.uniform(0.06, 0.14), vb=rng.uniform(0.98, 1.06), s=rng.uniform(1.0, 1.06),
-                 pw=rng.uniform(0.5, 0.65), k=rng.uniform(0.1, 0.2), bump=rng.uniform(0.03, 0.08),
-                 color=np.array(_pick(rng, _SURGICAL), np.float32), pleats=int(rng.integers(3, 5)))
+        p.update(
+            vt=rng.uniform(0.06, 0.14),
+            vb=rng.uniform(0.98, 1.06),
+            s=rng.uniform(1.0, 1.06),
+            pw=rng.uniform(0.5, 0.65),
+            k=rng.uniform(0.1, 0.2),
+            bump=rng.uniform(0.03, 0.08),
+            color=np.array(_pick(rng, _SURGICAL), np.float32),
+            pleats=int(rng.integers(3, 5)),
+        )
     elif mtype == "cloth":
-        p.update(vt=rng.uniform(0.05, 0.12), vb=rng.uniform(1.04, 1.14), s=rng.uniform(1.05, 1.12),
-                 pw=rng.uniform(0.75, 0.9), k=rng.uniform(0.2, 0.3), bump=rng.uniform(0.06, 0.12))
+        p.update(
+            vt=rng.uniform(0.05, 0.12),
+            vb=rng.uniform(1.04, 1.14),
+            s=rng.uniform(1.05, 1.12),
+            pw=rng.uniform(0.75, 0.9),
+            k=rng.uniform(0.2, 0.3),
+            bump=rng.uniform(0.06, 0.12),
+        )
     elif mtype == "fashion":
-        p.update(vt=rng.uniform(0.08, 0.16), vb=rng.uniform(0.95, 1.02), s=rng.uniform(0.98, 1.04),
-                 pw=rng.uniform(1.0, 1.1), k=rng.uniform(0.3, 0.4), bump=rng.uniform(0.1, 0.17),
-                 color=np.array(_pick(rng, _FASHION), np.float32))
+        p.update(
+            vt=rng.uniform(0.08, 0.16),
+            vb=rng.uniform(0.95, 1.02),
+            s=rng.uniform(0.98, 1.04),
+            pw=rng.uniform(1.0, 1.1),
+            k=rng.uniform(0.3, 0.4),
+            bump=rng.uniform(0.1, 0.17),
+            color=np.array(_pick(rng, _FASHION), np.float32),
+        )
     else:  # n95
-        p.update(vt=rng.uniform(0.0, 0.08), vb=rng.uniform(1.0, 1.08), hw=rng.uniform(0.84, 0.96),
-                 color=np.array(_pick(rng, _N95), np.float32))
+        p.update(
+            vt=rng.uniform(0.0, 0.08),
+            vb=rng.uniform(1.0, 1.08),
+            hw=rng.uniform(0.84, 0.96),
+            color=np.array(_pick(rng, _N95), np.float32),
+        )
     return p
 
 
@@ -46,11 +70,11 @@ def _mask_outline(p, n=96):
     t = np.linspace(0.0, math.pi, m)  # right-top corner, down round the chin, left-top corner
     c, sn = np.cos(t), np.sin(t)
     depth = np.abs(sn) ** pw
-    u_low = s * np.sign(c) * np.abs(c) ** pw * (1.0 - k * depth ** 2)
+    u_low = s * np.sign(c) * np.abs(c) ** pw * (1.0 - k * depth**2)
     v_low = vt + (vb - vt) * depth
     # top edge, left to right: runs just below the eyes (v ~ 0), peaked over the nose bridge
     ut = np.linspace(-s, s, n - m + 2)[1:-1]
-    v_top = vt + 0.05 * ((ut / s) ** 2 - 1.0) - bump * np.exp(-(ut / 0.22) ** 2)
+    v_top = vt + 0.05 * ((ut / s) ** 2 - 1.0) - bump * np.exp(-((ut / 0.22) ** 2))
     return np.concatenate([u_low, ut]), np.concatenate([v_low, v_top])
 
 
@@ -68,8 +92,8 @@ def _mask_texture(rng, p, fr, U, V, inside):
         period = (vb - vt) * 0.62 / p["pleats"]
         f = ((V - vt - 0.2 * (vb - vt)) / period) % 1.0
         band = (V > vt + 0.16 * (vb - vt)) & (V < vb - 0.12)
-        pleat = 0.95 + 0.09 * f - 0.16 * np.exp(-(f / 0.06) ** 2) - 0.08 * np.exp(-((1.0 - f) / 0.04) ** 2)
-        shade = (1.05 - 0.2 * U ** 2) * np.where(band, pleat, 1.0)
+        pleat = 0.95 + 0.09 * f - 0.16 * np.exp(-((f / 0.06) ** 2)) - 0.08 * np.exp(-(((1.0 - f) / 0.04) ** 2))
+        shade = (1.05 - 0.2 * U**2) * np.where(band, pleat, 1.0)
         hem = max(1.0, 0.05 * a)
         shade = shade * np.where(dist <= hem, 0.91, 1.0)
         wire = (V < vt + 0.07) & (np.abs(U) < 0.32) & (dist > hem)
@@ -114,15 +138,15 @@ def _mask_texture(rng, p, fr, U, V, inside):
         else:  # heather solid
             mix = np.clip(0.15 + 0.1 * grain, 0.0, 1.0)
         col = c1[None, None] * (1.0 - mix[..., None]) + c2[None, None] * mix[..., None]
-        shade = 1.06 - 0.25 * U ** 2
+        shade = 1.06 - 0.25 * U**2
         if p["seam"]:
             shade = shade * np.where(np.abs(U) < max(1.0 * px, 0.012), 0.7, 1.0)
         shade = shade * np.where(dist <= max(1.0, 0.04 * a), 0.85, 1.0)
         col = col * shade[..., None] + 4.0 * grain[..., None]
     else:  # fashion
         base = p["color"]
-        shade = 1.08 - 0.32 * U ** 2
-        gloss = np.exp(-((U - p["gloss_u"]) / 0.13) ** 2) * np.exp(-((V - 0.45) / 0.45) ** 2)
+        shade = 1.08 - 0.32 * U**2
+        gloss = np.exp(-(((U - p["gloss_u"]) / 0.13) ** 2)) * np.exp(-(((V - 0.45) / 0.45) ** 2))
         col = base[None, None] * shade[..., None] + (255.0 * 0.28 * gloss)[..., None] + 2.0 * grain[..., None]
     return col
 
@@ -138,8 +162,14 @@ def _finish_mask_params(rng, p):
         c2 = _rand_color(rng, 0.0, 0.8, 0.3, 1.0)
         if np.abs(c1 - c2).sum() < 150:
             c2 = 255.0 - c1
-        p.update(c1=c1, c2=c2, pattern=_pick(rng, ("stripes", "dots", "plaid", "plaid", "solid")),
-                 period=rng.uniform(0.14, 0.32), angle=rng.uniform(0.0, math.pi), seam=rng.random() < 0.5)
+        p.update(
+            c1=c1,
+            c2=c2,
+            pattern=_pick(rng, ("stripes", "dots", "plaid", "plaid", "solid")),
+            period=rng.uniform(0.14, 0.32),
+            angle=rng.uniform(0.0, math.pi),
+            seam=rng.random() < 0.5,
+        )
     elif mtype == "fashion":
         p["gloss_u"] = rng.uniform(-0.5, 0.5)
     return p
@@ -161,6 +191,6 @@ def _draw_loops(img, fr, p, mask_color):
         # quadratic curve from the top corner round the ear to the lower corner
         pu = np.array([side * s * 0.98, side * 1.12, side * s * (1 - k) * 0.95])
         pv = np.array([vt + 0.03, 0.1, vb - 0.25])
-        uu = (1 - t) ** 2 * pu[0] + 2 * (1 - t) * t * pu[1] + t ** 2 * pu[2]
-        vv = (1 - t) ** 2 * pv[0] + 2 * (1 - t) * t * pv[1] + t ** 2 * pv[2]
+        uu = (1 - t) ** 2 * pu[0] + 2 * (1 - t) * t * pu[1] + t**2 * pu[2]
+        vv = (1 - t) ** 2 * pv[0] + 2 * (1 - t) * t * pv[1] + t**2 * pv[2]
         _line(img, *fr.to_img(uu, vv, warp=False), col, th)

@@ -1,5 +1,6 @@
 """One scene: a cluttered background with up to ``max_faces`` non-overlapping people, some masked
 (:func:`draw_sample`, the image and the exact mask of every visible covering)."""
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,9 @@ def _background(rng, h, w):
     c1 = _rand_color(rng, 0.0, 0.6, 0.15, 0.95)
     ang = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (xx * math.cos(ang) + yy * math.sin(ang))
+    t = xx * math.cos(ang) + yy * math.sin(ang)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
-    img = (c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None])
+    img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
     # low-frequency mottling
     lo = rng.normal(1.0, 0.08, (4, 5)).astype(np.float32)
     img *= cv2.resize(lo, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
@@ -43,8 +44,17 @@ def _background(rng, h, w):
             thick = -1 if rng.random() < 0.75 else int(rng.integers(1, 5))
             cv2.rectangle(img, (x0, y0), (x1, y1), _col(col), thick, cv2.LINE_AA)
         elif kind < 0.6:
-            cv2.ellipse(img, (int(cx), int(cy)), (max(1, int(sz / 2)), max(1, int(sz * rng.uniform(0.2, 0.6)))),
-                        float(rng.uniform(0, 180)), 0, 360, _col(col), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                img,
+                (int(cx), int(cy)),
+                (max(1, int(sz / 2)), max(1, int(sz * rng.uniform(0.2, 0.6)))),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                _col(col),
+                -1,
+                cv2.LINE_AA,
+            )
         elif kind < 0.8:
             p0 = (int(cx), int(cy))
             p1 = (int(cx + rng.normal(0, sz)), int(cy + rng.normal(0, sz)))
@@ -151,8 +161,9 @@ def draw_sample(rng, height, width, *, max_faces=4, negative=None, info=None):
                 continue
             # A nearer (bigger) person's torso must not run behind a farther person's head.
             body = _body_box(fr)
-            if any((qb > b and _overlap(box, qbody, 0)) or (qb < b and _overlap(q, body, 0))
-                   for q, (qb, qbody) in boxes):
+            if any(
+                (qb > b and _overlap(box, qbody, 0)) or (qb < b and _overlap(q, body, 0)) for q, (qb, qbody) in boxes
+            ):
                 continue
             if mp is not None:
                 uu, vv = _mask_outline(mp)

@@ -8,8 +8,20 @@ from .via import ViaFormatError, read_via, region_class_name, summarize
 from .via_dataset import UnknownClassError, ViaDataset
 
 __all__ = [
-    "CocoDataset", "Dataset", "ViaDataset", "read_via", "read_image_rgb",
-    "read_image_size", "verify_image", "region_to_mask", "region_bbox", "region_class_name",
-    "summarize", "ImageReadError", "RegionError", "SkipRegion", "ViaFormatError",
+    "CocoDataset",
+    "Dataset",
+    "ViaDataset",
+    "read_via",
+    "read_image_rgb",
+    "read_image_size",
+    "verify_image",
+    "region_to_mask",
+    "region_bbox",
+    "region_class_name",
+    "summarize",
+    "ImageReadError",
+    "RegionError",
+    "SkipRegion",
+    "ViaFormatError",
     "UnknownClassError",
 ]

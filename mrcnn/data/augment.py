@@ -5,6 +5,7 @@ the image size, which batching needs. Any albumentations transform is accepted; 
 augmenter (``imgaug`` is optional: unmaintained and broken on numpy 2) is wrapped by
 :class:`ImgaugAdapter`. Boxes are always recomputed from the augmented masks by the pipeline.
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,21 +15,43 @@ import threading
 import numpy as np
 
 # imgaug augmenters that move pixels; only these are applied to masks (Matterport's rule).
-_IMGAUG_MASK_SAFE = {"Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud", "CropAndPad",
-                     "Affine", "PiecewiseAffine", "Rot90", "Crop", "Pad", "PerspectiveTransform"}
+_IMGAUG_MASK_SAFE = {
+    "Sequential",
+    "SomeOf",
+    "OneOf",
+    "Sometimes",
+    "Fliplr",
+    "Flipud",
+    "CropAndPad",
+    "Affine",
+    "PiecewiseAffine",
+    "Rot90",
+    "Crop",
+    "Pad",
+    "PerspectiveTransform",
+}
 
 
 def default_augmentation():
     """A conservative policy suited to photos of people: geometry small, colour moderate."""
     import albumentations as A
 
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(0.85, 1.15), translate_percent=(-0.06, 0.06), rotate=(-12, 12),
-                 border_mode=0, fill=0, fill_mask=0, p=0.6),
-        A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=0.6),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.25),
-    ])
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                scale=(0.85, 1.15),
+                translate_percent=(-0.06, 0.06),
+                rotate=(-12, 12),
+                border_mode=0,
+                fill=0,
+                fill_mask=0,
+                p=0.6,
+            ),
+            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=0.6),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.25),
+        ]
+    )
 
 
 class ImgaugAdapter:

@@ -36,14 +36,15 @@ def _read_coco(json_path: Path) -> COCO:
     try:
         data = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
-        raise CocoFormatError(f"{json_path}: invalid JSON at line {exc.lineno}, "
-                              f"column {exc.colno}: {exc.msg}") from exc
+        raise CocoFormatError(f"{json_path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     except UnicodeDecodeError as exc:
         raise CocoFormatError(f"{json_path}: not a UTF-8 text file ({exc})") from exc
     if not isinstance(data, dict) or "images" not in data or "categories" not in data:
-        raise CocoFormatError(f"{json_path}: not a COCO instances file (needs 'images', "
-                              "'annotations' and 'categories'); for VIA files use "
-                              "ViaDataset.load_via")
+        raise CocoFormatError(
+            f"{json_path}: not a COCO instances file (needs 'images', "
+            "'annotations' and 'categories'); for VIA files use "
+            "ViaDataset.load_via"
+        )
     data.setdefault("annotations", [])
     coco = COCO()
     coco.dataset = data
@@ -59,8 +60,7 @@ class CocoDataset(Dataset):
         super().__init__(class_map)
         self._cocos: dict[str, COCO] = {}
 
-    def _select_categories(self, coco: COCO, json_path: Path,
-                           class_names: list[str] | None) -> list[int]:
+    def _select_categories(self, coco: COCO, json_path: Path, class_names: list[str] | None) -> list[int]:
         categories = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
         if class_names is None:
             return [c["id"] for c in categories]
@@ -68,13 +68,19 @@ class CocoDataset(Dataset):
         wanted = [normalize_class_name(n) for n in class_names]
         unknown = [n for n in wanted if n not in by_name]
         if unknown:
-            raise ValueError(f"{json_path}: classes {unknown} not among its categories "
-                             f"{sorted(by_name)}")
+            raise ValueError(f"{json_path}: classes {unknown} not among its categories {sorted(by_name)}")
         return [by_name[n] for n in wanted]
 
-    def load_coco(self, json_path: str | os.PathLike, image_dir: str | os.PathLike, *,
-                  class_names: list[str] | None = None, include_crowd: bool = False,
-                  source: str = "coco", keep_negatives: bool = True) -> COCO:
+    def load_coco(
+        self,
+        json_path: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        *,
+        class_names: list[str] | None = None,
+        include_crowd: bool = False,
+        source: str = "coco",
+        keep_negatives: bool = True,
+    ) -> COCO:
         """Add the images and annotations of one COCO json; returns the COCO object."""
         json_path, image_dir = Path(json_path), Path(image_dir)
         coco = _read_coco(json_path)
@@ -88,21 +94,30 @@ class CocoDataset(Dataset):
             raise missing_images_error(missing, len(paths), json_path, image_dir)
         mismatched = []
         for img, path in zip(images, paths):
-            anns = [a for a in coco.imgToAnns.get(img["id"], [])
-                    if a["category_id"] in cat_ids
-                    and (include_crowd or not a.get("iscrowd", 0))]
+            anns = [
+                a
+                for a in coco.imgToAnns.get(img["id"], [])
+                if a["category_id"] in cat_ids and (include_crowd or not a.get("iscrowd", 0))
+            ]
             if not anns and not keep_negatives:
                 continue
             size = read_image_size(path)
             if size != (img["height"], img["width"]):
-                mismatched.append(f"{path}: file is {size[1]}x{size[0]}, json says "
-                                  f"{img['width']}x{img['height']}")
-            self.add_image(source, image_id=img["id"], path=path, width=img["width"],
-                           height=img["height"], annotations=anns,
-                           json_path=str(json_path))
+                mismatched.append(f"{path}: file is {size[1]}x{size[0]}, json says {img['width']}x{img['height']}")
+            self.add_image(
+                source,
+                image_id=img["id"],
+                path=path,
+                width=img["width"],
+                height=img["height"],
+                annotations=anns,
+                json_path=str(json_path),
+            )
         if mismatched:
-            raise ValueError(f"{len(mismatched)} image(s) in {json_path} differ in size "
-                             "from the json (EXIF rotation?):\n  " + "\n  ".join(mismatched[:5]))
+            raise ValueError(
+                f"{len(mismatched)} image(s) in {json_path} differ in size "
+                "from the json (EXIF rotation?):\n  " + "\n  ".join(mismatched[:5])
+            )
         self._cocos[source] = coco
         return coco
 
@@ -131,11 +146,12 @@ class CocoDataset(Dataset):
         for ann in info["annotations"]:
             rle = coco.annToRLE(ann)
             if tuple(rle["size"]) != (height, width):
-                raise ValueError(f"{info['path']}: annotation {ann.get('id')} mask is "
-                                 f"{tuple(rle['size'])}, image is {(height, width)}")
+                raise ValueError(
+                    f"{info['path']}: annotation {ann.get('id')} mask is "
+                    f"{tuple(rle['size'])}, image is {(height, width)}"
+                )
             if mask_utils.area(rle) == 0:
-                warnings.warn(f"{info['path']}: annotation {ann.get('id')} has an empty "
-                              "mask; dropped", stacklevel=2)
+                warnings.warn(f"{info['path']}: annotation {ann.get('id')} has an empty mask; dropped", stacklevel=2)
                 continue
             rles.append(rle)
             class_ids.append(self._signed_class_id(info["source"], ann))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,16 +30,17 @@ class MissingImagesError(FileNotFoundError):
     """Images an annotation file lists are not there (``missing``, ``total``, ``json_path``, ``image_dir``)."""
 
 
-def missing_images_error(missing: Sequence[Path | str], total: int,
-                         json_path: Path | str, image_dir: Path | str,
-                         show: int = 5) -> FileNotFoundError:
+def missing_images_error(
+    missing: Sequence[Path | str], total: int, json_path: Path | str, image_dir: Path | str, show: int = 5
+) -> FileNotFoundError:
     """Build one error listing how many images are missing and the first few."""
     listed = "\n".join(f"  {p}" for p in list(missing)[:show])
     more = f"\n  ... and {len(missing) - show} more" if len(missing) > show else ""
     error = MissingImagesError(
         f"{len(missing)} of {total} images listed in {json_path} were not found "
         f"in {image_dir}:\n{listed}{more}\n"
-        "Check image_dir (it defaults to the json's folder).")
+        "Check image_dir (it defaults to the json's folder)."
+    )
     error.missing, error.total = [str(p) for p in missing], total
     error.json_path, error.image_dir = str(json_path), str(image_dir)
     return error
@@ -63,8 +65,7 @@ class Dataset:
                 return
         self.class_info.append({"source": source, "id": class_id, "name": class_name})
 
-    def add_image(self, source: str, image_id: Any, path: str | os.PathLike,
-                  **kwargs: Any) -> None:
+    def add_image(self, source: str, image_id: Any, path: str | os.PathLike, **kwargs: Any) -> None:
         """Register an image; extra kwargs are stored in its image_info."""
         info = {"id": image_id, "source": source, "path": str(path)}
         info.update(kwargs)
@@ -93,16 +94,16 @@ class Dataset:
         self.num_images = len(self.image_info)
         self._image_ids = np.arange(self.num_images)
         self.class_from_source_map = {
-            f"{info['source']}.{info['id']}": int(i)
-            for info, i in zip(self.class_info, self.class_ids)}
+            f"{info['source']}.{info['id']}": int(i) for info, i in zip(self.class_info, self.class_ids)
+        }
         self.image_from_source_map = {
-            f"{info['source']}.{info['id']}": int(i)
-            for info, i in zip(self.image_info, self._image_ids)}
+            f"{info['source']}.{info['id']}": int(i) for info, i in zip(self.image_info, self._image_ids)
+        }
         self.sources = sorted({c["source"] for c in self.class_info})
         self.source_class_ids = {
-            source: [i for i, info in enumerate(self.class_info)
-                     if i == 0 or info["source"] == source]
-            for source in self.sources}
+            source: [i for i, info in enumerate(self.class_info) if i == 0 or info["source"] == source]
+            for source in self.sources
+        }
 
     # -- lookups ------------------------------------------------------------
     def map_source_class_id(self, source_class_id: str) -> int:
@@ -119,8 +120,9 @@ class Dataset:
         """The source's own id of internal class ``class_id``."""
         info = self.class_info[class_id]
         if info["source"] != source:
-            raise ValueError(f"Class {class_id} ({info['name']!r}) belongs to source "
-                             f"{info['source']!r}, not {source!r}")
+            raise ValueError(
+                f"Class {class_id} ({info['name']!r}) belongs to source {info['source']!r}, not {source!r}"
+            )
         return info["id"]
 
     @property
@@ -174,8 +176,17 @@ class Dataset:
 
         ids = [int(i) for i in self.image_ids]
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            errors = list(tqdm(pool.map(check, ids), total=len(ids), desc="Checking images", unit="img",
-                               delay=1.0, disable=None, leave=False))
+            errors = list(
+                tqdm(
+                    pool.map(check, ids),
+                    total=len(ids),
+                    desc="Checking images",
+                    unit="img",
+                    delay=1.0,
+                    disable=None,
+                    leave=False,
+                )
+            )
         self._unreadable = {i: e for i, e in zip(ids, errors) if e is not None}
         return self._unreadable
 
@@ -188,8 +199,10 @@ class Dataset:
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Default: no instances. Override in subclasses."""
-        logger.warning("Dataset.load_mask() base implementation called for %s; "
-                       "override load_mask in your dataset class.", self._describe(image_id))
+        logger.warning(
+            "Dataset.load_mask() base implementation called for %s; override load_mask in your dataset class.",
+            self._describe(image_id),
+        )
         height, width = self.image_size(image_id)
         return np.zeros((height, width, 0), dtype=bool), np.zeros(0, dtype=np.int32)
 
@@ -209,8 +222,7 @@ class Dataset:
                 break
             negatives += not ids
             counts.update(abs(i) for i in ids)
-        lines = [f"{type(self).__name__}: {len(self.image_info)} images, "
-                 f"{len(self.class_info) - 1} classes"]
+        lines = [f"{type(self).__name__}: {len(self.image_info)} images, {len(self.class_info) - 1} classes"]
         if not known:
             lines.append("  instances per class: unknown (not recorded at load time)")
             return "\n".join(lines)

@@ -34,10 +34,14 @@ class InputStreamError(RuntimeError):
 
     def __init__(self, count: int, last: list[str], total: int | None = None):
         self.count, self.last, self.total = count, list(last), total
-        what = (f"none of the {total} images can be read any more" if total else
-                f"{count} training samples in a row could not be read")
-        super().__init__(f"{what} (deleted, moved or broken after the check before training?); "
-                         f"last: {'; '.join(self.last[-3:])}")
+        what = (
+            f"none of the {total} images can be read any more"
+            if total
+            else f"{count} training samples in a row could not be read"
+        )
+        super().__init__(
+            f"{what} (deleted, moved or broken after the check before training?); last: {'; '.join(self.last[-3:])}"
+        )
 
 
 class ImageReadError(ValueError):
@@ -56,12 +60,12 @@ def _open(path: Path) -> Image.Image:
         return Image.open(path)
     except UnidentifiedImageError as exc:
         raise ImageReadError(
-            f"Cannot read image {path}: not a recognised image format "
-            f"({path.stat().st_size} bytes)") from exc
+            f"Cannot read image {path}: not a recognised image format ({path.stat().st_size} bytes)"
+        ) from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(
-            f"Cannot read image {path}: {exc} (raise PIL.Image.MAX_IMAGE_PIXELS "
-            "if the file is trusted)") from exc
+            f"Cannot read image {path}: {exc} (raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted)"
+        ) from exc
     except OSError as exc:
         raise ImageReadError(f"Cannot read image {path}: {exc}") from exc
 
@@ -95,8 +99,7 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode == "RGB":
         return np.asarray(img, dtype=np.uint8)
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-            mode == "P" and "transparency" in img.info):
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
         return _composite_on_white(img)
     if mode.startswith("I") or mode == "F":
         gray = _high_bit_depth_to_gray8(img)
@@ -119,9 +122,7 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
                 shown = img
             array = _to_rgb_array(shown)
         except (OSError, ValueError, SyntaxError) as exc:
-            raise ImageReadError(
-                f"Cannot read image {path} (format {img.format}, mode {img.mode}): "
-                f"{exc}") from exc
+            raise ImageReadError(f"Cannot read image {path} (format {img.format}, mode {img.mode}): {exc}") from exc
     if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
         raise ImageReadError(f"Cannot read image {path}: decoded to shape {array.shape}")
     # Writable, as Matterport's (skimage) load_image was: np.asarray of a PIL image is a read-only view,
@@ -156,5 +157,4 @@ def verify_image(path: str | os.PathLike) -> None:
                 img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
         except (OSError, ValueError, SyntaxError) as exc:
-            raise ImageReadError(
-                f"Cannot read image {path} (format {img.format}, mode {img.mode}): {exc}") from exc
+            raise ImageReadError(f"Cannot read image {path} (format {img.format}, mode {img.mode}): {exc}") from exc

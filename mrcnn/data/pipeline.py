@@ -5,6 +5,7 @@ prepared :class:`~mrcnn.data.dataset.Dataset` into a batched, prefetched ``tf.da
 elements are the model's input dict. Per-sample randomness comes from ``(seed, sample counter)``
 only, so the stream is identical run to run with the same seed, whatever the thread count.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,15 @@ def input_stream_error(error: BaseException) -> InputStreamError | None:
         return _STREAM_ERRORS[-1] if _STREAM_ERRORS else InputStreamError(0, [text.splitlines()[0]])
 
 
-INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
-               "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+INPUT_NAMES = (
+    "input_image",
+    "input_image_meta",
+    "input_rpn_match",
+    "input_rpn_bbox",
+    "input_gt_class_ids",
+    "input_gt_boxes",
+    "input_gt_masks",
+)
 
 
 @dataclass
@@ -153,8 +161,15 @@ def input_cache(config) -> ResizedCache | None:
     return ResizedCache(config.INPUT_CACHE_MB)
 
 
-def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.random.Generator | None = None,
-                  use_mini_mask: bool | None = None, cache: ResizedCache | None = None) -> ImageGT:
+def load_image_gt(
+    dataset,
+    config,
+    image_id: int,
+    augmentation=None,
+    rng: np.random.Generator | None = None,
+    use_mini_mask: bool | None = None,
+    cache: ResizedCache | None = None,
+) -> ImageGT:
     """Load, resize, augment one image and its masks; recompute boxes from the final masks.
     ``cache`` keeps the resized image and masks for the next call with this id (see
     :class:`ResizedCache`; never with IMAGE_RESIZE_MODE "crop", whose resize is random)."""
@@ -164,8 +179,7 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
         image = dataset.load_image(image_id)
         masks, class_ids = dataset.load_mask(image_id)
         resized, info = ResizeSpec.from_config(config).resize(image, rng)
-        return ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32),
-                            image.shape, info)
+        return ResizedEntry(resized, resize_mask(masks, info), np.asarray(class_ids, dtype=np.int32), image.shape, info)
 
     if cache is not None and resize_is_deterministic(config):
         entry = cache.get_or_load(image_id, load_resized)
@@ -178,8 +192,10 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
         before = image.shape
         image, masks_nhw = augmenter(image, np.transpose(masks, (2, 0, 1)), seed=int(rng.integers(2**31)))
         if image.shape != before:
-            raise ValueError(f"augmentation changed the image shape {before} -> {image.shape}; "
-                             "use size-preserving transforms (batching needs a fixed size)")
+            raise ValueError(
+                f"augmentation changed the image shape {before} -> {image.shape}; "
+                "use size-preserving transforms (batching needs a fixed size)"
+            )
         masks = np.transpose(masks_nhw, (1, 2, 0))
 
     keep = masks.any(axis=(0, 1))  # instances cropped away by resize/augment (works for N == 0 too)
@@ -188,13 +204,20 @@ def load_image_gt(dataset, config, image_id: int, augmentation=None, rng: np.ran
     mini = config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask
     if mini:
         masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
-    meta = compose_image_meta(image_id, entry.original_shape, image.shape, entry.info.window, entry.info.scale,
-                              active_class_ids(dataset, config, image_id))
+    meta = compose_image_meta(
+        image_id,
+        entry.original_shape,
+        image.shape,
+        entry.info.window,
+        entry.info.scale,
+        active_class_ids(dataset, config, image_id),
+    )
     return ImageGT(image, meta, class_ids, boxes, masks)
 
 
-def training_sample(dataset, config, image_id: int, augmentation, seed,
-                    cache: ResizedCache | None = None) -> dict[str, np.ndarray]:
+def training_sample(
+    dataset, config, image_id: int, augmentation, seed, cache: ResizedCache | None = None
+) -> dict[str, np.ndarray]:
     """Everything the training graph needs for one image, padded to fixed shapes."""
     rng = np.random.default_rng(seed)
     gt = load_image_gt(dataset, config, image_id, augmentation, rng, cache=cache)
@@ -204,8 +227,13 @@ def training_sample(dataset, config, image_id: int, augmentation, seed,
         class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
     anchors = AnchorSpec.from_config(config).anchors(gt.image.shape)
     rpn_match, rpn_bbox = build_rpn_targets(
-        anchors, class_ids, boxes, anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE,
-        bbox_std_dev=config.RPN_BBOX_STD_DEV, rng=rng)
+        anchors,
+        class_ids,
+        boxes,
+        anchors_per_image=config.RPN_TRAIN_ANCHORS_PER_IMAGE,
+        bbox_std_dev=config.RPN_BBOX_STD_DEV,
+        rng=rng,
+    )
     n, cap = len(class_ids), config.MAX_GT_INSTANCES
     padded_ids = np.zeros(cap, np.int32)
     padded_ids[:n] = class_ids
@@ -268,10 +296,21 @@ def readable_image_ids(dataset, image_ids: np.ndarray, show: int = 10) -> np.nda
     return np.asarray([i for i in image_ids.tolist() if i not in unreadable], dtype=np.int64)
 
 
-def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, seed: int | None = 0,
-                  repeat: bool = True, batch_size: int | None = None, drop_remainder: bool = True,
-                  num_parallel_calls=tf.data.AUTOTUNE, shard: tuple[int, int] = (1, 0),
-                  pass_samples: int | None = None, max_skips: int = MAX_CONSECUTIVE_SKIPS) -> tf.data.Dataset:
+def build_dataset(
+    dataset,
+    config,
+    *,
+    shuffle: bool = True,
+    augmentation=None,
+    seed: int | None = 0,
+    repeat: bool = True,
+    batch_size: int | None = None,
+    drop_remainder: bool = True,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    shard: tuple[int, int] = (1, 0),
+    pass_samples: int | None = None,
+    max_skips: int = MAX_CONSECUTIVE_SKIPS,
+) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batched training inputs (dict) from a prepared Dataset.
 
     Loading runs in parallel threads (``tf.numpy_function``); order and content are deterministic
@@ -307,8 +346,7 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
 
     def load(counter, image_id):
         try:
-            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)],
-                                     cache=cache)
+            sample = training_sample(dataset, config, int(image_id), augmenter, seed=[seed, int(counter)], cache=cache)
         except (ImageReadError, OSError) as exc:  # became unreadable after the check: skip, don't crash
             with lock:
                 first = int(image_id) not in failed
@@ -333,8 +371,9 @@ def build_dataset(dataset, config, *, shuffle: bool = True, augmentation=None, s
         return [np.bool_(True)] + [sample[k] for k in names]
 
     def tf_load(counter, image_id):
-        ok, *outs = tf.numpy_function(load, [counter, image_id], [tf.bool] + [spec[k].dtype for k in names],
-                                      stateful=False)
+        ok, *outs = tf.numpy_function(
+            load, [counter, image_id], [tf.bool] + [spec[k].dtype for k in names], stateful=False
+        )
         return ok, {k: tf.ensure_shape(t, spec[k].shape) for k, t in zip(names, outs)}
 
     if pass_samples is not None:

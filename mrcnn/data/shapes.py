@@ -21,8 +21,16 @@ from typing import Any
 import numpy as np
 from skimage import draw
 
-__all__ = ["RegionError", "SkipRegion", "SHAPES", "region_to_mask", "region_pixels", "pixel_count",
-           "region_bbox", "validate_region"]
+__all__ = [
+    "RegionError",
+    "SkipRegion",
+    "SHAPES",
+    "region_to_mask",
+    "region_pixels",
+    "pixel_count",
+    "region_bbox",
+    "validate_region",
+]
 
 SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse", "point")
 
@@ -42,13 +50,10 @@ def _prefix(where: str) -> str:
 def _number(attrs: dict, key: str, where: str) -> float:
     name = attrs.get("name")
     if key not in attrs:
-        raise RegionError(f"{_prefix(where)}{name} region has no '{key}' "
-                          f"(shape_attributes: {attrs})")
+        raise RegionError(f"{_prefix(where)}{name} region has no '{key}' (shape_attributes: {attrs})")
     value = attrs[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
-        raise RegionError(f"{_prefix(where)}{name} region has non-numeric "
-                          f"'{key}': {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RegionError(f"{_prefix(where)}{name} region has non-numeric '{key}': {value!r}")
     return float(value)
 
 
@@ -58,24 +63,18 @@ def _points(attrs: dict, where: str) -> tuple[np.ndarray, np.ndarray]:
     for key in ("all_points_x", "all_points_y"):
         values = attrs.get(key)
         if not isinstance(values, (list, tuple)):
-            raise RegionError(f"{_prefix(where)}{name} region has no list "
-                              f"'{key}' (got {values!r})")
-        if any(isinstance(v, bool) or not isinstance(v, (int, float))
-               or not math.isfinite(v) for v in values):
-            raise RegionError(f"{_prefix(where)}{name} region has non-numeric "
-                              f"values in '{key}'")
+            raise RegionError(f"{_prefix(where)}{name} region has no list '{key}' (got {values!r})")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            raise RegionError(f"{_prefix(where)}{name} region has non-numeric values in '{key}'")
         coords.append(np.asarray(values, dtype=np.float64))
     xs, ys = coords
     if len(xs) != len(ys):
-        raise RegionError(f"{_prefix(where)}{name} region has {len(xs)} x "
-                          f"but {len(ys)} y coordinates")
+        raise RegionError(f"{_prefix(where)}{name} region has {len(xs)} x but {len(ys)} y coordinates")
     if len(xs) < 3:
-        raise RegionError(f"{_prefix(where)}{name} region has {len(xs)} "
-                          "point(s); a polygon needs at least 3")
+        raise RegionError(f"{_prefix(where)}{name} region has {len(xs)} point(s); a polygon needs at least 3")
     area = 0.5 * abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
     if area == 0:
-        raise RegionError(f"{_prefix(where)}{name} region has zero area "
-                          "(all points on one line)")
+        raise RegionError(f"{_prefix(where)}{name} region has zero area (all points on one line)")
     return xs, ys
 
 
@@ -84,15 +83,13 @@ def _shape_name(attrs: Any, where: str) -> str:
         raise RegionError(f"{_prefix(where)}region has empty shape_attributes")
     name = attrs.get("name")
     if name not in SHAPES:
-        raise RegionError(f"{_prefix(where)}unknown region shape {name!r}; "
-                          f"expected one of {', '.join(SHAPES)}")
+        raise RegionError(f"{_prefix(where)}unknown region shape {name!r}; expected one of {', '.join(SHAPES)}")
     return name
 
 
 def _positive(value: float, label: str, name: str, where: str) -> float:
     if value <= 0:
-        raise RegionError(f"{_prefix(where)}{name} region has zero area "
-                          f"({label} = {value:g})")
+        raise RegionError(f"{_prefix(where)}{name} region has zero area ({label} = {value:g})")
     return value
 
 
@@ -107,8 +104,7 @@ def validate_region(shape_attributes: dict, *, where: str = "") -> str:
     return shape_attributes["name"]
 
 
-def region_bbox(shape_attributes: dict, *, where: str = ""
-                ) -> tuple[float, float, float, float]:
+def region_bbox(shape_attributes: dict, *, where: str = "") -> tuple[float, float, float, float]:
     """Return the (y1, x1, y2, x2) extent of a region in image coordinates.
 
     Points give a zero-size box; invalid regions raise RegionError.
@@ -140,8 +136,7 @@ def region_bbox(shape_attributes: dict, *, where: str = ""
     return cy, cx, cy, cx
 
 
-def region_pixels(shape_attributes: dict, height: int, width: int, *,
-                  where: str = "") -> tuple:
+def region_pixels(shape_attributes: dict, height: int, width: int, *, where: str = "") -> tuple:
     """The pixels of one VIA region inside a (height, width) image, as an index for
     ``mask[index] = True``: (rows, cols) arrays, or a pair of slices for a rect.
 
@@ -173,8 +168,7 @@ def pixel_count(index: tuple, height: int, width: int) -> int:
     return len(rows)
 
 
-def region_to_mask(shape_attributes: dict, height: int, width: int, *,
-                   where: str = "") -> np.ndarray:
+def region_to_mask(shape_attributes: dict, height: int, width: int, *, where: str = "") -> np.ndarray:
     """Rasterise one VIA region to a bool (height, width) mask.
 
     Raises SkipRegion for points and RegionError for invalid regions.

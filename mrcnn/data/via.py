@@ -23,15 +23,24 @@ from typing import Any
 
 from .shapes import RegionError
 
-__all__ = ["ViaFormatError", "ClassKeyError", "ViaRegion", "ViaImage", "ViaFile", "read_via",
-           "region_class_name", "summarize"]
+__all__ = [
+    "ViaFormatError",
+    "ClassKeyError",
+    "ViaRegion",
+    "ViaImage",
+    "ViaFile",
+    "read_via",
+    "region_class_name",
+    "summarize",
+]
 
 _VIA3_KEYS = {"config", "attribute", "file", "metadata", "view"}
 _VIA3_HINT = (
     "this is a VIA 3 project, which is not supported (VIA 1.x/2.x only). "
     "Convert it: in VIA 3 use 'Export' -> 'Annotations (COCO format)' and load "
     "that with CocoDataset.load_coco, or open the images in VIA 2.0.x and use "
-    "'Annotation' -> 'Export Annotations (as json)' to get a VIA 2 file.")
+    "'Annotation' -> 'Export Annotations (as json)' to get a VIA 2 file."
+)
 
 
 class ViaFormatError(ValueError):
@@ -43,13 +52,13 @@ class ClassKeyError(ViaFormatError):
 
     def __init__(self, path, class_key: str, keys):
         self.path, self.class_key, self.keys = str(path), class_key, sorted(keys)
-        super().__init__(f"{path}: class_key {class_key!r} is not a region attribute here; "
-                         f"keys present: {self.keys}")
+        super().__init__(f"{path}: class_key {class_key!r} is not a region attribute here; keys present: {self.keys}")
 
 
 @dataclass
 class ViaRegion:
     """One annotated region; attributes are kept exactly as in the json."""
+
     shape: str
     shape_attributes: dict
     region_attributes: dict
@@ -59,6 +68,7 @@ class ViaRegion:
 @dataclass
 class ViaImage:
     """One image entry; ``key`` is its top-level key in the json."""
+
     filename: str
     size: int | None
     regions: list[ViaRegion]
@@ -69,6 +79,7 @@ class ViaImage:
 @dataclass
 class ViaFile:
     """A parsed VIA file."""
+
     path: Path
     version: str
     images: list[ViaImage]
@@ -91,16 +102,13 @@ def _load_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ViaFormatError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
-            f"{exc.msg}") from exc
+        raise ViaFormatError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
 
 
 def _image_entries(data: Any, path: Path) -> tuple[dict, bool]:
     """Return (key -> image dict, is_project) or raise ViaFormatError."""
     if not isinstance(data, dict):
-        raise ViaFormatError(f"{path}: not a VIA file (top level is a "
-                             f"{type(data).__name__}, expected an object)")
+        raise ViaFormatError(f"{path}: not a VIA file (top level is a {type(data).__name__}, expected an object)")
     if "project" in data and _VIA3_KEYS & data.keys():
         raise ViaFormatError(f"{path}: {_VIA3_HINT}")
     if "_via_img_metadata" in data:
@@ -109,14 +117,14 @@ def _image_entries(data: Any, path: Path) -> tuple[dict, bool]:
             raise ViaFormatError(f"{path}: '_via_img_metadata' is not an object")
         return meta, True
     if {"images", "annotations", "categories"} & data.keys():
-        raise ViaFormatError(f"{path}: looks like a COCO json, not VIA; "
-                             "use CocoDataset.load_coco")
+        raise ViaFormatError(f"{path}: looks like a COCO json, not VIA; use CocoDataset.load_coco")
     for key, value in data.items():
         if not isinstance(value, dict) or "filename" not in value:
             raise ViaFormatError(
                 f"{path}: not a VIA file: entry {key!r} is not an image record "
                 "with 'filename' and 'regions' (expected a VIA 1.x/2.x annotation "
-                "export or a VIA 2.x project with '_via_img_metadata')")
+                "export or a VIA 2.x project with '_via_img_metadata')"
+            )
     return data, False
 
 
@@ -129,8 +137,7 @@ def _parse_size(value: Any) -> int | None:
         return None
 
 
-def _parse_regions(raw: Any, where: str, skipped: list[str]
-                   ) -> tuple[list[ViaRegion], bool]:
+def _parse_regions(raw: Any, where: str, skipped: list[str]) -> tuple[list[ViaRegion], bool]:
     """Return (regions, regions_were_dict)."""
     if raw is None:
         return [], False
@@ -139,8 +146,7 @@ def _parse_regions(raw: Any, where: str, skipped: list[str]
     elif isinstance(raw, list):
         items = raw
     else:
-        raise ViaFormatError(f"{where}: 'regions' is a {type(raw).__name__}, "
-                             "expected a list or object")
+        raise ViaFormatError(f"{where}: 'regions' is a {type(raw).__name__}, expected a list or object")
     regions = []
     for index, item in enumerate(items):
         at = f"{where}, region {index}"
@@ -154,9 +160,14 @@ def _parse_regions(raw: Any, where: str, skipped: list[str]
         region_attrs = item.get("region_attributes") or {}
         if not isinstance(region_attrs, dict):
             region_attrs = {}
-        regions.append(ViaRegion(shape=str(shape_attrs["name"]),
-                                 shape_attributes=shape_attrs,
-                                 region_attributes=region_attrs, index=index))
+        regions.append(
+            ViaRegion(
+                shape=str(shape_attrs["name"]),
+                shape_attributes=shape_attrs,
+                region_attributes=region_attrs,
+                index=index,
+            )
+        )
     return regions, isinstance(raw, dict)
 
 
@@ -178,22 +189,29 @@ def read_via(path: str | os.PathLike, *, class_key: str | None = None) -> ViaFil
         for region in regions:
             keys.update(region.region_attributes)
         file_attrs = entry.get("file_attributes")
-        images.append(ViaImage(filename=filename, size=_parse_size(entry.get("size")),
-                               regions=regions,
-                               file_attributes=file_attrs if isinstance(file_attrs, dict) else {},
-                               key=str(key)))
+        images.append(
+            ViaImage(
+                filename=filename,
+                size=_parse_size(entry.get("size")),
+                regions=regions,
+                file_attributes=file_attrs if isinstance(file_attrs, dict) else {},
+                key=str(key),
+            )
+        )
     if class_key is not None and keys and class_key not in keys:
         raise ClassKeyError(path, class_key, keys)
     if skipped:
-        warnings.warn(f"{path}: skipped {len(skipped)} region(s): "
-                      + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
+        warnings.warn(
+            f"{path}: skipped {len(skipped)} region(s): "
+            + "; ".join(skipped[:5])
+            + (" ..." if len(skipped) > 5 else ""),
+            stacklevel=2,
+        )
     version = "1.x" if any_dict_regions and not is_project else "2.x"
-    return ViaFile(path=path, version=version, images=images, attribute_keys=keys,
-                   class_key=class_key, skipped=skipped)
+    return ViaFile(path=path, version=version, images=images, attribute_keys=keys, class_key=class_key, skipped=skipped)
 
 
-def region_class_name(region: ViaRegion, class_key: str | None, *,
-                      where: str = "") -> str | None:
+def region_class_name(region: ViaRegion, class_key: str | None, *, where: str = "") -> str | None:
     """Extract a class name from a region's attributes, or None if unlabelled.
 
     str -> itself (blank -> None); int/float -> str(value); dict (checkbox)
@@ -215,8 +233,9 @@ def region_class_name(region: ViaRegion, class_key: str | None, *,
     if isinstance(value, dict):
         chosen = [str(k) for k, v in value.items() if v]
         if len(chosen) > 1:
-            raise RegionError(f"{where + ': ' if where else ''}attribute "
-                              f"{class_key!r} has several classes ticked: {chosen}")
+            raise RegionError(
+                f"{where + ': ' if where else ''}attribute {class_key!r} has several classes ticked: {chosen}"
+            )
         return chosen[0] if chosen else None
     return None
 
@@ -247,8 +266,7 @@ def summarize(via_file: ViaFile) -> str:
                 except RegionError:
                     name = "(ambiguous)"
                 classes[name if name is not None else "(none)"] += 1
-        lines.append(f"  classes by {key!r}: "
-                     + ", ".join(f"{c} {n}" for c, n in classes.most_common()))
+        lines.append(f"  classes by {key!r}: " + ", ".join(f"{c} {n}" for c, n in classes.most_common()))
     if via_file.skipped:
         lines.append(f"  skipped while parsing: {len(via_file.skipped)}")
     return "\n".join(lines)

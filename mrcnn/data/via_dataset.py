@@ -17,8 +17,9 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -86,8 +87,9 @@ class ViaDataset(Dataset):
             raise ValueError(f"class_names has duplicates after normalising: {dupes}")
         wanted = {n: i + 1 for i, n in enumerate(names)}
         if mapping and mapping != wanted:
-            raise ValueError(f"Source {source!r} already has classes {mapping}; "
-                             f"cannot load with a different class list {wanted}")
+            raise ValueError(
+                f"Source {source!r} already has classes {mapping}; cannot load with a different class list {wanted}"
+            )
         for name, class_id in wanted.items():
             mapping[name] = class_id
             self.add_class(source, class_id, display[class_id - 1])
@@ -99,11 +101,20 @@ class ViaDataset(Dataset):
             self.add_class(source, mapping[name], name)
 
     # -- loading ------------------------------------------------------------
-    def load_via(self, json_path: str | os.PathLike, image_dir: str | os.PathLike | None = None,
-                 *, source: str = "via", class_key: str | None = None,
-                 class_names: list[str] | None = None, aliases: dict[str, str] | None = None,
-                 single_class: str | None = None, keep_negatives: bool = True,
-                 unknown: str = "error", verbose: bool = True) -> dict[str, Any]:
+    def load_via(
+        self,
+        json_path: str | os.PathLike,
+        image_dir: str | os.PathLike | None = None,
+        *,
+        source: str = "via",
+        class_key: str | None = None,
+        class_names: list[str] | None = None,
+        aliases: dict[str, str] | None = None,
+        single_class: str | None = None,
+        keep_negatives: bool = True,
+        unknown: str = "error",
+        verbose: bool = True,
+    ) -> dict[str, Any]:
         """Add the images and regions of one VIA json; returns a load report."""
         if unknown not in ("error", "skip"):
             raise ValueError(f"unknown must be 'error' or 'skip', not {unknown!r}")
@@ -115,8 +126,7 @@ class ViaDataset(Dataset):
         if missing:
             raise missing_images_error(missing, len(paths), json_path, image_dir)
 
-        alias_map = {normalize_class_name(k): normalize_class_name(v)
-                     for k, v in (aliases or {}).items()}
+        alias_map = {normalize_class_name(k): normalize_class_name(v) for k, v in (aliases or {}).items()}
         fixed: list[str] | None = None
         if single_class is not None:
             fixed, display = [normalize_class_name(single_class)], [single_class.strip()]
@@ -139,9 +149,9 @@ class ViaDataset(Dataset):
             print(self._format_report(json_path, report))
         return report
 
-    def _class_for(self, region: ViaRegion, key: str | None, where: str,
-                   alias_map: dict[str, str],
-                   single_class: str | None) -> tuple[str | None, str, str]:
+    def _class_for(
+        self, region: ViaRegion, key: str | None, where: str, alias_map: dict[str, str], single_class: str | None
+    ) -> tuple[str | None, str, str]:
         """(normalised class or None, reason and explanation when None)."""
         if single_class is not None:
             return normalize_class_name(single_class), "", ""
@@ -154,9 +164,15 @@ class ViaDataset(Dataset):
         name = normalize_class_name(raw)
         return alias_map.get(name, name), "", ""
 
-    def _plan_regions(self, via: ViaFile, key: str | None, fixed: list[str] | None,
-                      alias_map: dict[str, str], single_class: str | None,
-                      unknown: str) -> tuple[dict, dict]:
+    def _plan_regions(
+        self,
+        via: ViaFile,
+        key: str | None,
+        fixed: list[str] | None,
+        alias_map: dict[str, str],
+        single_class: str | None,
+        unknown: str,
+    ) -> tuple[dict, dict]:
         region_errors: list[str] = []
         class_errors: list[str] = []
         reasons: set[str] = set()
@@ -181,8 +197,7 @@ class ViaDataset(Dataset):
                     region_errors.append(str(exc))
                     continue
                 try:
-                    name, reason, why = self._class_for(region, key, where, alias_map,
-                                                        single_class)
+                    name, reason, why = self._class_for(region, key, where, alias_map, single_class)
                 except RegionError as exc:
                     region_errors.append(str(exc))
                     continue
@@ -201,26 +216,34 @@ class ViaDataset(Dataset):
                 kept.append((region, name, where))
             planned.append(kept)
         if region_errors:
-            _raise_listed(RegionError, f"{len(region_errors)} invalid region(s) in "
-                          f"{via.path}:", region_errors)
+            _raise_listed(RegionError, f"{len(region_errors)} invalid region(s) in {via.path}:", region_errors)
         if class_errors:
             known = fixed if fixed is not None else "discovered from the data"
             fix = "class_key=" if reasons - {"unknown class"} else "aliases=, class_names="
-            error = _listed(UnknownClassError,
-                            f"{len(class_errors)} region(s) in {via.path} have no usable class "
-                            f"(known classes: {known}); pass {fix}, single_class= or unknown='skip'",
-                            class_errors)
+            error = _listed(
+                UnknownClassError,
+                f"{len(class_errors)} region(s) in {via.path} have no usable class "
+                f"(known classes: {known}); pass {fix}, single_class= or unknown='skip'",
+                class_errors,
+            )
             error.path, error.known, error.problems = str(via.path), fixed, class_errors
             error.reasons, error.keys = reasons, sorted(via.attribute_keys)
             raise error
-        report = {"json": str(via.path), "images": 0, "negatives": 0,
-                  "dropped_images": [], "regions_per_class": Counter(),
-                  "skipped": skipped, "skip_examples": examples,
-                  "_shape_skips": shape_skips}
+        report = {
+            "json": str(via.path),
+            "images": 0,
+            "negatives": 0,
+            "dropped_images": [],
+            "regions_per_class": Counter(),
+            "skipped": skipped,
+            "skip_examples": examples,
+            "_shape_skips": shape_skips,
+        }
         return {"regions": planned, "names": names}, report
 
-    def _add_images(self, via: ViaFile, paths: list[Path], planned: list, source: str,
-                    keep_negatives: bool, report: dict) -> None:
+    def _add_images(
+        self, via: ViaFile, paths: list[Path], planned: list, source: str, keep_negatives: bool, report: dict
+    ) -> None:
         mapping = self._class_ids_by_source.get(source, {})
         for index, (image, path, kept) in enumerate(zip(via.images, paths, planned)):
             if not kept:
@@ -231,15 +254,29 @@ class ViaDataset(Dataset):
                     continue
                 report["negatives"] += 1
             height, width = read_image_size(path)
-            regions = [{"shape_attributes": r.shape_attributes,
-                        "region_attributes": r.region_attributes,
-                        "class_name": name, "class_id": mapping[name],
-                        "index": r.index, "where": where} for r, name, where in kept]
+            regions = [
+                {
+                    "shape_attributes": r.shape_attributes,
+                    "region_attributes": r.region_attributes,
+                    "class_name": name,
+                    "class_id": mapping[name],
+                    "index": r.index,
+                    "where": where,
+                }
+                for r, name, where in kept
+            ]
             report["regions_per_class"].update(name for _, name, _ in kept)
             report["images"] += 1
-            self.add_image(source, image_id=image.filename, path=path,
-                           width=width, height=height, regions=regions,
-                           via_key=image.key, json_path=str(via.path))
+            self.add_image(
+                source,
+                image_id=image.filename,
+                path=path,
+                width=width,
+                height=height,
+                regions=regions,
+                via_key=image.key,
+                json_path=str(via.path),
+            )
         self._via_sources.add(source)
         del report["_shape_skips"]
 
@@ -248,18 +285,25 @@ class ViaDataset(Dataset):
         for reason, count in report["skipped"].items():
             if count:
                 first = "; ".join(report["skip_examples"].get(reason, [])[:3])
-                warnings.warn(f"{json_path}: skipped {count} region(s): {reason}"
-                              + (f" (e.g. {first})" if first else ""), stacklevel=3)
+                warnings.warn(
+                    f"{json_path}: skipped {count} region(s): {reason}" + (f" (e.g. {first})" if first else ""),
+                    stacklevel=3,
+                )
         if report["dropped_images"]:
-            warnings.warn(f"{json_path}: dropped {len(report['dropped_images'])} image(s) "
-                          "whose regions were all skipped, e.g. "
-                          f"{report['dropped_images'][:3]}", stacklevel=3)
+            warnings.warn(
+                f"{json_path}: dropped {len(report['dropped_images'])} image(s) "
+                "whose regions were all skipped, e.g. "
+                f"{report['dropped_images'][:3]}",
+                stacklevel=3,
+            )
 
     @staticmethod
     def _format_report(json_path: Path, report: dict) -> str:
-        lines = [f"Loaded {json_path}: {report['images']} images "
-                 f"({report['negatives']} negatives), "
-                 f"{sum(report['regions_per_class'].values())} regions"]
+        lines = [
+            f"Loaded {json_path}: {report['images']} images "
+            f"({report['negatives']} negatives), "
+            f"{sum(report['regions_per_class'].values())} regions"
+        ]
         for name, count in sorted(report["regions_per_class"].items()):
             lines.append(f"  {name}: {count}")
         skips = {r: c for r, c in report["skipped"].items() if c}
@@ -293,8 +337,9 @@ class ViaDataset(Dataset):
             except SkipRegion:
                 continue
             if pixel_count(index, height, width) == 0:
-                warnings.warn(f"{region['where']}: region lies outside the "
-                              f"{width}x{height} image; dropped", stacklevel=2)
+                warnings.warn(
+                    f"{region['where']}: region lies outside the {width}x{height} image; dropped", stacklevel=2
+                )
                 continue
             pixels.append(index)
             class_ids.append(self.class_index(info["source"], region["class_id"]))

@@ -6,11 +6,12 @@ Douglas-Peucker to ``tolerance`` pixels), its class under ``class_key`` and its 
 correcting, *Project > Save* (or *Annotation > Export as JSON*) gives a file that
 :func:`mrcnn.data.via.read_via` and :class:`mrcnn.data.ViaDataset` read like any other.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -45,39 +46,72 @@ def _number(v: float):
 
 def polygon_region(points: np.ndarray, attributes: dict) -> dict:
     """One VIA 2 region: a polygon with its region attributes (values as strings)."""
-    return {"shape_attributes": {"name": "polygon", "all_points_x": [_number(x) for x in points[:, 0]],
-                                 "all_points_y": [_number(y) for y in points[:, 1]]},
-            "region_attributes": {k: str(v) for k, v in attributes.items()}}
+    return {
+        "shape_attributes": {
+            "name": "polygon",
+            "all_points_x": [_number(x) for x in points[:, 0]],
+            "all_points_y": [_number(y) for y in points[:, 1]],
+        },
+        "region_attributes": {k: str(v) for k, v in attributes.items()},
+    }
 
 
 def image_entry(filename: str, size: int, regions: Sequence[dict]) -> tuple[str, dict]:
     """(VIA key, entry) of one image; VIA keys images by file name + byte size."""
-    return f"{filename}{size}", {"filename": filename, "size": int(size), "regions": list(regions),
-                                 "file_attributes": {}}
+    return f"{filename}{size}", {
+        "filename": filename,
+        "size": int(size),
+        "regions": list(regions),
+        "file_attributes": {},
+    }
 
 
-def via_project(entries: Iterable[tuple[str, dict]], *, class_key: str, class_names: Sequence[str],
-                score_key: str = "score", name: str = "predictions", image_folder: str = "") -> dict:
+def via_project(
+    entries: Iterable[tuple[str, dict]],
+    *,
+    class_key: str,
+    class_names: Sequence[str],
+    score_key: str = "score",
+    name: str = "predictions",
+    image_folder: str = "",
+) -> dict:
     """A VIA 2.0.x project: the images' regions plus the attribute definitions (the class as a
     dropdown of ``class_names``, the score as text), so VIA shows and edits them."""
     metadata = dict(entries)
     return {
         "_via_settings": {
-            "ui": {"annotation_editor_height": 25, "annotation_editor_fontsize": 0.8,
-                   "leftsidebar_width": 18, "image_grid": {"img_height": 80, "rshape_fill": "none",
-                                                            "rshape_fill_opacity": 0.3, "rshape_stroke": "yellow",
-                                                            "rshape_stroke_width": 2, "show_region_shape": True,
-                                                            "show_image_policy": "all"},
-                   "image": {"region_label": class_key, "region_color": class_key, "region_label_font": "10px Sans",
-                             "on_image_annotation_editor_placement": "NEAR_REGION"}},
+            "ui": {
+                "annotation_editor_height": 25,
+                "annotation_editor_fontsize": 0.8,
+                "leftsidebar_width": 18,
+                "image_grid": {
+                    "img_height": 80,
+                    "rshape_fill": "none",
+                    "rshape_fill_opacity": 0.3,
+                    "rshape_stroke": "yellow",
+                    "rshape_stroke_width": 2,
+                    "show_region_shape": True,
+                    "show_image_policy": "all",
+                },
+                "image": {
+                    "region_label": class_key,
+                    "region_color": class_key,
+                    "region_label_font": "10px Sans",
+                    "on_image_annotation_editor_placement": "NEAR_REGION",
+                },
+            },
             "core": {"buffer_size": 18, "filepath": {}, "default_filepath": image_folder},
             "project": {"name": name},
         },
         "_via_img_metadata": metadata,
         "_via_attributes": {
             "region": {
-                class_key: {"type": "dropdown", "description": "class",
-                            "options": {str(n): "" for n in class_names}, "default_options": {}},
+                class_key: {
+                    "type": "dropdown",
+                    "description": "class",
+                    "options": {str(n): "" for n in class_names},
+                    "default_options": {},
+                },
                 score_key: {"type": "text", "description": "detection score (model output)", "default_value": ""},
             },
             "file": {},

@@ -5,6 +5,7 @@ ResNet-50/101 keep Matterport's layer names (``conv1``, ``bn_conv1``, ``res2a_br
 MobileNetV2 (keras.applications) are small backbones for CPU demos. ``BACKBONE_STRIDES`` for any
 backbone can be derived with :func:`derive_strides` instead of typed by hand.
 """
+
 from __future__ import annotations
 
 import keras
@@ -12,8 +13,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
-                 "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
+RESNET_BLOCKS = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+}
 BOTTLENECK = {"resnet50", "resnet101"}
 
 
@@ -41,8 +46,7 @@ class BatchNorm(layers.BatchNormalization):
             training = False
         elif self.train_bn is True:
             training = True
-        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center) \
-                or self.renorm:
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center) or self.renorm:
             return super().call(inputs, training=training)
         return self._fused(inputs, bool(training and self.trainable))
 
@@ -58,11 +62,16 @@ class BatchNorm(layers.BatchNormalization):
         gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
         if not batch_statistics:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, mean=tf.convert_to_tensor(self.moving_mean),
-                variance=tf.convert_to_tensor(self.moving_variance), epsilon=self.epsilon, is_training=False)
+                x,
+                gamma,
+                beta,
+                mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance),
+                epsilon=self.epsilon,
+                is_training=False,
+            )
             return tf.cast(y, self.compute_dtype)
-        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
-                                                             is_training=True)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
         # The kernel returns the Bessel-corrected variance (n / (n - 1), 1 when n == 1); Keras
         # averages the biased one into its moving variance.
         n = tf.cast(tf.size(x, out_type=tf.int64) // tf.cast(tf.shape(x)[-1], tf.int64), tf.float32)

@@ -4,6 +4,7 @@ drop background, per-class NMS). Its training targets come from :mod:`mrcnn.mode
 Shapes: B images, P proposals, R = TRAIN_ROIS_PER_IMAGE sampled ROIs, N ROIs, G GT boxes,
 C classes, D = DETECTION_MAX_INSTANCES. Boxes are normalised (y1, x1, y2, x2).
 """
+
 from __future__ import annotations
 
 import math
@@ -22,14 +23,15 @@ from .roi_align import PerROI, PyramidROIAlign
 
 
 # ---------------------------------------------------------------------------------------- layers
-def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_size, train_bn,
-                    sampler="crop_and_resize"):
+def classifier_head(rois, image, feature_maps, *, pool_size, num_classes, fc_size, train_bn, sampler="crop_and_resize"):
     """rois [B, N, 4] -> (class logits [B, N, C], probs [B, N, C], deltas [B, N, C, 4]).
 
     Two "fully connected" layers implemented as a pool-size conv and a 1x1 conv, as Matterport
     (names ``mrcnn_class_conv1/2``, ``mrcnn_class_bn1/2``, ``mrcnn_class_logits``, ``mrcnn_bbox_fc``).
     """
-    x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_classifier")([rois, image] + list(feature_maps))
+    x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_classifier")(
+        [rois, image] + list(feature_maps)
+    )
     x = PerROI(WholeInputConv2D(fc_size, pool_size), name="mrcnn_class_conv1")(x)
     x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
@@ -59,8 +61,9 @@ class WholeInputConv2D(layers.Conv2D):
 
     def call(self, inputs):
         if tuple(inputs.shape[1:3]) != tuple(self.kernel_size):
-            raise ValueError(f"{self.name}: input {tuple(inputs.shape[1:3])} must equal the kernel "
-                             f"{tuple(self.kernel_size)}")
+            raise ValueError(
+                f"{self.name}: input {tuple(inputs.shape[1:3])} must equal the kernel {tuple(self.kernel_size)}"
+            )
         flat = ops.reshape(inputs, (-1, math.prod(self.kernel.shape[:3])))
         out = ops.matmul(flat, ops.reshape(self.kernel, (-1, self.filters)))
         if self.use_bias:
@@ -96,13 +99,14 @@ def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
 
 def box_losses(target_class_ids, target_bbox, class_logits, pred_bbox, active_class_ids, rois) -> dict:
     """The box head's two losses by their Keras names (``mrcnn_class_loss``, ``mrcnn_bbox_loss``)."""
-    return {"mrcnn_class_loss": mrcnn_class_loss(target_class_ids, class_logits, active_class_ids, rois),
-            "mrcnn_bbox_loss": mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox)}
+    return {
+        "mrcnn_class_loss": mrcnn_class_loss(target_class_ids, class_logits, active_class_ids, rois),
+        "mrcnn_bbox_loss": mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox),
+    }
 
 
 # ------------------------------------------------------------------------------------- inference
-def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold,
-                      max_instances):
+def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold, max_instances):
     """One image: rois [N, 4], probs [N, C], deltas [N, C, 4], window [4] (normalised)
     -> [max_instances, 6] rows (y1, x1, y2, x2, class_id, score), sorted by score, zero padded.
 
@@ -121,15 +125,21 @@ def refine_detections(rois, probs, deltas, window, *, bbox_std_dev, min_confiden
 
     offset = tf.cast(class_ids, tf.float32)[:, None] * 2.0
     selected = tf.image.non_max_suppression(boxes + offset, scores, max_instances, nms_threshold)
-    detections = tf.concat([tf.gather(boxes, selected),
-                            tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
-                            tf.gather(scores, selected)[:, None]], axis=1)
+    detections = tf.concat(
+        [
+            tf.gather(boxes, selected),
+            tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
+            tf.gather(scores, selected)[:, None],
+        ],
+        axis=1,
+    )
     pad = max_instances - tf.shape(detections)[0]
     return tf.pad(detections, [(0, pad), (0, 0)])
 
 
-def refine_detections_padded(rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold,
-                             max_instances):
+def refine_detections_padded(
+    rois, probs, deltas, window, *, bbox_std_dev, min_confidence, nms_threshold, max_instances
+):
     """Batched twin of :func:`refine_detections` for the export graph (same rows, tested): rois
     [B, N, 4], probs [B, N, C], deltas [B, N, C, 4], window [B, 4] (normalised) -> [B, D, 6].
     The filtered-out ROIs stay in place as invalid boxes of :func:`mrcnn.ops.nms.nms_padded_tf`
@@ -143,9 +153,14 @@ def refine_detections_padded(rois, probs, deltas, window, *, bbox_std_dev, min_c
     valid = (class_ids > 0) & (scores >= min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=2)
     offset = tf.cast(class_ids, tf.float32)[..., None] * 2.0
     keep, ok = nms_padded_tf(boxes + offset, scores, max_instances, nms_threshold, valid=valid)
-    detections = tf.concat([tf.gather(boxes, keep, batch_dims=1),
-                            tf.cast(tf.gather(class_ids, keep, batch_dims=1), tf.float32)[..., None],
-                            tf.gather(scores, keep, batch_dims=1)[..., None]], axis=2)
+    detections = tf.concat(
+        [
+            tf.gather(boxes, keep, batch_dims=1),
+            tf.cast(tf.gather(class_ids, keep, batch_dims=1), tf.float32)[..., None],
+            tf.gather(scores, keep, batch_dims=1)[..., None],
+        ],
+        axis=2,
+    )
     return detections * tf.cast(ok, tf.float32)[..., None]
 
 
@@ -170,26 +185,53 @@ class DetectionLayer(Float32Layer):
             scale = tf.concat([hw, hw], axis=1) - 1.0
             window = (meta["window"] - tf.constant([0.0, 0.0, 1.0, 1.0])) / scale  # norm_boxes_tf per image
             return refine_detections_padded(
-                tf.cast(rois, tf.float32), tf.cast(probs, tf.float32), tf.cast(deltas, tf.float32), window,
-                bbox_std_dev=self.bbox_std_dev, min_confidence=self.min_confidence,
-                nms_threshold=self.nms_threshold, max_instances=self.max_instances)
+                tf.cast(rois, tf.float32),
+                tf.cast(probs, tf.float32),
+                tf.cast(deltas, tf.float32),
+                window,
+                bbox_std_dev=self.bbox_std_dev,
+                min_confidence=self.min_confidence,
+                nms_threshold=self.nms_threshold,
+                max_instances=self.max_instances,
+            )
 
         def one(args):
             r, p, d, window, image_shape = args
-            return refine_detections(r, p, d, norm_boxes_tf(window, image_shape), bbox_std_dev=self.bbox_std_dev,
-                                     min_confidence=self.min_confidence, nms_threshold=self.nms_threshold,
-                                     max_instances=self.max_instances)
+            return refine_detections(
+                r,
+                p,
+                d,
+                norm_boxes_tf(window, image_shape),
+                bbox_std_dev=self.bbox_std_dev,
+                min_confidence=self.min_confidence,
+                nms_threshold=self.nms_threshold,
+                max_instances=self.max_instances,
+            )
 
-        return tf.map_fn(one, (tf.cast(rois, tf.float32), tf.cast(probs, tf.float32), tf.cast(deltas, tf.float32),
-                               meta["window"], meta["image_shape"]),
-                         fn_output_signature=tf.TensorSpec((self.max_instances, 6), tf.float32))
+        return tf.map_fn(
+            one,
+            (
+                tf.cast(rois, tf.float32),
+                tf.cast(probs, tf.float32),
+                tf.cast(deltas, tf.float32),
+                meta["window"],
+                meta["image_shape"],
+            ),
+            fn_output_signature=tf.TensorSpec((self.max_instances, 6), tf.float32),
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.max_instances, 6)
 
     def get_config(self):
-        return {**super().get_config(), "bbox_std_dev": self.bbox_std_dev, "min_confidence": self.min_confidence,
-                "nms_threshold": self.nms_threshold, "max_instances": self.max_instances, "nms": self.nms}
+        return {
+            **super().get_config(),
+            "bbox_std_dev": self.bbox_std_dev,
+            "min_confidence": self.min_confidence,
+            "nms_threshold": self.nms_threshold,
+            "max_instances": self.max_instances,
+            "nms": self.nms,
+        }
 
 
 class DetectionBoxes(Float32Layer):

@@ -3,6 +3,7 @@
 The config -> constructor-argument mapping for every layer lives here, in one place, so each
 layer can be built and tested on its own without a Config.
 """
+
 from __future__ import annotations
 
 import keras
@@ -40,8 +41,10 @@ def _check_feature_shapes(image, feature_maps, config):
     expected = [tuple(int(v) for v in row) for row in compute_backbone_shapes(config, tuple(image.shape[1:3]))]
     if expected != actual:
         fix = "COMPUTE_BACKBONE_SHAPE" if callable(config.BACKBONE) else "BACKBONE_STRIDES"
-        raise ValueError(f"the backbone's feature maps P2..P6 are {actual} but the config gives {expected}; "
-                         f"fix {fix} to match the backbone")
+        raise ValueError(
+            f"the backbone's feature maps P2..P6 are {actual} but the config gives {expected}; "
+            f"fix {fix} to match the backbone"
+        )
 
 
 def _features(image, config):
@@ -52,13 +55,18 @@ def _features(image, config):
 
 
 def _rpn_and_proposals(image, rpn_features, config, proposal_count, nms="op"):
-    rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), depth=config.RPN_CONV_CHANNELS,
-                  anchor_stride=config.RPN_ANCHOR_STRIDE)
+    rpn = RPNHead(len(config.RPN_ANCHOR_RATIOS), depth=config.RPN_CONV_CHANNELS, anchor_stride=config.RPN_ANCHOR_STRIDE)
     rpn_logits, rpn_probs, rpn_deltas = rpn(rpn_features)
-    anchors = PyramidAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                             config.RPN_ANCHOR_STRIDE, name="anchors")([image] + list(rpn_features))
-    rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
-                             config.RPN_BBOX_STD_DEV, nms=nms, name="ROI")([rpn_probs, rpn_deltas, anchors])
+    anchors = PyramidAnchors(
+        config.RPN_ANCHOR_SCALES,
+        config.RPN_ANCHOR_RATIOS,
+        config.BACKBONE_STRIDES,
+        config.RPN_ANCHOR_STRIDE,
+        name="anchors",
+    )([image] + list(rpn_features))
+    rpn_rois = ProposalLayer(
+        proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV, nms=nms, name="ROI"
+    )([rpn_probs, rpn_deltas, anchors])
     return rpn_logits, rpn_probs, rpn_deltas, rpn_rois
 
 
@@ -75,26 +83,50 @@ def build_training_graph(config, model_class=keras.Model):
     inputs = {name: keras.Input(shape=s.shape, dtype=s.dtype, name=name) for name, s in spec.items()}
     image = inputs["input_image"]
     rpn_features, head_features = _features(image, config)
-    rpn_logits, _, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config,
-                                                             config.POST_NMS_ROIS_TRAINING)
+    rpn_logits, _, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config, config.POST_NMS_ROIS_TRAINING)
     gt_boxes = NormalizeBoxes(name="gt_boxes_normalized")([inputs["input_gt_boxes"], image])
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-        config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
-        config.USE_MINI_MASK, name="proposal_targets")(
-        [rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
-    class_logits, _, bbox = classifier_head(rois, image, head_features, pool_size=config.POOL_SIZE,
-                                            fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, **_head_kwargs(config))
+        config.TRAIN_ROIS_PER_IMAGE,
+        config.ROI_POSITIVE_RATIO,
+        config.BBOX_STD_DEV,
+        config.MASK_SHAPE,
+        config.USE_MINI_MASK,
+        name="proposal_targets",
+    )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
+    class_logits, _, bbox = classifier_head(
+        rois,
+        image,
+        head_features,
+        pool_size=config.POOL_SIZE,
+        fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        **_head_kwargs(config),
+    )
     # Positives come first among the sampled ROIs: the mask head only needs those.
     max_positives = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
     mask_class_ids = target_class_ids[:, :max_positives]
-    masks = mask_head(rois[:, :max_positives], image, head_features, pool_size=config.MASK_POOL_SIZE,
-                      channels=config.MASK_HEAD_CHANNELS, keep=PositiveROIs(name="positive_rois")(mask_class_ids),
-                      **_head_kwargs(config))
-    outputs = {"rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas, "rpn_rois": rpn_rois,
-               "rois": rois, "target_class_ids": target_class_ids, "target_bbox": target_bbox,
-               "target_mask": target_mask, "mask_class_ids": mask_class_ids,
-               "mrcnn_class_logits": class_logits, "mrcnn_bbox": bbox, "mrcnn_mask": masks,
-               "gt_boxes_normalized": gt_boxes}
+    masks = mask_head(
+        rois[:, :max_positives],
+        image,
+        head_features,
+        pool_size=config.MASK_POOL_SIZE,
+        channels=config.MASK_HEAD_CHANNELS,
+        keep=PositiveROIs(name="positive_rois")(mask_class_ids),
+        **_head_kwargs(config),
+    )
+    outputs = {
+        "rpn_class_logits": rpn_logits,
+        "rpn_bbox": rpn_deltas,
+        "rpn_rois": rpn_rois,
+        "rois": rois,
+        "target_class_ids": target_class_ids,
+        "target_bbox": target_bbox,
+        "target_mask": target_mask,
+        "mask_class_ids": mask_class_ids,
+        "mrcnn_class_logits": class_logits,
+        "mrcnn_bbox": bbox,
+        "mrcnn_mask": masks,
+        "gt_boxes_normalized": gt_boxes,
+    }
     return model_class(inputs=inputs, outputs=outputs, name="mask_rcnn")
 
 
@@ -111,20 +143,45 @@ def build_inference_graph(config, export: bool = False):
     image = keras.Input(shape=(None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
     meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
     rpn_features, head_features = _features(image, config)
-    _, rpn_probs, rpn_deltas, rpn_rois = _rpn_and_proposals(image, rpn_features, config,
-                                                            config.POST_NMS_ROIS_INFERENCE, nms=nms)
-    _, class_probs, bbox = classifier_head(rpn_rois, image, head_features, pool_size=config.POOL_SIZE,
-                                           fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, sampler=sampler,
-                                           **_head_kwargs(config))
-    detections = DetectionLayer(config.BBOX_STD_DEV, config.DETECTION_MIN_CONFIDENCE,
-                                config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES,
-                                nms=nms, name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
+    _, rpn_probs, rpn_deltas, rpn_rois = _rpn_and_proposals(
+        image, rpn_features, config, config.POST_NMS_ROIS_INFERENCE, nms=nms
+    )
+    _, class_probs, bbox = classifier_head(
+        rpn_rois,
+        image,
+        head_features,
+        pool_size=config.POOL_SIZE,
+        fc_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        sampler=sampler,
+        **_head_kwargs(config),
+    )
+    detections = DetectionLayer(
+        config.BBOX_STD_DEV,
+        config.DETECTION_MIN_CONFIDENCE,
+        config.DETECTION_NMS_THRESHOLD,
+        config.DETECTION_MAX_INSTANCES,
+        nms=nms,
+        name="mrcnn_detection",
+    )([rpn_rois, class_probs, bbox, meta])
     # The mask head runs on the real detections only (class id > 0), not on the zero padding up to
     # DETECTION_MAX_INSTANCES.
-    masks = mask_head(DetectionBoxes(name="detection_boxes")(detections), image, head_features,
-                      pool_size=config.MASK_POOL_SIZE, channels=config.MASK_HEAD_CHANNELS, sampler=sampler,
-                      keep=PositiveROIs(name="real_detections")(detections[:, :, 4]), **_head_kwargs(config))
-    outputs = {"detections": detections, "mrcnn_class": class_probs, "mrcnn_bbox": bbox,
-               "mrcnn_mask": masks, "rpn_rois": rpn_rois, "rpn_class": rpn_probs, "rpn_bbox": rpn_deltas}
-    return keras.Model(inputs={"input_image": image, "input_image_meta": meta}, outputs=outputs,
-                       name="mask_rcnn")
+    masks = mask_head(
+        DetectionBoxes(name="detection_boxes")(detections),
+        image,
+        head_features,
+        pool_size=config.MASK_POOL_SIZE,
+        channels=config.MASK_HEAD_CHANNELS,
+        sampler=sampler,
+        keep=PositiveROIs(name="real_detections")(detections[:, :, 4]),
+        **_head_kwargs(config),
+    )
+    outputs = {
+        "detections": detections,
+        "mrcnn_class": class_probs,
+        "mrcnn_bbox": bbox,
+        "mrcnn_mask": masks,
+        "rpn_rois": rpn_rois,
+        "rpn_class": rpn_probs,
+        "rpn_bbox": rpn_deltas,
+    }
+    return keras.Model(inputs={"input_image": image, "input_image_meta": meta}, outputs=outputs, name="mask_rcnn")

@@ -8,6 +8,7 @@ to each replica's share before that sum, as under ``fit``). Inputs come from
 ``distribute_datasets_from_function``: each worker builds and loads only its own shard.
 Keras callbacks are driven as ``fit`` drives them; the ones that write files run on the chief only.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,16 @@ def worker_tf_config(worker_hosts: list[str], task_index: int) -> dict:
     """The ``TF_CONFIG`` of worker ``task_index`` in a cluster of ``worker_hosts`` (host:port each);
     worker 0 is the chief."""
     if not 0 <= task_index < len(worker_hosts):
-        raise ValueError(f"task index {task_index} is not in 0..{len(worker_hosts) - 1} "
-                         f"(one per worker host: {','.join(worker_hosts)})")
+        raise ValueError(
+            f"task index {task_index} is not in 0..{len(worker_hosts) - 1} "
+            f"(one per worker host: {','.join(worker_hosts)})"
+        )
     return {"cluster": {"worker": list(worker_hosts)}, "task": {"type": "worker", "index": task_index}}
 
 
-def make_strategy(gpus: int | None = None, worker_hosts: list[str] | None = None,
-                  task_index: int | None = None) -> tf.distribute.Strategy | None:
+def make_strategy(
+    gpus: int | None = None, worker_hosts: list[str] | None = None, task_index: int | None = None
+) -> tf.distribute.Strategy | None:
     """The strategy a training process runs under, or None (one device).
 
     ``worker_hosts`` + ``task_index`` (or a ``TF_CONFIG`` already in the environment) make a
@@ -64,6 +68,7 @@ def _all_reduce_scalar(strategy, per_replica_value, op) -> float:
         def replica():
             ctx = tf.distribute.get_replica_context()
             return ctx.all_reduce(op, tf.cast(per_replica_value(ctx.replica_id_in_sync_group), tf.float64))
+
         return strategy.experimental_local_results(strategy.run(replica))[0]
 
     return float(run())
@@ -73,14 +78,16 @@ def chief_value(strategy: tf.distribute.Strategy, value: float) -> float:
     """The chief's ``value`` on every worker (a collective: every worker must call it)."""
     if strategy.num_replicas_in_sync == 1:
         return value
-    return _all_reduce_scalar(strategy, lambda replica: tf.cast(tf.equal(replica, 0), tf.float64) * value,
-                              tf.distribute.ReduceOp.SUM)
+    return _all_reduce_scalar(
+        strategy, lambda replica: tf.cast(tf.equal(replica, 0), tf.float64) * value, tf.distribute.ReduceOp.SUM
+    )
 
 
 # ------------------------------------------------------------------------------------ the steps
 def distributed_inputs(strategy: tf.distribute.Strategy, make_dataset):
     """``make_dataset(shard=(count, index))`` -> a per-replica batched ``tf.data.Dataset``, built once
     per worker for its own shard; returns the distributed dataset."""
+
     def per_worker(context: tf.distribute.InputContext):
         return make_dataset(shard=(context.num_input_pipelines, context.input_pipeline_id))
 
@@ -94,7 +101,8 @@ def _mean_over_replicas(logs: dict) -> dict:
         return logs
     names = sorted(logs)
     means = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.MEAN, [tf.cast(logs[k], tf.float32) for k in names])
+        tf.distribute.ReduceOp.MEAN, [tf.cast(logs[k], tf.float32) for k in names]
+    )
     return dict(zip(names, means))
 
 
@@ -113,8 +121,12 @@ def moving_statistics(model: keras.Model) -> list:
     stats = []
     for layer in iter_layers(model):
         bn = getattr(layer, "layer", layer)  # inside TimeDistributed for the heads
-        if isinstance(bn, keras.layers.BatchNormalization) and layer.trainable and bn.trainable \
-                and getattr(bn, "train_bn", None) is not False:
+        if (
+            isinstance(bn, keras.layers.BatchNormalization)
+            and layer.trainable
+            and bn.trainable
+            and getattr(bn, "train_bn", None) is not False
+        ):
             stats += [bn.moving_mean, bn.moving_variance]
     return stats
 
@@ -129,7 +141,8 @@ def step_functions(model: keras.Model, strategy: tf.distribute.Strategy):
         if stats:
             # The average of the replicas' moving-average updates = one update by the mean batch statistics.
             means = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in stats])
+                tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in stats]
+            )
             for variable, mean in zip(stats, means):
                 variable.assign(mean)
         return _mean_over_replicas(logs)
@@ -140,8 +153,9 @@ def step_functions(model: keras.Model, strategy: tf.distribute.Strategy):
 
     @tf.function
     def test_fn(iterator):
-        return _first_replica(strategy, strategy.run(
-            lambda batch: _mean_over_replicas(model.test_step(batch)), args=(next(iterator),)))
+        return _first_replica(
+            strategy, strategy.run(lambda batch: _mean_over_replicas(model.test_step(batch)), args=(next(iterator),))
+        )
 
     return train_fn, test_fn
 
@@ -150,9 +164,19 @@ def _floats(logs: dict) -> dict[str, float]:
     return {k: float(v) for k, v in logs.items()}
 
 
-def run_epochs(model: keras.Model, strategy: tf.distribute.Strategy, train_data, val_data, *,
-               initial_epoch: int, epochs: int, steps_per_epoch: int, validation_steps: int,
-               callbacks: list, verbose: int = 1) -> keras.callbacks.History:
+def run_epochs(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    train_data,
+    val_data,
+    *,
+    initial_epoch: int,
+    epochs: int,
+    steps_per_epoch: int,
+    validation_steps: int,
+    callbacks: list,
+    verbose: int = 1,
+) -> keras.callbacks.History:
     """Train from ``initial_epoch`` to ``epochs`` on distributed datasets, as ``fit`` does:
     per epoch ``steps_per_epoch`` train steps, then ``validation_steps`` val steps (logs ``val_*``;
     build ``val_data`` with ``pass_samples`` so every epoch sees the same val batches).
@@ -161,8 +185,13 @@ def run_epochs(model: keras.Model, strategy: tf.distribute.Strategy, train_data,
     """
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks) + [history], add_progbar=verbose != 0, model=model,
-        verbose=verbose, epochs=epochs, steps=steps_per_epoch)
+        list(callbacks) + [history],
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
     train_fn, test_fn = step_functions(model, strategy)
     train_iter = iter(train_data)
     val_iter = iter(val_data) if val_data is not None else None

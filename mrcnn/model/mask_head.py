@@ -5,6 +5,7 @@ and its TF twin :func:`mrcnn.ops.masks.paste_masks_tf`).
 Shapes: B images, N ROIs per image, P positive ROIs, C classes, (mh, mw) = MASK_SHAPE
 (twice MASK_POOL_SIZE). Boxes are normalised (y1, x1, y2, x2).
 """
+
 from __future__ import annotations
 
 import keras
@@ -18,8 +19,9 @@ from .roi_align import PerROI, PyramidROIAlign, UnpackROIs
 
 
 # ---------------------------------------------------------------------------------------- layers
-def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256, keep=None,
-              sampler="crop_and_resize"):
+def mask_head(
+    rois, image, feature_maps, *, pool_size, num_classes, train_bn, channels=256, keep=None, sampler="crop_and_resize"
+):
     """rois [B, N, 4] -> per-class mask probabilities [B, N, 2*pool, 2*pool, C]
     (Matterport names ``mrcnn_mask_conv1..4``, ``mrcnn_mask_bn1..4``, ``mrcnn_mask_deconv``, ``mrcnn_mask``).
 
@@ -30,10 +32,13 @@ def mask_head(rois, image, feature_maps, *, pool_size, num_classes, train_bn, ch
     True always) then come from real ROIs only.
     """
     if keep is None:
-        x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_mask")([rois, image] + list(feature_maps))
+        x = PyramidROIAlign((pool_size, pool_size), sampler=sampler, name="roi_align_mask")(
+            [rois, image] + list(feature_maps)
+        )
     else:
         x = PyramidROIAlign((pool_size, pool_size), packed=True, sampler=sampler, name="roi_align_mask")(
-            [rois, keep, image] + list(feature_maps))
+            [rois, keep, image] + list(feature_maps)
+        )
     for i in range(1, 5):
         x = PerROI(layers.Conv2D(channels, 3, padding="same"), name=f"mrcnn_mask_conv{i}")(x)
         x = PerROI(BatchNorm(train_bn=train_bn, epsilon=1e-3, momentum=BN_MOMENTUM), name=f"mrcnn_mask_bn{i}")(x)
@@ -69,8 +74,7 @@ def _positive_masks(target_masks, target_class_ids, pred_masks):
     ps = tf.shape(pred_masks)
     pred = tf.reshape(tf.cast(pred_masks, tf.float32), [-1, ps[2], ps[3], ps[4]])
     pos = tf.where(target_class_ids > 0)[:, 0]
-    return tf.gather(target_masks, pos), select_class_masks_tf(tf.gather(pred, pos),
-                                                               tf.gather(target_class_ids, pos))
+    return tf.gather(target_masks, pos), select_class_masks_tf(tf.gather(pred, pos), tf.gather(target_class_ids, pos))
 
 
 def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):

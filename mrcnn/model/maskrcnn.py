@@ -1,4 +1,5 @@
 """``MaskRCNN``: Matterport's API (train / detect / load_weights / find_last) on Keras 3."""
+
 from __future__ import annotations
 
 import datetime
@@ -27,8 +28,11 @@ from .weights import CLASS_SPECIFIC_HEADS, iter_layers, load_weights_by_name, sa
 
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
 _RESNET_FROM = {3: r"(res[3-5].*)|(bn[3-5].*)", 4: r"(res[4-5].*)|(bn[4-5].*)", 5: r"(res5.*)|(bn5.*)"}
-_MOBILENET_FROM = {3: r"(block_([3-9]|1[0-6])_.*)|(Conv_1.*)", 4: r"(block_([6-9]|1[0-6])_.*)|(Conv_1.*)",
-                   5: r"(block_1[3-6]_.*)|(Conv_1.*)"}
+_MOBILENET_FROM = {
+    3: r"(block_([3-9]|1[0-6])_.*)|(Conv_1.*)",
+    4: r"(block_([6-9]|1[0-6])_.*)|(Conv_1.*)",
+    5: r"(block_1[3-6]_.*)|(Conv_1.*)",
+}
 
 
 def layer_regex(layers: str, backbone="resnet101") -> str:
@@ -143,8 +147,10 @@ class MaskRCNN:
         from .pretrained import PRETRAINED, fetch_pretrained
 
         if self.config.BACKBONE not in PRETRAINED["imagenet"].backbones:
-            raise ValueError(f"the ImageNet weights are a ResNet-50; BACKBONE is {self.config.BACKBONE!r}: use "
-                             "BACKBONE='resnet50', COCO weights for resnet101, or train small backbones from scratch")
+            raise ValueError(
+                f"the ImageNet weights are a ResNet-50; BACKBONE is {self.config.BACKBONE!r}: use "
+                "BACKBONE='resnet50', COCO weights for resnet101, or train small backbones from scratch"
+            )
         return fetch_pretrained("imagenet")
 
     # -------------------------------------------------------------------------------- training
@@ -154,8 +160,10 @@ class MaskRCNN:
         regex = re.compile(layer_regex(layers, self.config.BACKBONE))
         names = [layer.name for layer in iter_layers(self.keras_model) if layer.weights and regex.fullmatch(layer.name)]
         if not names:
-            raise ValueError(f"layers={layers!r} matches no layer of the model; use heads, 3+, 4+, 5+, all or a "
-                             "regex on layer names (e.g. 'mrcnn_.*' or '(res5.*)|(mrcnn_.*)')")
+            raise ValueError(
+                f"layers={layers!r} matches no layer of the model; use heads, 3+, 4+, 5+, all or a "
+                "regex on layer names (e.g. 'mrcnn_.*' or '(res5.*)|(mrcnn_.*)')"
+            )
         return names
 
     def set_trainable(self, layers: str, verbose: int = 0) -> list[str]:
@@ -169,8 +177,11 @@ class MaskRCNN:
             trainable = layer.name in selected
             # Plain Keras BN (e.g. in MobileNetV2) would switch to batch statistics when trainable.
             inner = getattr(layer, "layer", layer)
-            if isinstance(inner, keras.layers.BatchNormalization) and not isinstance(inner, BatchNorm) \
-                    and self.config.TRAIN_BN is False:
+            if (
+                isinstance(inner, keras.layers.BatchNormalization)
+                and not isinstance(inner, BatchNorm)
+                and self.config.TRAIN_BN is False
+            ):
                 trainable = False
             layer.trainable = trainable
             if trainable:
@@ -185,20 +196,32 @@ class MaskRCNN:
 
     def compile(self, learning_rate: float, momentum: float) -> None:
         """Clipped SGD at ``learning_rate``, ramped up over the run's first LEARNING_RATE_WARMUP_STEPS."""
-        schedule = learning_rate_schedule(learning_rate, self.config.LEARNING_RATE_WARMUP_STEPS,
-                                          first_step=self._run_steps())
+        schedule = learning_rate_schedule(
+            learning_rate, self.config.LEARNING_RATE_WARMUP_STEPS, first_step=self._run_steps()
+        )
         with self.strategy.scope():
-            optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum,
-                                             global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+            optimizer = keras.optimizers.SGD(
+                learning_rate=schedule, momentum=momentum, global_clipnorm=self.config.GRADIENT_CLIP_NORM
+            )
             if needs_loss_scaling(self.config.MIXED_PRECISION):
                 optimizer = LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
             # Built here, in the strategy's scope: its slots must be mirrored like the weights.
             optimizer.build(self.keras_model.trainable_variables)
 
-    def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
-              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose: int = 1,
-              layer_lr_decay: float | None = None):
+    def train(
+        self,
+        train_dataset,
+        val_dataset,
+        learning_rate: float,
+        epochs: int,
+        layers: str,
+        augmentation=None,
+        custom_callbacks=None,
+        no_augmentation_sources=None,
+        verbose: int = 1,
+        layer_lr_decay: float | None = None,
+    ):
         """Train ``layers`` until epoch ``epochs`` (continuing from ``self.epoch``), as Matterport.
 
         ``layer_lr_decay`` (0, 1]: the backbone's stages train at lower rates the earlier they are
@@ -221,21 +244,29 @@ class MaskRCNN:
         strategy, chief = self.strategy, is_chief(self.strategy)
         replicas = strategy.num_replicas_in_sync
         if replicas > 1 and cfg.GPU_COUNT != replicas:
-            raise ValueError(f"config GPU_COUNT={cfg.GPU_COUNT} but the strategy has {replicas} replicas: "
-                             f"set GPU_COUNT={replicas} (BATCH_SIZE is the global batch)")
+            raise ValueError(
+                f"config GPU_COUNT={cfg.GPU_COUNT} but the strategy has {replicas} replicas: "
+                f"set GPU_COUNT={replicas} (BATCH_SIZE is the global batch)"
+            )
         if chief:  # the other workers of a cluster never write into the run folder
             os.makedirs(self.log_dir, exist_ok=True)
             cfg.save(os.path.join(self.log_dir, "config.json"))
         train_ds, val_ds, val_steps = self._input_datasets(train_dataset, val_dataset, augmentation)
         self.set_trainable(layers, verbose=verbose and chief)
-        self.keras_model.gradient_scales = (None if layer_lr_decay is None else
-                                            layer_lr_scales(self.keras_model.trainable_variables, layer_lr_decay))
+        self.keras_model.gradient_scales = (
+            None if layer_lr_decay is None else layer_lr_scales(self.keras_model.trainable_variables, layer_lr_decay)
+        )
         self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            CheckpointCallback(self.checkpoint_path, self.log_dir,
-                               monitor="val_loss" if val_ds is not None else "loss"),
-        ] if chief else []
+        callbacks = (
+            [
+                keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+                CheckpointCallback(
+                    self.checkpoint_path, self.log_dir, monitor="val_loss" if val_ds is not None else "loss"
+                ),
+            ]
+            if chief
+            else []
+        )
         callbacks += list(custom_callbacks or [])  # on every worker, as fit runs them
         if verbose and chief:
             warmup = cfg.LEARNING_RATE_WARMUP_STEPS - self._run_steps()
@@ -243,13 +274,23 @@ class MaskRCNN:
             compute = policy_name(cfg.MIXED_PRECISION)
             dtype = f", compute {compute} (MIXED_PRECISION={cfg.MIXED_PRECISION!r})" if compute != "float32" else ""
             decay = f", layer-wise LR decay {layer_lr_decay:g} down the backbone" if layer_lr_decay else ""
-            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}{decay}, layers={layers}{dtype}\n"
-                  f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}")
+            print(
+                f"\nStarting at epoch {self.epoch}. LR={learning_rate}{ramp}{decay}, layers={layers}{dtype}\n"
+                f"Checkpoint path: {self.checkpoint_path(0).replace('0000', '*')}"
+            )
         try:
             history = run_epochs(
-                self.keras_model, strategy, train_ds, val_ds, initial_epoch=self.epoch, epochs=epochs,
-                steps_per_epoch=cfg.STEPS_PER_EPOCH, validation_steps=val_steps,
-                callbacks=callbacks, verbose=verbose if chief else 0)
+                self.keras_model,
+                strategy,
+                train_ds,
+                val_ds,
+                initial_epoch=self.epoch,
+                epochs=epochs,
+                steps_per_epoch=cfg.STEPS_PER_EPOCH,
+                validation_steps=val_steps,
+                callbacks=callbacks,
+                verbose=verbose if chief else 0,
+            )
         except BaseException as error:  # also Ctrl-C
             # The traceback's frames hold the tf.data iterators, whose loader threads need the GIL;
             # destroyed at interpreter exit they deadlock. Drop the frames' locals now (the
@@ -275,15 +316,38 @@ class MaskRCNN:
 
         cfg, strategy = self.config, self.strategy
         per_replica = cfg.BATCH_SIZE // strategy.num_replicas_in_sync
-        train_ds = distributed_inputs(strategy, lambda shard: build_dataset(
-            train_dataset, cfg, shuffle=True, augmentation=augmentation, seed=cfg.SEED, batch_size=per_replica,
-            shard=shard))
+        train_ds = distributed_inputs(
+            strategy,
+            lambda shard: build_dataset(
+                train_dataset,
+                cfg,
+                shuffle=True,
+                augmentation=augmentation,
+                seed=cfg.SEED,
+                batch_size=per_replica,
+                shard=shard,
+            ),
+        )
         # The same val batches every epoch, so val_loss (which picks best.h5) compares epochs on the
         # same images, not on the next slice of a small val set.
         val_steps = validation_steps(cfg, val_dataset) if val_dataset is not None else 0
-        val_ds = (distributed_inputs(strategy, lambda shard: build_dataset(
-            val_dataset, cfg, shuffle=False, augmentation=None, seed=cfg.SEED, batch_size=per_replica, shard=shard,
-            pass_samples=val_steps * cfg.BATCH_SIZE)) if val_dataset is not None else None)
+        val_ds = (
+            distributed_inputs(
+                strategy,
+                lambda shard: build_dataset(
+                    val_dataset,
+                    cfg,
+                    shuffle=False,
+                    augmentation=None,
+                    seed=cfg.SEED,
+                    batch_size=per_replica,
+                    shard=shard,
+                    pass_samples=val_steps * cfg.BATCH_SIZE,
+                ),
+            )
+            if val_dataset is not None
+            else None
+        )
         return train_ds, val_ds, val_steps
 
     def time_steps(self, train_dataset, val_dataset, layers: str, steps: int = 5, augmentation=None) -> dict:
@@ -312,8 +376,7 @@ class MaskRCNN:
         started = time.perf_counter()
         train_iter = iter(train_ds)
         trace = sum(timed(train_fn, train_iter, 2))
-        result = {"train_step": statistics.median(timed(train_fn, train_iter, steps)), "val_step": 0.0,
-                  "trace": trace}
+        result = {"train_step": statistics.median(timed(train_fn, train_iter, steps)), "val_step": 0.0, "trace": trace}
         if val_ds is not None:
             val_iter = iter(val_ds)
             result["trace"] += timed(test_fn, val_iter, 1)[0]
@@ -336,8 +399,11 @@ class MaskRCNN:
         for image in images:
             resized, info = resize.resize(image)
             molded.append(mold_image(resized, self.config))
-            metas.append(compose_image_meta(0, image.shape, resized.shape, info.window, info.scale,
-                                            np.zeros(self.config.NUM_CLASSES, np.int32)))
+            metas.append(
+                compose_image_meta(
+                    0, image.shape, resized.shape, info.window, info.scale, np.zeros(self.config.NUM_CLASSES, np.int32)
+                )
+            )
             windows.append(info.window)
         return np.stack(molded), np.stack(metas), np.array(windows)
 
@@ -378,13 +444,14 @@ class MaskRCNN:
         results = []
         batch = self.config.BATCH_SIZE
         for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
+            chunk = images[start : start + batch]
             # A short last batch is padded with copies of its last image: one batch shape, one trace.
             molded, metas, windows = self.mold_inputs(chunk + [chunk[-1]] * (batch - len(chunk)))
             out = self._predict(molded, metas)
             for i, image in enumerate(chunk):
                 rois, class_ids, scores, masks = self.unmold_detections(
-                    out["detections"][i], out["mrcnn_mask"][i], image.shape, molded[i].shape, windows[i])
+                    out["detections"][i], out["mrcnn_mask"][i], image.shape, molded[i].shape, windows[i]
+                )
                 results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
             if verbose:
                 print(f"detect: {start + len(chunk)}/{len(images)} images")

@@ -11,6 +11,7 @@ Under a mixed policy the convolutions and dense layers compute in 16 bits; box g
 proposal decoding and NMS, IoUs and targets, detection refinement) stays in float32, as in torchvision's
 autocast: float16 steps by 1/2048 between 0.5 and 1, half a pixel of a 1024 px image.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,7 @@ from mrcnn.config import MIXED_PRECISION_POLICIES
 #: emulated and slower than float32.
 CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: ``ONEDNN_MAX_CPU_ISA`` caps below oneDNN's bfloat16 kernels (``AVX2`` emulates an AVX2-only CPU).
-ONEDNN_ISAS_WITHOUT_BFLOAT16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
-                                "AVX512_CORE_VNNI")
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
@@ -50,8 +50,12 @@ def auto_policy(flags, gpus: int, machine: str | None = None, onednn_max_isa: st
     not cap oneDNN below them, float32 otherwise (on a GPU, pick True or "mixed_bfloat16" yourself)."""
     machine = (machine or platform.machine()).lower()
     capped = (onednn_max_isa or "").strip().upper() in ONEDNN_ISAS_WITHOUT_BFLOAT16
-    if gpus == 0 and machine in ("x86_64", "amd64") and not capped \
-            and any(flag in flags for flag in CPU_BFLOAT16_FLAGS):
+    if (
+        gpus == 0
+        and machine in ("x86_64", "amd64")
+        and not capped
+        and any(flag in flags for flag in CPU_BFLOAT16_FLAGS)
+    ):
         return "mixed_bfloat16"
     return "float32"
 
@@ -60,8 +64,11 @@ def auto_policy(flags, gpus: int, machine: str | None = None, onednn_max_isa: st
 def _auto_policy_here() -> str:
     import tensorflow as tf
 
-    return auto_policy(cpu_flags(), gpus=len(tf.config.list_physical_devices("GPU")),
-                       onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return auto_policy(
+        cpu_flags(),
+        gpus=len(tf.config.list_physical_devices("GPU")),
+        onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    )
 
 
 def policy_name(mixed_precision) -> str:

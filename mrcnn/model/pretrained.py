@@ -11,6 +11,7 @@ Air-gapped machines and tests: ``MRCNN_COCO_WEIGHTS`` / ``MRCNN_IMAGENET_WEIGHTS
 path (used in place) or a URL (downloaded once into the cache, beside the official file) replace the
 official source for that key. The MD5 check applies to the official file only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,20 +42,26 @@ class PretrainedFile:
 
 PRETRAINED = {
     "coco": PretrainedFile(
-        "coco", "mask_rcnn_coco.h5",
+        "coco",
+        "mask_rcnn_coco.h5",
         "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5",
-        "e98aaff6f99e307b5e2a8a3ff741a518", "MRCNN_COCO_WEIGHTS",
+        "e98aaff6f99e307b5e2a8a3ff741a518",
+        "MRCNN_COCO_WEIGHTS",
         "Matterport's COCO-trained Mask R-CNN (ResNet-101 FPN, 81 classes, 246 MB)",
         # By name, a ResNet-50 takes ResNet-101's stages 2-3, 5 and the first blocks of stage 4.
-        ("resnet101", "resnet50")),
+        ("resnet101", "resnet50"),
+    ),
     "imagenet": PretrainedFile(
-        "imagenet", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "imagenet",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         # keras-applications v0.2: the layer names (conv1, res2a_branch2a, bn2a_branch2a...) are ours.
         "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "a268eb855778b3df3c7506639542a6af", "MRCNN_IMAGENET_WEIGHTS",
+        "a268eb855778b3df3c7506639542a6af",
+        "MRCNN_IMAGENET_WEIGHTS",
         "the ImageNet-trained ResNet-50 of keras-applications v0.2 (backbone only, 94 MB)",
-        ("resnet50",)),
+        ("resnet50",),
+    ),
 }
 
 
@@ -87,12 +94,17 @@ def fetch_pretrained(key: str, cache_dir: str | None = None, progress: bool = Tr
     override = os.environ.get(spec.env, "").strip()
     if override and not _is_url(override):
         if not os.path.isfile(override):
-            raise FileNotFoundError(f"{spec.env}={override}: no such file (set it to a local {spec.filename} "
-                                    "or a URL, or unset it to download the official file)")
+            raise FileNotFoundError(
+                f"{spec.env}={override}: no such file (set it to a local {spec.filename} "
+                "or a URL, or unset it to download the official file)"
+            )
         return override
     if override:  # a mirror: cached under its own name, so it never passes for the official file
-        name = hashlib.sha1(override.encode()).hexdigest()[:10] + "_" + (
-            os.path.basename(urllib.parse.urlparse(override).path) or spec.filename)
+        name = (
+            hashlib.sha1(override.encode()).hexdigest()[:10]
+            + "_"
+            + (os.path.basename(urllib.parse.urlparse(override).path) or spec.filename)
+        )
         target = os.path.join(cache_dir or keras_cache_dir(), "models", "mirrors", name)
         if not os.path.isfile(target):
             download(override, target, md5=None, key=key, progress=progress)
@@ -100,14 +112,17 @@ def fetch_pretrained(key: str, cache_dir: str | None = None, progress: bool = Tr
     target = cache_path(key, cache_dir)
     if os.path.isfile(target):  # downloaded before (checked then), or put there by hand: used as it is
         if file_md5(target) != spec.md5:
-            print(f"note: {target} is not the official {spec.filename} (its MD5 differs); using it as it is",
-                  file=sys.stderr)
+            print(
+                f"note: {target} is not the official {spec.filename} (its MD5 differs); using it as it is",
+                file=sys.stderr,
+            )
         return target
     return download(spec.url, target, md5=spec.md5, key=key, progress=progress)
 
 
-def download(url: str, target: str, md5: str | None, key: str = "", progress: bool = True,
-             timeout: float | None = None) -> str:
+def download(
+    url: str, target: str, md5: str | None, key: str = "", progress: bool = True, timeout: float | None = None
+) -> str:
     """Stream ``url`` into ``target`` atomically (``target.part``, then rename), checking ``md5`` when
     given. Any failure removes the partial file and raises :class:`WeightsDownloadError`."""
     timeout = timeout or float(os.environ.get(DOWNLOAD_TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
@@ -135,7 +150,11 @@ def download(url: str, target: str, md5: str | None, key: str = "", progress: bo
         reason = _reason(error, timeout)
         raise WeightsDownloadError(
             f"could not download {key or 'the'} weights from {url} ({reason}); download the file yourself and "
-            f"put it at {target}, or load a local copy instead", key=key, url=url, cache_path=target) from None
+            f"put it at {target}, or load a local copy instead",
+            key=key,
+            url=url,
+            cache_path=target,
+        ) from None
     return target
 
 

@@ -8,6 +8,7 @@ TFLite builtins, ONNX and XLA have; CropAndResize has no TFLite builtin nor XLA 
 :func:`roi_align_gather_tf` and its numpy twin :func:`roi_align_gather` are tested against
 CropAndResize in ``tests/test_export_ops.py``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,9 @@ def _sample_axis(start: float, stop: float, size: int, full: int):
     samples on a ``full``-long axis -> (first tap [size], second tap, weight of the second,
     inside [size] bool: samples outside [0, full - 1] read 0)."""
     if size > 1:
-        pos = start * (full - 1) + np.arange(size, dtype=np.float32) * np.float32((stop - start) * (full - 1) / (size - 1))
+        pos = start * (full - 1) + np.arange(size, dtype=np.float32) * np.float32(
+            (stop - start) * (full - 1) / (size - 1)
+        )
     else:
         pos = np.array([0.5 * (start + stop) * (full - 1)], np.float32)
     first = np.floor(pos)
@@ -126,7 +129,7 @@ class PyramidROIAlign(layers.Layer):
     def call(self, inputs):
         boxes = tf.cast(inputs[0], tf.float32)
         keep = inputs[1] if self.packed else None
-        image, feature_maps = inputs[1 + self.packed], inputs[2 + self.packed:]
+        image, feature_maps = inputs[1 + self.packed], inputs[2 + self.packed :]
         batch, n = tf.shape(boxes)[0], tf.shape(boxes)[1]
         flat_boxes = tf.reshape(boxes, [-1, 4])
         box_batch = tf.repeat(tf.range(batch), n)
@@ -136,23 +139,27 @@ class PyramidROIAlign(layers.Layer):
         levels = roi_levels(flat_boxes, tf.shape(image)[1:3])
         leading = [1, tf.shape(flat_boxes)[0]] if keep is not None else [batch, n]
         if self.sampler == "gather":
-            pooled = roi_align_gather_tf(feature_maps, tf.stop_gradient(flat_boxes), box_batch, levels,
-                                         self.pool_shape)
+            pooled = roi_align_gather_tf(feature_maps, tf.stop_gradient(flat_boxes), box_batch, levels, self.pool_shape)
             out = tf.reshape(pooled, tf.concat([leading, tf.shape(pooled)[1:]], 0))
             return tf.cast(out, self.compute_dtype)
         pooled, order = [], []
         for i, fmap in enumerate(feature_maps):
             idx = tf.where(tf.equal(levels, i + 2))[:, 0]
             crops = tf.image.crop_and_resize(
-                tf.cast(fmap, tf.float32), tf.stop_gradient(tf.gather(flat_boxes, idx)),
-                tf.stop_gradient(tf.cast(tf.gather(box_batch, idx), tf.int32)), self.pool_shape, method="bilinear")
+                tf.cast(fmap, tf.float32),
+                tf.stop_gradient(tf.gather(flat_boxes, idx)),
+                tf.stop_gradient(tf.cast(tf.gather(box_batch, idx), tf.int32)),
+                self.pool_shape,
+                method="bilinear",
+            )
             pooled.append(crops)
             order.append(idx)
         pooled = tf.concat(pooled, axis=0)
         order = tf.concat(order, axis=0)
         # Put the crops back in box order.
-        pooled = tf.scatter_nd(tf.cast(order[:, None], tf.int32), pooled,
-                               tf.concat([tf.shape(flat_boxes)[:1], tf.shape(pooled)[1:]], 0))
+        pooled = tf.scatter_nd(
+            tf.cast(order[:, None], tf.int32), pooled, tf.concat([tf.shape(flat_boxes)[:1], tf.shape(pooled)[1:]], 0)
+        )
         out = tf.reshape(pooled, tf.concat([leading, tf.shape(pooled)[1:]], 0))
         return tf.cast(out, self.compute_dtype)
 
@@ -161,8 +168,12 @@ class PyramidROIAlign(layers.Layer):
         return leading + self.pool_shape + (input_shape[-1][-1],)
 
     def get_config(self):
-        return {**super().get_config(), "pool_shape": list(self.pool_shape), "packed": self.packed,
-                "sampler": self.sampler}
+        return {
+            **super().get_config(),
+            "pool_shape": list(self.pool_shape),
+            "packed": self.packed,
+            "sampler": self.sampler,
+        }
 
 
 class UnpackROIs(layers.Layer):

@@ -1,6 +1,7 @@
 """ROI sampling for the heads in training (below both heads): the proposals and GT of an image ->
 the sampled ROIs and each one's class, box-delta and mask targets (Matterport's DetectionTargetLayer,
 torchvision's ``RoIHeads.select_training_samples``)."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -16,8 +17,19 @@ def trim_zeros(boxes: tf.Tensor):
     return tf.boolean_mask(boxes, keep), keep
 
 
-def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_image, positive_ratio,
-                      bbox_std_dev, mask_shape, use_mini_mask, append_gt=True):
+def detection_targets(
+    proposals,
+    gt_class_ids,
+    gt_boxes,
+    gt_masks,
+    *,
+    rois_per_image,
+    positive_ratio,
+    bbox_std_dev,
+    mask_shape,
+    use_mini_mask,
+    append_gt=True,
+):
     """Sample ROIs for the heads and build their targets, for one image.
 
     proposals [P, 4], gt_class_ids [G] (negative = crowd), gt_boxes [G, 4], gt_masks [h, w, G]
@@ -47,8 +59,9 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
 
     overlaps = compute_overlaps_tf(proposals, gt_boxes)  # [P, G]
     best_iou = tf.reduce_max(tf.concat([overlaps, tf.zeros_like(proposals[:, :1])], axis=1), axis=1)
-    crowd_iou = tf.reduce_max(tf.concat([compute_overlaps_tf(proposals, crowd_boxes),
-                                         tf.zeros_like(proposals[:, :1])], axis=1), axis=1)
+    crowd_iou = tf.reduce_max(
+        tf.concat([compute_overlaps_tf(proposals, crowd_boxes), tf.zeros_like(proposals[:, :1])], axis=1), axis=1
+    )
     positive_idx = tf.where(best_iou >= 0.5)[:, 0]
     negative_idx = tf.where((best_iou < 0.5) & (crowd_iou < 0.001))[:, 0]
 
@@ -64,8 +77,9 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, rois_per_i
     assigned_boxes = tf.gather(gt_boxes, assignment)
     class_ids = tf.gather(gt_class_ids, assignment)
     deltas = box_refinement_tf(positive_rois, assigned_boxes) / tf.constant(bbox_std_dev, tf.float32)
-    masks = mask_targets(gt_masks, assignment, positive_rois, assigned_boxes, mask_shape=mask_shape,
-                         use_mini_mask=use_mini_mask)
+    masks = mask_targets(
+        gt_masks, assignment, positive_rois, assigned_boxes, mask_shape=mask_shape, use_mini_mask=use_mini_mask
+    )
 
     rois = tf.concat([positive_rois, negative_rois], axis=0)
     n = tf.shape(rois)[0]
@@ -96,14 +110,25 @@ class DetectionTargetLayer(Float32Layer):
         p = self.max_positives
 
         def one(args):
-            return detection_targets(*args, rois_per_image=r, positive_ratio=self.positive_ratio,
-                                     bbox_std_dev=self.bbox_std_dev, mask_shape=self.mask_shape,
-                                     use_mini_mask=self.use_mini_mask)
+            return detection_targets(
+                *args,
+                rois_per_image=r,
+                positive_ratio=self.positive_ratio,
+                bbox_std_dev=self.bbox_std_dev,
+                mask_shape=self.mask_shape,
+                use_mini_mask=self.use_mini_mask,
+            )
 
-        out = tf.map_fn(one, (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
-                              tf.cast(gt_boxes, tf.float32), gt_masks),
-                        fn_output_signature=(tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((r,), tf.int32),
-                                             tf.TensorSpec((r, 4), tf.float32), tf.TensorSpec((p, mh, mw), tf.float32)))
+        out = tf.map_fn(
+            one,
+            (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32), tf.cast(gt_boxes, tf.float32), gt_masks),
+            fn_output_signature=(
+                tf.TensorSpec((r, 4), tf.float32),
+                tf.TensorSpec((r,), tf.int32),
+                tf.TensorSpec((r, 4), tf.float32),
+                tf.TensorSpec((p, mh, mw), tf.float32),
+            ),
+        )
         return [tf.stop_gradient(t) for t in out]
 
     def compute_output_shape(self, input_shape):
@@ -115,9 +140,14 @@ class DetectionTargetLayer(Float32Layer):
         return int(self.rois_per_image * self.positive_ratio)
 
     def get_config(self):
-        return {**super().get_config(), "rois_per_image": self.rois_per_image, "positive_ratio": self.positive_ratio,
-                "bbox_std_dev": self.bbox_std_dev, "mask_shape": list(self.mask_shape),
-                "use_mini_mask": self.use_mini_mask}
+        return {
+            **super().get_config(),
+            "rois_per_image": self.rois_per_image,
+            "positive_ratio": self.positive_ratio,
+            "bbox_std_dev": self.bbox_std_dev,
+            "mask_shape": list(self.mask_shape),
+            "use_mini_mask": self.use_mini_mask,
+        }
 
 
 def mask_targets(gt_masks, assignment, positive_rois, assigned_boxes, *, mask_shape, use_mini_mask):

@@ -4,6 +4,7 @@
 Shapes: B images, A anchors over all pyramid levels, P proposals per image. Boxes are
 normalised (y1, x1, y2, x2).
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -24,8 +25,9 @@ class RPNHead:
 
     def __init__(self, anchors_per_location: int, depth: int = 512, anchor_stride: int = 1):
         self.anchors_per_location = anchors_per_location
-        self.shared = layers.Conv2D(depth, 3, padding="same", activation="relu", strides=anchor_stride,
-                                    name="rpn_conv_shared")
+        self.shared = layers.Conv2D(
+            depth, 3, padding="same", activation="relu", strides=anchor_stride, name="rpn_conv_shared"
+        )
         self.class_raw = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")
         self.bbox_pred = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")
 
@@ -69,8 +71,13 @@ class PyramidAnchors(Float32Layer):
         return (None, 4)
 
     def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "ratios": self.ratios,
-                "strides": self.strides, "anchor_stride": self.anchor_stride}
+        return {
+            **super().get_config(),
+            "scales": self.scales,
+            "ratios": self.ratios,
+            "strides": self.strides,
+            "anchor_stride": self.anchor_stride,
+        }
 
 
 # ------------------------------------------------------------------------------------- proposals
@@ -120,13 +127,27 @@ class ProposalLayer(Float32Layer):
         deltas = tf.cast(deltas, tf.float32)
         std = tf.constant(self.rpn_bbox_std_dev, tf.float32)
         if self.nms == "padded":
-            return propose_padded(scores, deltas, anchors, proposal_count=self.proposal_count,
-                                  nms_threshold=self.nms_threshold, pre_nms_limit=self.pre_nms_limit, std_dev=std)
+            return propose_padded(
+                scores,
+                deltas,
+                anchors,
+                proposal_count=self.proposal_count,
+                nms_threshold=self.nms_threshold,
+                pre_nms_limit=self.pre_nms_limit,
+                std_dev=std,
+            )
 
         def one(args):
             s, d = args
-            return propose(s, d, anchors, proposal_count=self.proposal_count, nms_threshold=self.nms_threshold,
-                           pre_nms_limit=self.pre_nms_limit, std_dev=std)
+            return propose(
+                s,
+                d,
+                anchors,
+                proposal_count=self.proposal_count,
+                nms_threshold=self.nms_threshold,
+                pre_nms_limit=self.pre_nms_limit,
+                std_dev=std,
+            )
 
         rois = tf.map_fn(one, (scores, deltas), fn_output_signature=tf.TensorSpec((None, 4), tf.float32))
         return tf.ensure_shape(rois, (None, self.proposal_count, 4))
@@ -135,8 +156,14 @@ class ProposalLayer(Float32Layer):
         return (input_shape[0][0], self.proposal_count, 4)
 
     def get_config(self):
-        return {**super().get_config(), "proposal_count": self.proposal_count, "nms_threshold": self.nms_threshold,
-                "pre_nms_limit": self.pre_nms_limit, "rpn_bbox_std_dev": self.rpn_bbox_std_dev, "nms": self.nms}
+        return {
+            **super().get_config(),
+            "proposal_count": self.proposal_count,
+            "nms_threshold": self.nms_threshold,
+            "pre_nms_limit": self.pre_nms_limit,
+            "rpn_bbox_std_dev": self.rpn_bbox_std_dev,
+            "nms": self.nms,
+        }
 
 
 # ---------------------------------------------------------------------------------------- losses
@@ -165,5 +192,7 @@ def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
 
 def rpn_losses(rpn_match, rpn_target_bbox, rpn_class_logits, rpn_bbox) -> dict:
     """The RPN's two losses by their Keras names (``rpn_class_loss``, ``rpn_bbox_loss``)."""
-    return {"rpn_class_loss": rpn_class_loss(rpn_match, rpn_class_logits),
-            "rpn_bbox_loss": rpn_bbox_loss(rpn_target_bbox, rpn_match, rpn_bbox)}
+    return {
+        "rpn_class_loss": rpn_class_loss(rpn_match, rpn_class_logits),
+        "rpn_bbox_loss": rpn_bbox_loss(rpn_target_bbox, rpn_match, rpn_bbox),
+    }

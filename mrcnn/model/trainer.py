@@ -1,6 +1,7 @@
 """The training model: custom ``train_step``/``test_step`` with the five losses, weight decay,
 clipped SGD, per-head diagnostics; per-layer learning rates (layer-wise decay down the backbone);
 the learning-rate warm-up; the checkpoint callback (atomic, best-by-val-loss)."""
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,14 @@ class MaskRCNNTrainingModel(keras.Model):
         active = parse_image_meta_tf(x["input_image_meta"])["active_class_ids"]
         return {
             **rpn_losses(x["input_rpn_match"], x["input_rpn_bbox"], out["rpn_class_logits"], out["rpn_bbox"]),
-            **box_losses(out["target_class_ids"], out["target_bbox"], out["mrcnn_class_logits"], out["mrcnn_bbox"],
-                         active, out["rois"]),
+            **box_losses(
+                out["target_class_ids"],
+                out["target_bbox"],
+                out["mrcnn_class_logits"],
+                out["mrcnn_bbox"],
+                active,
+                out["rois"],
+            ),
             **mask_losses(out["target_mask"], out["mask_class_ids"], out["mrcnn_mask"]),
         }
 
@@ -68,8 +75,11 @@ class MaskRCNNTrainingModel(keras.Model):
 
     def l2_penalty(self):
         """Matterport's weight decay: WD * sum(w^2) / size(w) over trainable weights, BN gamma/beta excluded."""
-        terms = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) / tf.cast(tf.size(v), tf.float32)
-                 for v in self.trainable_variables if not v.path.endswith(("gamma", "beta"))]
+        terms = [
+            tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) / tf.cast(tf.size(v), tf.float32)
+            for v in self.trainable_variables
+            if not v.path.endswith(("gamma", "beta"))
+        ]
         return self.weight_decay * tf.add_n(terms) if terms else tf.constant(0.0)
 
     def _total(self, parts):
@@ -151,8 +161,12 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return self.learning_rate * (self.start_factor + (1.0 - self.start_factor) * progress)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
-                "first_step": self.first_step, "start_factor": self.start_factor}
+        return {
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "first_step": self.first_step,
+            "start_factor": self.start_factor,
+        }
 
 
 def learning_rate_schedule(learning_rate: float, warmup_steps: int, first_step: int):
@@ -196,5 +210,13 @@ class CheckpointCallback(keras.callbacks.Callback):
                 self.best, self.best_epoch = float(value), epoch + 1
                 with runs.atomic_write(os.path.join(self.log_dir, runs.BEST_FILE)) as tmp:
                     shutil.copyfile(checkpoint, tmp)  # the checkpoint just written: no second serialisation
-            runs.record_epoch(self.log_dir, epoch + 1, logs, best=self.best, best_epoch=self.best_epoch,
-                              monitor=self.monitor, last_checkpoint=path, train_seconds=round(self.train_seconds, 2))
+            runs.record_epoch(
+                self.log_dir,
+                epoch + 1,
+                logs,
+                best=self.best,
+                best_epoch=self.best_epoch,
+                monitor=self.monitor,
+                last_checkpoint=path,
+                train_seconds=round(self.train_seconds, 2),
+            )

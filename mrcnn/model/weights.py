@@ -5,6 +5,7 @@ lists datasets such as ``conv1/kernel:0``) is keyed by layer *name*, so it survi
 class count or of unrelated layers. We read Matterport's files with it, and write our own
 checkpoints in it too, so one loader serves both, with ``exclude=`` and shape checks.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,9 +34,11 @@ class LoadReport:
     unused_in_file: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"loaded {len(self.loaded)} layers, excluded {len(self.excluded)}, "
-                f"{len(self.missing_in_file)} model layers not in the file, "
-                f"{len(self.unused_in_file)} file layers unused")
+        return (
+            f"loaded {len(self.loaded)} layers, excluded {len(self.excluded)}, "
+            f"{len(self.missing_in_file)} model layers not in the file, "
+            f"{len(self.unused_in_file)} file layers unused"
+        )
 
 
 def _decode(v):
@@ -53,8 +56,10 @@ def _read_layers(path: str, arrays: bool) -> dict[str, list[tuple[str, Any]]]:
     with f:
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in root.attrs:
-            raise ValueError(f"{path} is not in the Keras-2 by-name layout (no 'layer_names' attribute); "
-                             "Keras 3 '.weights.h5' files load with model.keras_model.load_weights(path)")
+            raise ValueError(
+                f"{path} is not in the Keras-2 by-name layout (no 'layer_names' attribute); "
+                "Keras 3 '.weights.h5' files load with model.keras_model.load_weights(path)"
+            )
         out: dict[str, list[tuple[str, Any]]] = {}
         for group_name in (_decode(n) for n in root.attrs["layer_names"]):
             group = root[group_name]
@@ -116,11 +121,15 @@ def load_weights_by_name(model, path: str, exclude=None, verbose: int = 1) -> Lo
         report.loaded.append(name)
     if mismatches:
         heads = [m for m in mismatches if m.split(":")[0].strip() in CLASS_SPECIFIC_HEADS]
-        hint = ("\nThese are the class-specific heads: your NUM_CLASSES differs from the file's. Load with "
-                f"exclude={list(CLASS_SPECIFIC_HEADS)} to train them anew, or check NUM_CLASSES."
-                if heads else "\nCheck BACKBONE and the config against the run that wrote this file.")
-        raise WeightsMismatchError(f"{len(mismatches)} weight shape mismatch(es) loading {path}:\n"
-                                   + "\n".join(mismatches) + hint)
+        hint = (
+            "\nThese are the class-specific heads: your NUM_CLASSES differs from the file's. Load with "
+            f"exclude={list(CLASS_SPECIFIC_HEADS)} to train them anew, or check NUM_CLASSES."
+            if heads
+            else "\nCheck BACKBONE and the config against the run that wrote this file."
+        )
+        raise WeightsMismatchError(
+            f"{len(mismatches)} weight shape mismatch(es) loading {path}:\n" + "\n".join(mismatches) + hint
+        )
     for variables, arrays in assignments:
         for v, a in zip(variables, arrays):
             v.assign(a.astype(v.dtype))

@@ -1,10 +1,11 @@
 """Anchor pyramid generation (Matterport layout: level by level, cell by cell, ratio-major)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -30,8 +31,13 @@ def generate_anchors(scale: float, ratios, shape, feature_stride: int, anchor_st
 
 def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride: int = 1) -> np.ndarray:
     """Concatenate the anchors of every level: level i uses ``scales[i]`` on ``feature_shapes[i]``."""
-    return np.concatenate([generate_anchors(s, ratios, shp, fs, anchor_stride)
-                           for s, shp, fs in zip(scales, feature_shapes, feature_strides)], axis=0)
+    return np.concatenate(
+        [
+            generate_anchors(s, ratios, shp, fs, anchor_stride)
+            for s, shp, fs in zip(scales, feature_shapes, feature_strides)
+        ],
+        axis=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,14 @@ class AnchorSpec:
     feature_shape_fn: Callable | None = None
 
     @classmethod
-    def from_config(cls, config) -> "AnchorSpec":
-        return cls(tuple(config.RPN_ANCHOR_SCALES), tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
-                   tuple(int(s) for s in config.BACKBONE_STRIDES), int(config.RPN_ANCHOR_STRIDE),
-                   config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None)
+    def from_config(cls, config) -> AnchorSpec:
+        return cls(
+            tuple(config.RPN_ANCHOR_SCALES),
+            tuple(float(r) for r in config.RPN_ANCHOR_RATIOS),
+            tuple(int(s) for s in config.BACKBONE_STRIDES),
+            int(config.RPN_ANCHOR_STRIDE),
+            config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None,
+        )
 
     def feature_shapes(self, image_shape) -> np.ndarray:
         """Feature-map (height, width) of each pyramid level, [L, 2] int, for an input of ``image_shape``.
@@ -59,13 +69,16 @@ class AnchorSpec:
         and checks them against this."""
         if self.feature_shape_fn is not None:
             return np.asarray(self.feature_shape_fn(image_shape), dtype=np.int64).reshape(-1, 2)
-        return np.array([[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))]
-                         for s in self.strides])
+        return np.array(
+            [[int(math.ceil(image_shape[0] / s)), int(math.ceil(image_shape[1] / s))] for s in self.strides]
+        )
 
     def anchors_per_level(self, image_shape) -> list[int]:
         """How many anchors each level has at ``image_shape`` (the level boundaries of :meth:`anchors`)."""
-        return [len(range(0, int(r), self.anchor_stride)) * len(range(0, int(c), self.anchor_stride))
-                * len(self.ratios) for r, c in self.feature_shapes(image_shape)]
+        return [
+            len(range(0, int(r), self.anchor_stride)) * len(range(0, int(c), self.anchor_stride)) * len(self.ratios)
+            for r, c in self.feature_shapes(image_shape)
+        ]
 
     def anchors(self, image_shape, normalized: bool = False) -> np.ndarray:
         """The anchor pyramid at ``image_shape`` [A, 4] (y1, x1, y2, x2): pixels, or the model's
@@ -89,8 +102,9 @@ def compute_backbone_shapes(config, image_shape) -> np.ndarray:
 def get_anchors(config, image_shape=None, normalized: bool = False) -> np.ndarray:
     """Matterport's ``MaskRCNN.get_anchors``: :meth:`AnchorSpec.anchors` of ``config`` at ``image_shape``
     (default ``config.IMAGE_SHAPE``)."""
-    return AnchorSpec.from_config(config).anchors(config.IMAGE_SHAPE if image_shape is None else image_shape,
-                                                  normalized)
+    return AnchorSpec.from_config(config).anchors(
+        config.IMAGE_SHAPE if image_shape is None else image_shape, normalized
+    )
 
 
 def generate_pyramid_anchors_tf(scales, ratios, feature_shapes, feature_strides, anchor_stride: int = 1):

@@ -4,6 +4,7 @@ Each function has a numpy version (reference, used by the data pipeline and eval
 the graph needs it, a TensorFlow twin with the ``_tf`` suffix. The twins are tested against each other.
 The TF encode/decode use ``keras.utils.bounding_boxes`` (center_yxhw encoding with variances).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,13 @@ def box_refinement(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
 def box_refinement_tf(boxes: tf.Tensor, gt_boxes: tf.Tensor) -> tf.Tensor:
     """TF twin of :func:`box_refinement` (unit variance)."""
     return kbb.encode_box_to_deltas(
-        anchors=tf.cast(boxes, tf.float32), boxes=tf.cast(gt_boxes, tf.float32),
-        anchor_format="yxyx", box_format="yxyx", encoding_format="center_yxhw", variance=[1.0, 1.0, 1.0, 1.0])
+        anchors=tf.cast(boxes, tf.float32),
+        boxes=tf.cast(gt_boxes, tf.float32),
+        anchor_format="yxyx",
+        box_format="yxyx",
+        encoding_format="center_yxhw",
+        variance=[1.0, 1.0, 1.0, 1.0],
+    )
 
 
 #: Largest log-scale a delta may apply (torchvision's and Detectron2's ``log(1000 / 16)``): an
@@ -90,8 +96,13 @@ def apply_box_deltas_tf(boxes: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
     deltas = tf.cast(deltas, tf.float32)
     deltas = tf.concat([deltas[..., :2], tf.minimum(deltas[..., 2:], MAX_DELTA_LOG_SCALE)], axis=-1)
     return kbb.decode_deltas_to_boxes(
-        anchors=tf.cast(boxes, tf.float32), boxes_delta=deltas,
-        anchor_format="yxyx", box_format="yxyx", encoded_format="center_yxhw", variance=[1.0, 1.0, 1.0, 1.0])
+        anchors=tf.cast(boxes, tf.float32),
+        boxes_delta=deltas,
+        anchor_format="yxyx",
+        box_format="yxyx",
+        encoded_format="center_yxhw",
+        variance=[1.0, 1.0, 1.0, 1.0],
+    )
 
 
 # ------------------------------------------------------------------------ clipping / normalising
@@ -99,16 +110,30 @@ def clip_boxes(boxes: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Clip boxes [N, 4] to a window (y1, x1, y2, x2)."""
     wy1, wx1, wy2, wx2 = np.asarray(window, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.float32)
-    return np.stack([np.clip(boxes[:, 0], wy1, wy2), np.clip(boxes[:, 1], wx1, wx2),
-                     np.clip(boxes[:, 2], wy1, wy2), np.clip(boxes[:, 3], wx1, wx2)], axis=1)
+    return np.stack(
+        [
+            np.clip(boxes[:, 0], wy1, wy2),
+            np.clip(boxes[:, 1], wx1, wx2),
+            np.clip(boxes[:, 2], wy1, wy2),
+            np.clip(boxes[:, 3], wx1, wx2),
+        ],
+        axis=1,
+    )
 
 
 def clip_boxes_tf(boxes: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     """TF twin of :func:`clip_boxes`; ``boxes`` may have leading batch dims."""
     wy1, wx1, wy2, wx2 = tf.unstack(tf.cast(window, tf.float32))
     y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), axis=-1)
-    return tf.stack([tf.clip_by_value(y1, wy1, wy2), tf.clip_by_value(x1, wx1, wx2),
-                     tf.clip_by_value(y2, wy1, wy2), tf.clip_by_value(x2, wx1, wx2)], axis=-1)
+    return tf.stack(
+        [
+            tf.clip_by_value(y1, wy1, wy2),
+            tf.clip_by_value(x1, wx1, wx2),
+            tf.clip_by_value(y2, wy1, wy2),
+            tf.clip_by_value(x2, wx1, wx2),
+        ],
+        axis=-1,
+    )
 
 
 def norm_boxes(boxes: np.ndarray, shape) -> np.ndarray:
@@ -152,7 +177,9 @@ def unmold_boxes(boxes: np.ndarray, window, image_shape, original_shape) -> np.n
     return denorm_boxes((np.asarray(boxes) - shift) / scale, original_shape[:2])
 
 
-def unmold_boxes_tf(boxes: tf.Tensor, window: tf.Tensor, image_shape: tf.Tensor, original_shape: tf.Tensor) -> tf.Tensor:
+def unmold_boxes_tf(
+    boxes: tf.Tensor, window: tf.Tensor, image_shape: tf.Tensor, original_shape: tf.Tensor
+) -> tf.Tensor:
     """TF twin of :func:`unmold_boxes`."""
     wy1, wx1, wy2, wx2 = tf.unstack(norm_boxes_tf(window, image_shape))
     shift = tf.stack([wy1, wx1, wy1, wx1])

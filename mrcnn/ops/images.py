@@ -1,11 +1,12 @@
 """Image resizing to the network input (Matterport's modes), molding, and image meta vectors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import tensorflow as tf
-import cv2
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ def _resize_array(image: np.ndarray, shape, order: int) -> np.ndarray:
         return np.zeros((h, w, 0), dtype=image.dtype)
     work = image.astype(np.uint8) if image.dtype == bool else image
     if work.ndim == 3 and work.shape[2] > 512:
-        out = np.concatenate([_resize_array(work[:, :, i:i + 512], shape, order)
-                              for i in range(0, work.shape[2], 512)], axis=2)
+        out = np.concatenate(
+            [_resize_array(work[:, :, i : i + 512], shape, order) for i in range(0, work.shape[2], 512)], axis=2
+        )
     else:
         out = cv2.resize(work, (w, h), interpolation=interpolation)
         if work.ndim == 3 and out.ndim == 2:  # cv2 drops a trailing channel of size 1
@@ -91,8 +93,9 @@ def resize_geometry(h: int, w: int, min_dim=None, max_dim=None, min_scale=0, mod
     return scale, (h2, w2), padding
 
 
-def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=0, mode="square",
-                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, ResizeInfo]:
+def resize_image(
+    image: np.ndarray, min_dim=None, max_dim=None, min_scale=0, mode="square", rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, ResizeInfo]:
     """Resize and pad ``image`` [H, W, C] as Matterport's ``utils.resize_image`` does.
 
     Modes: ``none`` (unchanged), ``square`` (scale, then zero-pad to max_dim x max_dim), ``pad64``
@@ -109,7 +112,7 @@ def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=0, mod
         rng = rng or np.random.default_rng()
         y = int(rng.integers(0, h2 - min_dim + 1))
         x = int(rng.integers(0, w2 - min_dim + 1))
-        image = image[y:y + min_dim, x:x + min_dim]
+        image = image[y : y + min_dim, x : x + min_dim]
         return image, ResizeInfo((0, 0, min_dim, min_dim), scale, padding, (y, x, min_dim, min_dim))
     image = np.pad(image, padding[: image.ndim], mode="constant", constant_values=0)
     window = (padding[0][0], padding[1][0], padding[0][0] + h2, padding[1][0] + w2)
@@ -133,8 +136,8 @@ def resize_image_tf(image, min_dim=None, max_dim=None, min_scale=0, dtype=tf.flo
     resized = tf.cond(
         tf.logical_and(tf.equal(h2, h), tf.equal(w2, w)),
         lambda: img,
-        lambda: tf.clip_by_value(tf.round(tf.image.resize(img, tf.stack([h2, w2]), method="bilinear")),
-                                 0.0, 255.0))
+        lambda: tf.clip_by_value(tf.round(tf.image.resize(img, tf.stack([h2, w2]), method="bilinear")), 0.0, 255.0),
+    )
     top = (max_dim - h2) // 2
     left = (max_dim - w2) // 2
     padded = tf.pad(resized, [[top, max_dim - h2 - top], [left, max_dim - w2 - left], [0, 0]])
@@ -150,7 +153,7 @@ def resize_mask(mask: np.ndarray, info: ResizeInfo) -> np.ndarray:
         mask = _resize_array(mask.astype(bool), target, order=0)
     if info.crop is not None:
         y, x, ch, cw = info.crop
-        return mask[y:y + ch, x:x + cw].astype(bool)
+        return mask[y : y + ch, x : x + cw].astype(bool)
     return np.pad(mask, info.padding[: mask.ndim], mode="constant", constant_values=0).astype(bool)
 
 
@@ -165,9 +168,10 @@ class ResizeSpec:
     mode: str = "square"
 
     @classmethod
-    def from_config(cls, config) -> "ResizeSpec":
-        return cls(config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, float(config.IMAGE_MIN_SCALE or 0),
-                   config.IMAGE_RESIZE_MODE)
+    def from_config(cls, config) -> ResizeSpec:
+        return cls(
+            config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, float(config.IMAGE_MIN_SCALE or 0), config.IMAGE_RESIZE_MODE
+        )
 
     @property
     def fixed_size(self) -> bool:
@@ -181,8 +185,9 @@ class ResizeSpec:
 
     def resize(self, image: np.ndarray, rng=None):
         """:func:`resize_image` with these settings -> (image, :class:`ResizeInfo`)."""
-        return resize_image(image, min_dim=self.min_dim, max_dim=self.max_dim, min_scale=self.min_scale,
-                            mode=self.mode, rng=rng)
+        return resize_image(
+            image, min_dim=self.min_dim, max_dim=self.max_dim, min_scale=self.min_scale, mode=self.mode, rng=rng
+        )
 
     def geometry(self, h: int, w: int):
         """:func:`resize_geometry` with these settings."""
@@ -202,14 +207,22 @@ def mold_image(images: np.ndarray, config) -> np.ndarray:
 # ------------------------------------------------------------------------------------ image meta
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids) -> np.ndarray:
     """Pack per-image facts into one float vector (Matterport layout, length 12 + NUM_CLASSES)."""
-    return np.array([image_id] + list(original_image_shape) + list(image_shape) + list(window)
-                    + [scale] + list(active_class_ids), dtype=np.float32)
+    return np.array(
+        [image_id] + list(original_image_shape) + list(image_shape) + list(window) + [scale] + list(active_class_ids),
+        dtype=np.float32,
+    )
 
 
 def compose_image_meta_tf(image_id, original_image_shape, image_shape, window, scale, active_class_ids):
     """TF twin of :func:`compose_image_meta` -> float32 [12 + NUM_CLASSES]."""
-    parts = [tf.reshape(image_id, [1]), original_image_shape, image_shape, window, tf.reshape(scale, [1]),
-             active_class_ids]
+    parts = [
+        tf.reshape(image_id, [1]),
+        original_image_shape,
+        image_shape,
+        window,
+        tf.reshape(scale, [1]),
+        active_class_ids,
+    ]
     return tf.concat([tf.cast(p, tf.float32) for p in parts], axis=0)
 
 

@@ -1,5 +1,6 @@
 """Instance-mask math: IoU, mini-masks, pasting ("unmolding") masks into full images (numpy and
 TF twins); COCO RLE encoding is TF-free in :mod:`mrcnn.ops.rle`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +8,10 @@ import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
 
-
 def _resize(array: np.ndarray, shape, order: int) -> np.ndarray:
-    return _sk_resize(array, shape, order=order, mode="constant", cval=0, clip=True,
-                      preserve_range=True, anti_aliasing=False)
+    return _sk_resize(
+        array, shape, order=order, mode="constant", cval=0, clip=True, preserve_range=True, anti_aliasing=False
+    )
 
 
 def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -159,10 +160,15 @@ def paste_masks_tf(masks, boxes, height, width, threshold=0.5):
         return tf.cast(soft >= threshold, tf.uint8)
 
     # No detection: map_fn cannot stack an empty list of [None, None] masks.
-    return tf.cond(tf.shape(masks)[0] > 0,
-                   lambda: tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
-                                     fn_output_signature=tf.TensorSpec([None, None], tf.uint8)),
-                   lambda: tf.zeros([0, height, width], tf.uint8))
+    return tf.cond(
+        tf.shape(masks)[0] > 0,
+        lambda: tf.map_fn(
+            one,
+            (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
+            fn_output_signature=tf.TensorSpec([None, None], tf.uint8),
+        ),
+        lambda: tf.zeros([0, height, width], tf.uint8),
+    )
 
 
 def _interp_matrices(start, stop, size, full):

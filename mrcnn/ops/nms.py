@@ -10,6 +10,7 @@ overlaps nothing, and a box is suppressed when its IoU with a kept, higher-score
 Shapes: B images, K candidate boxes, M = ``max_output_size``. Boxes are (y1, x1, y2, x2) in any
 corner order (canonicalised as TF's op does).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,23 +19,30 @@ import tensorflow as tf
 
 def _iou_np(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one box [4] with boxes [K, 4], TF's NMS rules (zero area -> 0)."""
+
     def canon(b):
-        return (np.minimum(b[..., 0], b[..., 2]), np.minimum(b[..., 1], b[..., 3]),
-                np.maximum(b[..., 0], b[..., 2]), np.maximum(b[..., 1], b[..., 3]))
+        return (
+            np.minimum(b[..., 0], b[..., 2]),
+            np.minimum(b[..., 1], b[..., 3]),
+            np.maximum(b[..., 0], b[..., 2]),
+            np.maximum(b[..., 1], b[..., 3]),
+        )
 
     ay1, ax1, ay2, ax2 = canon(box)
     by1, bx1, by2, bx2 = canon(boxes)
     area_a = (ay2 - ay1) * (ax2 - ax1)
     area_b = (by2 - by1) * (bx2 - bx1)
-    inter = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0) * \
-        np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0)
+    inter = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0) * np.maximum(
+        np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0
+    )
     union = area_a + area_b - inter
     ok = (area_a > 0) & (area_b > 0) & (union > 0)
     return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, max_output_size: int, iou_threshold: float,
-        valid: np.ndarray | None = None) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, max_output_size: int, iou_threshold: float, valid: np.ndarray | None = None
+) -> np.ndarray:
     """numpy twin of :func:`nms_padded_tf` for one image: boxes [K, 4], scores [K], valid [K] bool
     (None: all) -> kept indices [<= M] int32, best first (plain greedy NMS)."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -99,8 +107,7 @@ def nms_padded_tf(boxes, scores, max_output_size: int, iou_threshold: float, val
         new = valid_f * tf.cast(hits < 0.5, tf.float32)
         return new, tf.reduce_any(tf.not_equal(new, keep))
 
-    keep, _ = tf.while_loop(lambda keep, changed: changed, body, (valid_f, tf.constant(True)),
-                            maximum_iterations=k)
+    keep, _ = tf.while_loop(lambda keep, changed: changed, body, (valid_f, tf.constant(True)), maximum_iterations=k)
     # The first M kept positions, in rank order: top-k of (K - rank) over the kept ones.
     m = tf.minimum(max_output_size, k)
     key = keep * tf.cast(k - rank, tf.float32)[None]

@@ -1,4 +1,5 @@
 """COCO run-length encoding of masks, without TensorFlow (so an ONNX deployment's inference needs none)."""
+
 from __future__ import annotations
 
 import numpy as np

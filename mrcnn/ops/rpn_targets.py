@@ -1,4 +1,5 @@
 """RPN training targets for one image, vectorised (no Python loop over anchors)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,15 @@ POSITIVE_IOU = 0.7
 NEGATIVE_IOU = 0.3
 
 
-def build_rpn_targets(anchors: np.ndarray, gt_class_ids: np.ndarray, gt_boxes: np.ndarray, *,
-                      anchors_per_image: int, bbox_std_dev, rng: np.random.Generator):
+def build_rpn_targets(
+    anchors: np.ndarray,
+    gt_class_ids: np.ndarray,
+    gt_boxes: np.ndarray,
+    *,
+    anchors_per_image: int,
+    bbox_std_dev,
+    rng: np.random.Generator,
+):
     """Label anchors as positive (1), negative (-1) or neutral (0), and encode positive deltas.
 
     Matterport's rules: an anchor is positive when its IoU with a GT box is >= 0.7, or when it is

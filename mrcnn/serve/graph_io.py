@@ -10,6 +10,7 @@ The geometry itself lives beside its numpy original: resize/pad and image meta i
 :mod:`mrcnn.ops.images`, box unmolding in :mod:`mrcnn.ops.boxes`, mask pasting in
 :mod:`mrcnn.ops.masks`, class-mask selection in :mod:`mrcnn.model.mask_head`.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -26,13 +27,13 @@ def mold_image_tf(image, *, min_dim, max_dim, min_scale, mean_pixel, num_classes
     (float32 for TFLite, see :func:`mrcnn.ops.images.compute_scale_tf`)."""
     padded, window, scale = resize_image_tf(image, min_dim, max_dim, min_scale, dtype)
     molded = padded - tf.constant(mean_pixel, tf.float32)
-    meta = compose_image_meta_tf(0, tf.concat([tf.shape(image)[:2], [3]], 0), [max_dim, max_dim, 3], window, scale,
-                                 tf.zeros([num_classes]))
+    meta = compose_image_meta_tf(
+        0, tf.concat([tf.shape(image)[:2], [3]], 0), [max_dim, max_dim, 3], window, scale, tf.zeros([num_classes])
+    )
     return molded[None], meta[None], window
 
 
-def unmold_detections_tf(detections, mrcnn_mask, original_hw, molded_hw, window, threshold=0.5,
-                         batched_paste=False):
+def unmold_detections_tf(detections, mrcnn_mask, original_hw, molded_hw, window, threshold=0.5, batched_paste=False):
     """One image: detections [D, 6] (normalised boxes, class, score), masks [D, mh, mw, C],
     ``original_hw`` / ``molded_hw`` int32 [2], window int32 [4] ->
     dict boxes int32 [N, 4] (y1, x1, y2, x2; y2/x2 exclusive), class_ids int32 [N],
@@ -51,5 +52,4 @@ def unmold_detections_tf(detections, mrcnn_mask, original_hw, molded_hw, window,
     pix = tf.gather(pix, keep)
     paste = paste_masks_batched_tf if batched_paste else paste_masks_tf
     masks = paste(tf.gather(soft, keep), pix, original_hw[0], original_hw[1], threshold)
-    return {"boxes": pix, "class_ids": tf.gather(class_ids, keep), "scores": tf.gather(scores, keep),
-            "masks": masks}
+    return {"boxes": pix, "class_ids": tf.gather(class_ids, keep), "scores": tf.gather(scores, keep), "masks": masks}

@@ -9,6 +9,7 @@ Each writes the model file and ``model.json`` beside it (class names, config); r
 :func:`mrcnn.serve.runtimes.load_exported`. The TFLite file uses builtin ops only
 (``TFLITE_BUILTINS``, no Select TF ops: the pip LiteRT runtime cannot run those).
 """
+
 from __future__ import annotations
 
 import os

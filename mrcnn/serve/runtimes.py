@@ -11,6 +11,7 @@ Each takes one uint8 RGB image [H, W, 3] of any size and returns ``boxes`` int32
 (:mod:`mrcnn.serve.saved_model`'s contract). This module imports no TensorFlow: the ONNX path needs
 none (TFLite uses ``ai_edge_litert`` when installed, the SavedModel needs TensorFlow).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,10 +58,22 @@ def sidecar_path(model_path: str) -> str:
 def write_sidecar(model_path: str, fmt: str, class_names, config_dict: dict) -> str:
     path = sidecar_path(model_path)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"format": fmt, "class_names": list(class_names), "config": config_dict,
-                   "input": "image uint8 [H, W, 3] RGB",
-                   "outputs": {"boxes": "int32 [N, 4] y1, x1, y2, x2 (y2/x2 exclusive)", "class_ids": "int32 [N]",
-                               "scores": "float32 [N]", "masks": "uint8 [N, H, W] 0/1"}}, f, indent=1)
+        json.dump(
+            {
+                "format": fmt,
+                "class_names": list(class_names),
+                "config": config_dict,
+                "input": "image uint8 [H, W, 3] RGB",
+                "outputs": {
+                    "boxes": "int32 [N, 4] y1, x1, y2, x2 (y2/x2 exclusive)",
+                    "class_ids": "int32 [N]",
+                    "scores": "float32 [N]",
+                    "masks": "uint8 [N, H, W] 0/1",
+                },
+            },
+            f,
+            indent=1,
+        )
     return path
 
 
@@ -79,8 +92,9 @@ class ExportedModel:
         self.min_confidence: float | None = None  # filters above the threshold baked into the file
         self.max_detections: int | None = None
         meta = self._read_sidecar()
-        self._run = {"onnx": self._load_onnx, "tflite": self._load_tflite,
-                     "saved_model": self._load_saved_model}[self.format]()
+        self._run = {"onnx": self._load_onnx, "tflite": self._load_tflite, "saved_model": self._load_saved_model}[
+            self.format
+        ]()
         meta = meta or self._saved_model_meta  # a SavedModel exported before model.json: its own variables
         self.class_names = list(meta["class_names"])
         self.config = dict(meta.get("config") or {})
@@ -93,13 +107,16 @@ class ExportedModel:
         except FileNotFoundError:
             if self.format == "saved_model":
                 return None
-            raise ExportedModelError(f"{self.path}: {meta_path} is missing beside it (class names and config); "
-                                     "export again with facemask-export") from None
+            raise ExportedModelError(
+                f"{self.path}: {meta_path} is missing beside it (class names and config); "
+                "export again with facemask-export"
+            ) from None
         except json.JSONDecodeError as e:
             raise ExportedModelError(f"{meta_path}: not valid JSON ({e.msg}, line {e.lineno})") from None
         if not isinstance(meta, dict) or not isinstance(meta.get("class_names"), list):
-            raise ExportedModelError(f"{meta_path}: no class_names list (not written by facemask-export); "
-                                     "export again with facemask-export")
+            raise ExportedModelError(
+                f"{meta_path}: no class_names list (not written by facemask-export); export again with facemask-export"
+            )
         return meta
 
     # ------------------------------------------------------------------ loading
@@ -130,8 +147,9 @@ class ExportedModel:
             try:
                 from tensorflow.lite.python.interpreter import Interpreter
             except ImportError:
-                raise RuntimeMissingError(f"{self.path}: running TFLite needs ai-edge-litert (or tensorflow): "
-                                          f"pip install '{EXTRA}'") from None
+                raise RuntimeMissingError(
+                    f"{self.path}: running TFLite needs ai-edge-litert (or tensorflow): pip install '{EXTRA}'"
+                ) from None
         try:
             interpreter = Interpreter(model_path=self.path, num_threads=self.num_threads)
             runner = interpreter.get_signature_runner("serving_default")
@@ -151,8 +169,10 @@ class ExportedModel:
             raise RuntimeMissingError(f"{self.path}: running a SavedModel needs tensorflow") from None
         loaded = tf.saved_model.load(self.path)
         serve = loaded.signatures["serving_default"]
-        self._saved_model_meta = {"class_names": [n.decode() for n in loaded.class_names.numpy()],
-                                  "config": json.loads(loaded.config_json.numpy().decode())}
+        self._saved_model_meta = {
+            "class_names": [n.decode() for n in loaded.class_names.numpy()],
+            "config": json.loads(loaded.config_json.numpy().decode()),
+        }
 
         def run(image):
             return {k: v.numpy() for k, v in serve(image=tf.constant(image)).items()}
@@ -180,9 +200,14 @@ class ExportedModel:
             if self.max_detections is not None:
                 keep = keep[: self.max_detections]  # already best first
             masks = np.asarray(out["masks"])[keep].astype(bool)
-            results.append({"rois": np.asarray(out["boxes"], np.int32).reshape(-1, 4)[keep],
-                            "class_ids": np.asarray(out["class_ids"], np.int32).reshape(-1)[keep],
-                            "scores": scores[keep], "masks": np.moveaxis(masks, 0, -1)})
+            results.append(
+                {
+                    "rois": np.asarray(out["boxes"], np.int32).reshape(-1, 4)[keep],
+                    "class_ids": np.asarray(out["class_ids"], np.int32).reshape(-1)[keep],
+                    "scores": scores[keep],
+                    "masks": np.moveaxis(masks, 0, -1),
+                }
+            )
         return results
 
 

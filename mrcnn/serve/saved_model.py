@@ -11,6 +11,7 @@ The SavedModel also has ``serving_default`` (same function, for TF Serving) and 
 variables ``class_names`` ([C], indexed by class id) and ``config_json``. No Python from this repository is needed
 to serve it.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,22 +48,34 @@ class ServingModule(tf.Module):
             raise ValueError(f"export supports IMAGE_RESIZE_MODE='square' only, got {config.IMAGE_RESIZE_MODE!r}")
         self.portable = bool(portable)
         self.model = build_export_model(keras_model, config) if portable else keras_model
-        self._cfg = dict(min_dim=int(config.IMAGE_MIN_DIM or 0), max_dim=int(config.IMAGE_MAX_DIM),
-                         min_scale=float(config.IMAGE_MIN_SCALE or 0),
-                         mean_pixel=[float(v) for v in np.asarray(config.MEAN_PIXEL).reshape(-1)],
-                         num_classes=int(config.NUM_CLASSES))
+        self._cfg = dict(
+            min_dim=int(config.IMAGE_MIN_DIM or 0),
+            max_dim=int(config.IMAGE_MAX_DIM),
+            min_scale=float(config.IMAGE_MIN_SCALE or 0),
+            mean_pixel=[float(v) for v in np.asarray(config.MEAN_PIXEL).reshape(-1)],
+            num_classes=int(config.NUM_CLASSES),
+        )
         names = list(class_names) if class_names else ["BG"] + [f"class_{i}" for i in range(1, config.NUM_CLASSES)]
         self.class_names = tf.Variable(names, trainable=False, name="class_names")  # saved with the model
-        self.config_json = tf.Variable(json.dumps(config.to_dict() if hasattr(config, "to_dict") else {},
-                                                  default=_json_default), trainable=False, name="config_json")
+        self.config_json = tf.Variable(
+            json.dumps(config.to_dict() if hasattr(config, "to_dict") else {}, default=_json_default),
+            trainable=False,
+            name="config_json",
+        )
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")], jit_compile=False)
     def serve(self, image):
         molded, meta, window = mold_image_tf(image, **self._cfg, dtype=tf.float32 if self.portable else tf.float64)
         out = self.model({"input_image": molded, "input_image_meta": meta}, training=False)
         max_dim = self._cfg["max_dim"]
-        return unmold_detections_tf(out["detections"][0], out["mrcnn_mask"][0], tf.shape(image)[:2],
-                                    tf.constant([max_dim, max_dim]), window, batched_paste=self.portable)
+        return unmold_detections_tf(
+            out["detections"][0],
+            out["mrcnn_mask"][0],
+            tf.shape(image)[:2],
+            tf.constant([max_dim, max_dim]),
+            window,
+            batched_paste=self.portable,
+        )
 
 
 def _json_default(obj):
