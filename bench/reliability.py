@@ -333,9 +333,11 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
             ],
             timeout=600,
         )
-        record(kind, "train", r, _written(r, [logs], list(logs.glob("*/mask_rcnn_*.h5")), False))
+        made = list(logs.glob("*/mask_rcnn_*.h5"))
+        record(kind, "train", r, _written(r, [logs], made, bool(made)))
         r = run(["evaluate.py", "--weights", str(checkpoint), "--dataset", str(folder), "--out", str(folder / "eval")])
-        record(kind, "evaluate", r, _written(r, [folder / "eval"], [folder / "eval" / "report.json"], False))
+        report = folder / "eval" / "report.json"
+        record(kind, "evaluate", r, _written(r, [folder / "eval"], [report], report.is_file()))
         r = run(
             [
                 "-m",
@@ -350,7 +352,12 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
                 str(folder / "anchors.json"),
             ]
         )
-        record(kind, "fit-anchors", r, _written(r, [folder], [folder / "anchors.json"], False))
+        record(
+            kind,
+            "fit-anchors",
+            r,
+            _written(r, [folder], [folder / "anchors.json"], (folder / "anchors.json").is_file()),
+        )
 
     # Weights kinds, through the commands that load a checkpoint.
     weights_dir = work / "weights"
@@ -381,10 +388,28 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
                 "1",
                 "--no-eval",
             ],
+            # the app loads its weights before it listens: a bad file must stop it with one line (a good one
+            # would serve until the timeout, which reads as a hang)
+            "app": ["app.py", *args, "--host", "127.0.0.1", "--port", str(free_port())],
         }
+        own = {"inference": "infer", "evaluate": "eval", "export": "export", "train": "logs", "app": "app"}
         for command, cmd in commands.items():
-            r = run(cmd, timeout=600)
-            record(kind, command, r, _written(r, [out], [p for p in out.rglob("*") if p.is_file()], False))
+            r = run(cmd, timeout=120 if command == "app" else 600)
+            mine = out / own[command]  # this command's outputs only (train's run folder is not the app's)
+            made = [p for p in mine.rglob("*") if p.is_file()]
+            record(kind, command, r, _written(r, [out], made, bool(made)))
+
+    # The broken images as uploads to the app's /api/predict: an answer (200) or one JSON error line.
+    server = Server(["--weights", str(checkpoint), "--slots", "1"])
+    try:
+        for kind, path in kinds.items():
+            record(kind, "app", *_upload(server, path))
+    finally:
+        served = server.stop()
+    if TRACEBACK in served:  # a handler's exception the client saw only as a 500
+        for row in rows:
+            if row["command"] == "app" and row["rc"] == 500:
+                row["verdict"] = "traceback"
 
     # Nonsense arguments.
     for kind, cmd in {
@@ -525,6 +550,46 @@ def _epochs_done(logs: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------ part 3
+def _upload(server, path: Path) -> tuple[dict, str]:
+    """(a run()-like result, what was left behind) for one upload: the HTTP status stands for the exit code;
+    ``one line``: a 4xx whose JSON ``detail`` is one line; the app writes no files, so ``complete`` means an
+    answer with its overlay."""
+    import httpx
+
+    t0 = time.perf_counter()
+    try:
+        r = httpx.post(server.base + "/api/predict", files={"file": (path.name, path.read_bytes())}, timeout=300)
+    except httpx.HTTPError as e:
+        return {"rc": None, "verdict": "hang", "s": time.perf_counter() - t0, "stderr": str(e)}, "nothing"
+    s = time.perf_counter() - t0
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code == 200:
+        return (
+            {
+                "rc": 200,
+                "verdict": "ok",
+                "s": s,
+                "stderr": f"{len(body.get('detections', []))} detections, "
+                f"overlay {body.get('overlay_width')}x{body.get('overlay_height')}, {len(r.content)} bytes",
+            },
+            "complete" if body.get("overlay_png_base64") else "partial",
+        )
+    detail = body.get("detail") if isinstance(body, dict) else None
+    one = isinstance(detail, str) and "\n" not in detail and 400 <= r.status_code < 500
+    return (
+        {
+            "rc": r.status_code,
+            "verdict": "one line" if one else "no message",
+            "s": s,
+            "stderr": detail if isinstance(detail, str) else r.text[:200],
+        },
+        "nothing",
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -752,13 +817,16 @@ def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, 
             "",
             f"{len(bad)} runs: **{len(tracebacks)} tracebacks/hangs/silent failures, {len(partial)} partial "
             "outputs**. `complete`: the command succeeded, skipped and named the bad file; `nothing`: it "
-            "stopped before writing anything.",
+            "stopped before writing anything. For `app`, the exit is the HTTP status of the upload (a bad weights file: "
+            "the server's exit code before it listens).",
             "",
             "| input | command | exit | error | left behind | message (last line) |",
             "|---|---|---|---|---|---|",
         ]
         for r in bad:
             msg = r["message"].replace("|", "/")[:120]
+            if msg.startswith(("E0000", "W0000", "I0000")):  # a run with no message of its own: TF's log only
+                msg = ""
             lines.append(f"| {r['kind']} | {r['command']} | {r['rc']} | {r['verdict']} | {r['written']} | {msg} |")
         lines.append("")
     if faults is not None:

@@ -29,3 +29,27 @@ def test_last_line_skips_progress_bars_and_tf_logs():
     )
     assert reliability.last_line(err) == "error: data/val/a.jpg: not a recognised image format"
     assert reliability.last_line("") == ""
+
+
+def test_upload_verdicts(tmp_path, monkeypatch):
+    """An upload's row: 200 with an overlay is an answer; a 4xx with one JSON detail line is one line; a 500
+    or a detail spread over lines is not."""
+    import httpx
+
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    server = type("S", (), {"base": "http://127.0.0.1:1"})()
+
+    def answer(status, body):
+        monkeypatch.setattr(httpx, "post", lambda *a, **k: httpx.Response(status, json=body))
+        r, written = reliability._upload(server, image)
+        return r["rc"], r["verdict"], written
+
+    assert answer(200, {"detections": [], "overlay_png_base64": "AA==", "overlay_width": 4, "overlay_height": 3}) == (
+        200,
+        "ok",
+        "complete",
+    )
+    assert answer(415, {"detail": "a.jpg: not a recognised image format"}) == (415, "one line", "nothing")
+    assert answer(500, {"detail": "Internal Server Error"})[1] == "no message"
+    assert answer(413, {"detail": "line one\nline two"})[1] == "no message"
