@@ -801,6 +801,8 @@ def _pct(values: list[float], q: float) -> float:
 
 # ------------------------------------------------------------------------------------------ report
 def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, load_start, load_end) -> str:
+    from facemask.app import SLOT_MB
+
     facts = machine_facts()
     lines = [
         SECTION,
@@ -872,8 +874,9 @@ def render(bad: list[dict] | None, faults: dict | None, app: dict | None, args, 
             "",
             f"So a slot is about {max(s20['slot_mb'], s100['slot_mb']):.0f} MB at the default limits "
             f"({app['slot_per_detection_mb']:+.1f} MB a detection between the two caps: the decoded upload and "
-            "its downscaled copy dominate); `facemask.app.SLOT_MB` holds this figure, and `--slots` defaults "
-            "to what fits in 3/4 of the machine's memory beside the model, at most one per CPU.",
+            f"its downscaled copy dominate); `facemask.app.SLOT_MB` = {SLOT_MB} MB is this figure with room for "
+            "what concurrent answers hold outside the slots (707 MB a slot was the most seen under load), and "
+            "`--slots` defaults to what fits in 3/4 of the machine's memory beside the model, at most one per CPU.",
             "",
             f"Load: {ld['clients']} clients for {ld['seconds']:g} s, `--slots {ld['slots']}`, uploads 60% "
             f"normal (640x480), 20% huge (48 MP), 20% not an image: {ld['requests']} answers, codes "
