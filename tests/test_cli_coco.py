@@ -202,7 +202,7 @@ def test_a_failed_coco_download_is_one_line_naming_url_cache_path_and_the_fix(
         ),
         (
             ["--profile", "tiny", "--weights", "coco.h5"],
-            "--weights coco.h5: no such file or folder (or give one of the keys coco, imagenet, none, last)",
+            "--weights coco.h5: no such file or folder (or give one of the keys coco, imagenet, synthetic, none, last)",
         ),
     ],
 )

@@ -146,6 +146,8 @@ def test_weights_choice_parses_keys_and_paths_once(tmp_path, keras_home, monkeyp
     assert (
         parse_weights("none", pretrained=True).kind == "none" and not parse_weights("none", pretrained=True).pretrained
     )
+    synthetic = parse_weights("Synthetic", pretrained=True)  # built on use (facemask.pretrain), never downloaded
+    assert synthetic.kind == "synthetic" and synthetic.pretrained and synthetic.describe() == "synthetic"
     run = tmp_path / "logs" / "facemask20260101T000000"
     run.mkdir(parents=True)
     (run / "mask_rcnn_facemask_0003.h5").write_bytes(b"")
@@ -155,7 +157,7 @@ def test_weights_choice_parses_keys_and_paths_once(tmp_path, keras_home, monkeyp
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"")
     assert parse_weights(str(weights)).kind == "file"
-    with pytest.raises(CLIError, match="no such file or folder .*coco, imagenet, none, last"):
+    with pytest.raises(CLIError, match="no such file or folder .*coco, imagenet, synthetic, none, last"):
         parse_weights("coco.h5", pretrained=True)
     with pytest.raises(CLIError, match="no face-mask heads"):
         parse_weights("coco")  # evaluate/infer/export/app need a trained checkpoint
