@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results import machine_facts, write_section  # noqa: E402
+from results import machine_facts, publish  # noqa: E402
 
 SECTION = "## Train-step profile by ISA"
 MARKER = "=== isa_profile: timed steps start ==="
@@ -228,11 +228,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
     load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    text = render(runs, args, load_start, load_end)
-    print("\n" + text)
-    if not args.no_write:
-        write_section(SECTION, text)
-        print(f"wrote the section to {ROOT / 'bench' / 'RESULTS.md'}")
+    publish(SECTION, render(runs, args, load_start, load_end), write=not args.no_write)
     return 0
 
 

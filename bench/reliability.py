@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results import machine_facts, write_section  # noqa: E402
+from results import machine_facts, publish, write_section  # noqa: E402
 
 SECTION = "## Reliability"
 PY = sys.executable
@@ -216,6 +216,12 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
             f"{r['stderr'][:110]}"
         )
 
+    def fit_anchors_row(kind, folder, classes):
+        out = folder / "anchors.json"
+        cmd = ["-m", "facemask.fit_anchors", "--dataset", str(folder), "--profile", "tiny", "--quiet", *classes]
+        r = run([*cmd, "--out", str(out)])
+        record(kind, "fit-anchors", r, _written(r, [folder], [out], out.is_file()))
+
     # Images: one broken file beside a good one, through each command that reads images.
     good = jpeg(smooth_image(120, 160, seed=1))
     for kind, path in kinds.items():
@@ -279,25 +285,7 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
         )
         checkpoints = list(logs.glob("*/mask_rcnn_*.h5"))
         record(kind, "train", r, _written(r, [logs], checkpoints, bool(checkpoints)))
-        r = run(
-            [
-                "-m",
-                "facemask.fit_anchors",
-                "--dataset",
-                str(folder),
-                "--profile",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(folder / "anchors.json"),
-            ]
-        )
-        record(
-            kind,
-            "fit-anchors",
-            r,
-            _written(r, [folder], [folder / "anchors.json"], (folder / "anchors.json").is_file()),
-        )
+        fit_anchors_row(kind, folder, [])
 
     # VIA json kinds, through the commands that read annotations.
     corpus = ROOT.parent / "shared" / "via_corpus" / "16_vital-ultrasound_echo_via3_project.json"
@@ -338,26 +326,7 @@ def part_bad_inputs(work: Path, data: Path, run_dir: Path, log) -> list[dict]:
         r = run(["evaluate.py", "--weights", str(checkpoint), "--dataset", str(folder), "--out", str(folder / "eval")])
         report = folder / "eval" / "report.json"
         record(kind, "evaluate", r, _written(r, [folder / "eval"], [report], report.is_file()))
-        r = run(
-            [
-                "-m",
-                "facemask.fit_anchors",
-                "--dataset",
-                str(folder),
-                "--profile",
-                "tiny",
-                "--quiet",
-                *classes,
-                "--out",
-                str(folder / "anchors.json"),
-            ]
-        )
-        record(
-            kind,
-            "fit-anchors",
-            r,
-            _written(r, [folder], [folder / "anchors.json"], (folder / "anchors.json").is_file()),
-        )
+        fit_anchors_row(kind, folder, classes)
 
     # Weights kinds, through the commands that load a checkpoint.
     weights_dir = work / "weights"
@@ -959,11 +928,7 @@ def main(argv=None) -> int:
             ).is_dir() else None
             shutil.rmtree(work, ignore_errors=True)
     load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    text = render(bad, faults, app, args, load_start, load_end)
-    print("\n" + text)
-    if not args.no_write:
-        write_section(SECTION, text)
-        print(f"wrote the section to {ROOT / 'bench' / 'RESULTS.md'}")
+    publish(SECTION, render(bad, faults, app, args, load_start, load_end), write=not args.no_write)
     return 0
 
 

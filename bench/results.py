@@ -54,3 +54,11 @@ def write_section(title: str, text: str, path: Path = RESULTS) -> None:
     else:
         body = body.rstrip() + "\n\n" + section
     write_text(path, body)
+
+
+def publish(title: str, text: str, write: bool = True) -> None:
+    """Print a bench's section and, unless ``write`` is False (``--no-write``), put it in RESULTS.md."""
+    print("\n" + text)
+    if write:
+        write_section(title, text)
+        print(f"wrote the section to {RESULTS}")
