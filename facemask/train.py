@@ -206,7 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         "every worker; the first is the chief); or set TF_CONFIG instead",
     )
     p.add_argument("--task-index", type=int, metavar="I", help="this worker's position in --worker-hosts")
-    p.add_argument("--seed", type=int, default=42, help="data order and augmentation seed")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the initial weights, the data order and the augmentation (default %(default)s)",
+    )
     return p
 
 
@@ -363,6 +368,7 @@ def run(argv=None) -> dict:
     config.display()
 
     build_started = time.time()
+    seed_weight_init(config.SEED)
     model = MaskRCNN("training", config, model_dir=args.logs, strategy=strategy)
     build_seconds = time.time() - build_started
     untrained = load_initial_weights(model, plan, config)
@@ -446,6 +452,16 @@ def run(argv=None) -> dict:
         f"only the detections >= {summary.get('reference_min_confidence'):g}; training {train_seconds / 60:.1f} min"
     )
     return record
+
+
+def seed_weight_init(seed: int | None) -> None:
+    """Seed the random initial weights (and TF's op seeds) from ``--seed``, so a run is repeatable and
+    two seeds differ by data order, augmentation *and* init, as torchvision's ``torch.manual_seed``.
+    Until this, every run drew a fresh init whatever its seed. ``None`` leaves them unseeded."""
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(int(seed))
 
 
 def load_initial_weights(model, plan: Plan, config) -> list[str]:

@@ -121,7 +121,7 @@ class Config:
     # is never cached). Per input pipeline: training and validation each have their own. 0 turns it
     # off, e.g. for a Dataset whose load_image/load_mask vary per call.
     INPUT_CACHE_MB: int = 1024
-    SEED: int | None = 42  # data order / augmentation seed; None = nondeterministic
+    SEED: int | None = 42  # data order / augmentation seed (train.py: weight init too); None = nondeterministic
 
     def __init__(self, **overrides: Any):
         for key, value in overrides.items():
