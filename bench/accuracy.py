@@ -188,8 +188,10 @@ def run_ours(args, out: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------------- torchvision
-def build_torchvision_model(num_classes: int, anchor_scales):
-    """torchvision Mask R-CNN shaped like our CPU profile (random init; see SETTINGS)."""
+def build_torchvision_model(num_classes: int, anchor_scales, norm: str = "bn"):
+    """torchvision Mask R-CNN shaped like our CPU profile (random init; see SETTINGS). ``norm``: ``bn``
+    (trainable BatchNorm, batch statistics) or ``frozen`` (torchvision's default FrozenBatchNorm2d, which
+    at random init is an identity: no normalisation; how the issue-30 peer was built)."""
     import torch
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -199,9 +201,10 @@ def build_torchvision_model(num_classes: int, anchor_scales):
 
     # Trainable BatchNorm, as ours from scratch (TRAIN_BN=None): resnet_fpn_backbone's default
     # FrozenBatchNorm2d is an identity at random init, i.e. no normalisation at all.
-    backbone = resnet_fpn_backbone(
-        backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=torch.nn.BatchNorm2d
-    )
+    from torchvision.ops import FrozenBatchNorm2d
+
+    norm_layer = {"bn": torch.nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}[norm]
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=norm_layer)
     channels = backbone.out_channels  # 256
     anchors = AnchorGenerator(
         sizes=tuple((int(s),) for s in anchor_scales), aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_scales)
@@ -266,13 +269,15 @@ def hflip(image, target):
     return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
 
 
-def tv_learning_rate(step: int, elapsed_s: float, budget_s: float) -> float:
-    """Linear warm-up from lr/1000 over TV_WARMUP_ITERS steps; lr/10 once 3/4 of the budget is spent."""
-    warmup = min(1.0, 0.001 + (1 - 0.001) * step / TV_WARMUP_ITERS)
+def tv_learning_rate(step: int, elapsed_s: float, budget_s: float, warmup_iters: int = TV_WARMUP_ITERS) -> float:
+    """Linear warm-up from lr/1000 over ``warmup_iters`` steps; lr/10 once 3/4 of the budget is spent."""
+    warmup = min(1.0, 0.001 + (1 - 0.001) * step / warmup_iters)
     return TV_LR * warmup * (0.1 if elapsed_s >= TV_STEP_AT * budget_s else 1.0)
 
 
-def train_torchvision(model, samples, budget_s: float, seed: int, log_every: int = 100) -> dict:
+def train_torchvision(
+    model, samples, budget_s: float, seed: int, warmup_iters: int = TV_WARMUP_ITERS, log_every: int = 100
+) -> dict:
     """SGD at batch 1 over shuffled ``samples`` with random flips until ``budget_s`` seconds have passed."""
     import numpy as np
     import torch
@@ -289,7 +294,7 @@ def train_torchvision(model, samples, budget_s: float, seed: int, log_every: int
             if elapsed >= budget_s:
                 return {"steps": steps, "skipped_nonfinite": skipped, "train_s": elapsed}
             for group in optimizer.param_groups:
-                group["lr"] = tv_learning_rate(steps, elapsed, budget_s)
+                group["lr"] = tv_learning_rate(steps, elapsed, budget_s, warmup_iters)
             image, target = samples[index]
             if rng.random() < 0.5:
                 image, target = hflip(image, target)
@@ -399,12 +404,12 @@ def torchvision_worker(args) -> int:
     train_set, val_set = load_splits(args.dataset, args.classes)
     samples = torch_samples(train_set)
     anchor_scales = make_config("cpu").RPN_ANCHOR_SCALES
-    model = build_torchvision_model(len(train_set.class_names), anchor_scales)
+    model = build_torchvision_model(len(train_set.class_names), anchor_scales, args.tv_norm)
     print(
         f"torchvision {torchvision.__version__}: training {args.budget_s / 60:.2f} min on {len(samples)} images",
         flush=True,
     )
-    trained = train_torchvision(model, samples, args.budget_s, args.seed)
+    trained = train_torchvision(model, samples, args.budget_s, args.seed, args.tv_warmup)
     started = time.perf_counter()
     save_predictions(out / "torchvision_val.npz", predict_torchvision(model, val_set))
     (out / "torchvision_train.json").write_text(
@@ -413,6 +418,8 @@ def torchvision_worker(args) -> int:
                 **trained,
                 "predict_s": time.perf_counter() - started,
                 "anchor_scales": list(anchor_scales),
+                "norm": args.tv_norm,
+                "warmup_iters": args.tv_warmup,
                 "torchvision": torchvision.__version__,
                 "torch": torch.__version__,
                 "class_names": train_set.class_names,
@@ -437,6 +444,10 @@ def run_torchvision(args, budget_s: float, out: Path) -> dict:
         args.classes,
         "--seed",
         str(args.seed),
+        "--tv-norm",
+        args.tv_norm,
+        "--tv-warmup",
+        str(args.tv_warmup),
         "--torchvision-worker",
         str(out),
         "--budget-s",
@@ -458,7 +469,7 @@ def run_torchvision(args, budget_s: float, out: Path) -> dict:
     )
     summary = evaluator.summary()
     return {
-        "method": "torchvision",
+        "method": "torchvision" + ("+frozenbn" if args.tv_norm == "frozen" else ""),
         "steps": trained["steps"],
         "batch": 1,
         "train_s": trained["train_s"],
@@ -588,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per batch-2 training step of ours, to size its epochs (default %(default)s: "
         "17.0 min / 1,200 steps measured on 2 shared cores)",
     )
+    p.add_argument(
+        "--tv-norm",
+        choices=("bn", "frozen"),
+        default="bn",
+        help="torchvision's backbone norm: bn (trainable BatchNorm, the default here) or frozen "
+        "(its FrozenBatchNorm2d left as is: an identity at random init, as the issue-30 peer)",
+    )
+    p.add_argument("--tv-warmup", type=int, default=TV_WARMUP_ITERS, help="warm-up iterations (default %(default)s)")
     p.add_argument("--no-write", action="store_true", help="print the table, leave bench/RESULTS.md alone")
     p.add_argument("--torchvision-worker", dest="worker_out", help=argparse.SUPPRESS)  # the child process
     p.add_argument("--budget-s", type=float, help=argparse.SUPPRESS)
@@ -622,7 +641,7 @@ def main(argv=None) -> int:
             budget_s = ours["train_s"]  # the same minutes ours actually took
     if args.only in ("torchvision", "both"):
         tv = {**run_torchvision(args, budget_s, out), **extra}
-        (out / "torchvision.json").write_text(json.dumps(tv, indent=2))
+        (out / f"{tv['method']}.json").write_text(json.dumps(tv, indent=2))
     rows = collect(out_root)
     print("\n".join(table(rows)))
     if not args.no_write:
