@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results import machine_facts, write_section  # noqa: E402
+from results import machine_facts, publish  # noqa: E402
 
 SECTION = "## Real photos: levers, seed by seed"
 #: Lever name -> train.py arguments added to ``--dataset DIR --seed S`` (the defaults otherwise).
@@ -152,10 +152,7 @@ def main(argv=None) -> int:
                 row = {"lever": lever, "seed": seed, "args": LEVERS.get(lever, []), **row}
                 (out / f"{lever}_s{seed}.json").write_text(json.dumps(row, indent=2))
                 print(f"  -> mask mAP@0.5 {row['mask_mAP50']:.3f}, {row['train_s'] / 60:.1f} min", flush=True)
-    text = section_text(Path(dataset).name, collect(out))
-    print("\n" + text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    publish(SECTION, section_text(Path(dataset).name, collect(out)), write=not args.no_write)
     return 0
 
 
