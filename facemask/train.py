@@ -455,9 +455,10 @@ def run(argv=None) -> dict:
 
 
 def seed_weight_init(seed: int | None) -> None:
-    """Seed the random initial weights (and TF's op seeds) from ``--seed``, so a run is repeatable and
-    two seeds differ by data order, augmentation *and* init, as torchvision's ``torch.manual_seed``.
-    Until this, every run drew a fresh init whatever its seed. ``None`` leaves them unseeded."""
+    """Seed the random initial weights (and TF's op seeds) from ``--seed``: the same seed starts from the
+    same weights, and two seeds differ by data order, augmentation *and* init, as with torchvision's
+    ``torch.manual_seed``. (Multithreaded kernels still sum in varying order: runs agree closely, not bit
+    for bit.) Until this, every run drew a fresh init whatever its seed. ``None`` leaves them unseeded."""
     if seed is not None:
         import keras
 
