@@ -98,6 +98,29 @@ def describe_split(dataset) -> str:
 
 
 # --------------------------------------------------------------------------------------------- ours
+def run_train_child(cmd: list[str], logs: Path, log_path: Path, name: str) -> tuple[Path, dict, dict]:
+    """Run a ``train.py`` command line in a child process, its output into ``log_path``; the newest run
+    under ``logs``: (its folder, ``train_summary.json``, the ``eval_val/report.json`` of its last checkpoint).
+    A failed child stops the bench with the last lines of its log."""
+    with open(log_path, "w", encoding="utf-8") as log:
+        done = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CI": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    if done.returncode:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        raise SystemExit(
+            f"{name}: train.py failed (exit {done.returncode}); last lines of {log_path}:\n" + "\n".join(tail)
+        )
+    run_dir = max(logs.glob("*/train_summary.json"), key=os.path.getmtime).parent
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    report = json.loads((Path(summary["checkpoint"]).parent / "eval_val" / "report.json").read_text())
+    return run_dir, summary, report
+
+
 def ours_stages(budget_s: float, step_s: float, lr: float, synthetic: bool = False) -> tuple[str, int]:
     """``(--stages text, --steps-per-epoch)`` for about ``budget_s / step_s`` steps: at most 50 steps an
     epoch, at least 2 epochs; lr for the first 3/4 of the epochs, lr/10 after. ``synthetic`` (fine-tuning
@@ -155,22 +178,7 @@ def run_ours(args, out: Path) -> dict:
         cmd += ["--config", args.config]
     log_path = out / f"{method}_train.log"
     print(f"ours: {' '.join(cmd)}\n      (log: {log_path})", flush=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(
-            cmd,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "CI": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
-    if done.returncode:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        raise SystemExit(
-            f"ours: train.py failed (exit {done.returncode}); last lines of {log_path}:\n" + "\n".join(tail)
-        )
-    run_dir = max(logs.glob("*/train_summary.json"), key=os.path.getmtime).parent
-    summary = json.loads((run_dir / "train_summary.json").read_text())
-    report = json.loads((Path(summary["checkpoint"]).parent / "eval_val" / "report.json").read_text())
+    run_dir, summary, report = run_train_child(cmd, logs, log_path, "ours")
     config = json.loads((run_dir / "config.json").read_text())
     epochs = summary["stages"][-1][2]
     return {
@@ -198,11 +206,10 @@ def build_torchvision_model(num_classes: int, anchor_scales, norm: str = "bn"):
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-
-    # Trainable BatchNorm, as ours from scratch (TRAIN_BN=None): resnet_fpn_backbone's default
-    # FrozenBatchNorm2d is an identity at random init, i.e. no normalisation at all.
     from torchvision.ops import FrozenBatchNorm2d
 
+    # "bn" trains BatchNorm as ours from scratch does (TRAIN_BN=None); resnet_fpn_backbone's default
+    # FrozenBatchNorm2d ("frozen") is an identity at random init, i.e. no normalisation at all.
     norm_layer = {"bn": torch.nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}[norm]
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=norm_layer)
     channels = backbone.out_channels  # 256

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,21 +42,14 @@ PEER_WARMUP = 100
 
 
 def run_ours(dataset: str, lever: str, extra: list[str], seed: int, out: Path) -> dict:
+    from accuracy import run_train_child
+
     logs = out / f"{lever}_s{seed}_logs"
     cmd = [sys.executable, "train.py", "--dataset", dataset, "--seed", str(seed), "--logs", str(logs), *extra]
     log_path = out / f"{lever}_s{seed}.log"
     print(f"{lever} seed {seed}: {' '.join(cmd[1:])}  (log {log_path})", flush=True)
     started = time.time()
-    with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(
-            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        )
-    if done.returncode:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-10:]
-        raise SystemExit(f"{lever} seed {seed}: train.py exit {done.returncode}; {log_path}:\n" + "\n".join(tail))
-    run_dir = max(logs.glob("*/train_summary.json"), key=os.path.getmtime).parent
-    summary = json.loads((run_dir / "train_summary.json").read_text())
-    report = json.loads((Path(summary["checkpoint"]).parent / "eval_val" / "report.json").read_text())
+    run_dir, summary, report = run_train_child(cmd, logs, log_path, f"{lever} seed {seed}")
     return {
         "train_s": float(summary["train_seconds"]),
         "wall_s": time.time() - started,
@@ -141,11 +132,16 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.only == "train":
         for lever in args.levers:
+            if lever == PEER:  # once, before its first run: defaults rows of this call count too
+                defaults = list(collect(out).get("defaults", {}).values())
+                if not (args.peer_minutes or defaults):
+                    print(
+                        f"error: no defaults runs in {out} to time torchvision by; give --peer-minutes", file=sys.stderr
+                    )
+                    return 2
+                minutes = args.peer_minutes or statistics.mean(r["train_s"] / 60 for r in defaults)
             for seed in args.seeds:
                 if lever == PEER:
-                    minutes = args.peer_minutes or statistics.mean(
-                        r["train_s"] / 60 for r in collect(out).get("defaults", {}).values()
-                    )
                     row = run_peer(dataset, seed, minutes, out)
                 else:
                     row = run_ours(dataset, lever, LEVERS[lever], seed, out)

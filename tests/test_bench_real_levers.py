@@ -34,3 +34,13 @@ def test_unknown_lever_is_one_line(tmp_path, capsys):
     assert real_levers.main(["--dataset", str(tmp_path), "--levers", "bogus", "--no-write"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bogus" in err[0] and "defaults" in err[0]
+
+
+def test_peer_without_defaults_runs_or_minutes_is_one_line(tmp_path, capsys):
+    """torchvision is timed by the defaults rows; with none and no --peer-minutes it says so and trains nothing."""
+    out = tmp_path / "out"
+    argv = ["--dataset", str(tmp_path / "set"), "--levers", "torchvision", "--out", str(out), "--no-write"]
+    assert real_levers.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--peer-minutes" in err[0]
+    assert not any((out / "set").iterdir())
