@@ -192,12 +192,12 @@ def _match(ref: list[dict], got: list[dict]) -> tuple[list[tuple[dict, dict]], i
 def _check_same(ref: list[dict], got: list[dict], what: str) -> None:
     """Same pixels in: the same detections. The export-mode ops equal detect()'s to float rounding
     (~1e-6), which can still flip a near-tie in NMS among dozens of overlapping boxes (measured: at
-    most one detection in 32-65 over 5 runs, for ONNX and TFLite alike; never for the SavedModel): at most 10% may differ, every
+    most one detection in 32-65 over 5 runs on an AMD EPYC, for ONNX and TFLite alike; never for the
+    SavedModel). The flips depend on the CPU's kernels and on the fixture model, retrained each run: on
+    an Intel Xeon (AVX-512 + AMX) 6 of 55 flipped in one run of three. So at most 15% may differ, every
     other one is the same detection (score within 1e-3, box IoU >= 0.95, mask IoU >= 0.9), and the
-    median pair agrees closely. The flips depend on the CPU's kernels and on the fixture model, which is
-    retrained each run: on an Intel Xeon (AVX-512 + AMX) 6 of 55 detections flipped in one run of three,
-    so up to 15% may differ; and a mean would let those flips fail it (two flipped pairs of 16 at mask
-    IoU 0.89 gave a mean of 0.979, a median of 1.0)."""
+    median pair agrees closely (a mean would let the flips fail it: two flipped pairs of 16 at mask IoU
+    0.89 gave a mean of 0.979, a median of 1.0)."""
     pairs, unpaired = _match(ref, got)
     assert len(pairs) >= 5, f"{what}: the trained fixture model must detect something to compare"
     assert sum(int(a["mask"].sum()) > 20 for a, _ in pairs) >= 3, "masks of a few pixels compare nothing"
