@@ -33,6 +33,7 @@ SECTION = "## Real photos: levers, seed by seed"
 LEVERS = {
     "defaults": [],
     "anchors-default": ["--anchors", "default"],
+    "anchors-margin1": ["--scale-margin", "1"],  # fitted to the training sizes only (the default before)
     "augment-none": ["--augment", "none"],
     "synthetic": ["--weights", "synthetic"],
     "synthetic+lld0.5": ["--weights", "synthetic", "--layer-lr-decay", "0.5"],

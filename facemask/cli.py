@@ -51,6 +51,18 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < math.inf, "must be a number > 0")
 
 
+def scale_margin(text: str) -> float:
+    """argparse type for ``--scale-margin``: a finite float >= 1."""
+    return _number(text, float, lambda v: 1 <= v < math.inf, "must be a number >= 1")
+
+
+#: What ``--scale-margin`` does, for the commands that fit anchors.
+SCALE_MARGIN_HELP = (
+    "fit the anchors to the training boxes and to each of them at 1/M to M times its size, for photos "
+    "shot closer or farther than the training ones (1: the training sizes only)"
+)
+
+
 def probability(text: str) -> float:
     """argparse type: a float in [0, 1]."""
     return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not in [0, 1]")

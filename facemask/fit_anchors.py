@@ -24,7 +24,7 @@ from typing import Any
 
 from mrcnn.config import Config
 
-from .cli import add_class_args, cli_main
+from .cli import SCALE_MARGIN_HELP, add_class_args, cli_main, scale_margin
 from .data import ClassSpec, load_dataset
 from .profiles import PROFILES
 
@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-ratios", type=int, help="number of ratios (default: as the config, keeps the RPN head shape)")
     ap.add_argument("--factors", type=float, nargs="+", help="scale-progression factors to try (e.g. 2 for FPN's)")
     ap.add_argument("--objective", choices=("auto", "positional", "shape"), default="auto")
+    ap.add_argument(
+        "--scale-margin", type=scale_margin, default=2.0, metavar="M", help=SCALE_MARGIN_HELP + " (default 2)"
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     return ap.parse_args(argv)
 
@@ -92,7 +95,12 @@ def run(args_list=None) -> dict[str, Any]:
     if config is None:  # auto: the class count is known now
         args.spec = dataset.class_spec(args.spec)
         config = build_config(args)
-    kwargs = {"seed": args.seed, "n_ratios": args.n_ratios, "objective": args.objective}
+    kwargs = {
+        "seed": args.seed,
+        "n_ratios": args.n_ratios,
+        "objective": args.objective,
+        "scale_margin": args.scale_margin,
+    }
     if args.factors:
         kwargs["factors"] = tuple(args.factors)
     try:

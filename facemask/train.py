@@ -33,6 +33,7 @@ import time
 
 from .cli import (
     DEFAULT_DATASET,
+    SCALE_MARGIN_HELP,
     CLIError,
     add_class_args,
     check_consistent,
@@ -42,6 +43,7 @@ from .cli import (
     positive_int,
     pretrained_spec,
     read_run_config,
+    scale_margin,
 )
 from .profiles import PROFILES
 
@@ -141,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: fit RPN anchors to the training boxes first (k-means) and use them; "
         "default: the config's. Unset: auto when training from scratch (--weights none: "
         "no pretrained RPN to keep consistent), else default",
+    )
+    p.add_argument(
+        "--scale-margin",
+        type=scale_margin,
+        metavar="M",
+        help=f"--anchors auto: {SCALE_MARGIN_HELP}. Default 2; 1 on the generated demo set, whose val "
+        "images come from the same sizes as its training ones",
     )
     p.add_argument(
         "--stages",
@@ -266,6 +275,8 @@ class Plan:
         self.layer_lr_decay = args.layer_lr_decay or self.run.get("layer_lr_decay")
         self.pretrained = self.run.get("weights", "?") != "none" if self.resuming else self.choice.pretrained
         self.anchors = "run" if self.resuming else (args.anchors or ("auto" if not self.pretrained else "default"))
+        demo = os.path.normpath(self.dataset) == os.path.normpath(DEFAULT_DATASET)
+        self.scale_margin = args.scale_margin or self.run.get("scale_margin") or (1.0 if demo else 2.0)
         self.weights_path = None  # the file to start from: fetched by weights_file()
         self.budget = None  # a BudgetPlan when --minutes (or the resumed run's budget) applies
         self.minutes = args.minutes
@@ -322,6 +333,7 @@ class Plan:
             "weights_file": self.run.get("weights_file")
             or (self.weights_path if self.choice.kind in ("pretrained", "synthetic") else None),
             "anchors": self.run.get("anchors") or self.anchors,
+            "scale_margin": self.scale_margin if (self.run.get("anchors") or self.anchors) == "auto" else None,
             "augment": self.augment,
             "next_stage_from": self.next_stage_from,
             "layer_lr_decay": self.layer_lr_decay,
@@ -360,7 +372,7 @@ def run(argv=None) -> dict:
         from mrcnn.anchor_fit import fit_anchors_to_dataset, format_fit_report
 
         print("Fitting RPN anchors to the training boxes...")
-        fit = fit_anchors_to_dataset(train_set, config, progress=True)
+        fit = fit_anchors_to_dataset(train_set, config, progress=True, scale_margin=plan.scale_margin)
         print(format_fit_report(fit.report))
         config.apply(fit.to_config()).validate()
     elif plan.anchors not in ("default", "run"):

@@ -14,10 +14,12 @@ from mrcnn.anchor_fit import (
     anchor_shapes,
     boxes_at_input_size,
     fit_anchors,
+    format_fit_report,
     iou_wh,
     kmeans_iou,
     positional_coverage,
     validate_fit,
+    widen_boxes,
 )
 from mrcnn.config import Config, ConfigError
 
@@ -329,9 +331,12 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
             "resnet18",
             "--out",
             str(out_yaml),
+            "--scale-margin",
+            "1",
             "--quiet",
         ]
     )
+    assert rep["scale_margin"] == 2.0 and result["report"]["scale_margin"] == 1.0
     config = Config(NAME="t", NUM_CLASSES=2).apply_file(str(out_yaml))
     assert config.BACKBONE == "resnet18" and list(config.BACKBONE_STRIDES) == [4, 8, 16, 32, 64]
     assert result["report"]["default"]["scales"] == [16, 32, 64, 128, 256]
@@ -373,3 +378,44 @@ def test_fit_on_synthetic_facemask(tmp_path):
         rep = fit.report
         assert rep["fitted"]["positional"]["recall@0.5"] >= rep["default"]["positional"]["recall@0.5"]
         validate_fit(fit, config)
+
+
+def test_widen_boxes_scales_about_the_centre_and_stays_in_the_image():
+    boxes = np.array([[100.0, 100.0, 140.0, 180.0], [0.0, 0.0, 200.0, 100.0]])
+    wide = widen_boxes(boxes, 2.0, (256, 256))
+    assert wide.shape == (10, 4)
+    h, w = wide[:, 2] - wide[:, 0], wide[:, 3] - wide[:, 1]
+    # the first box at 1/2, 1/sqrt(2), 1, sqrt(2), 2 times its size, about its centre (120, 140)
+    np.testing.assert_allclose(h[0::2], 40 * 2.0 ** np.linspace(-1, 1, 5))
+    np.testing.assert_allclose(w[0::2], 80 * 2.0 ** np.linspace(-1, 1, 5))
+    np.testing.assert_allclose((wide[0::2, 0] + wide[0::2, 2]) / 2, 120)
+    # the second, at the corner: shifted inside, its height capped at the image's 256
+    assert (wide >= 0).all() and (wide[:, 2] <= 256).all() and (wide[:, 3] <= 256).all()
+    assert h[-1] == 256 and w[-1] == 200
+    np.testing.assert_array_equal(widen_boxes(boxes, 1.0), boxes)
+    np.testing.assert_allclose(widen_boxes(np.array([[10.0, 20.0]]), 4.0, steps=1), [[2.5, 5], [10, 20], [40, 80]])
+    with pytest.raises(ValueError):
+        widen_boxes(boxes, 0.5)
+
+
+def test_scale_margin_covers_masks_shot_closer_or_farther_than_the_training_ones():
+    """Fitted to 30 masks of 60-90 px, the anchors must still find one half or twice that size (the
+    issue-30 photos: val masks outside the training sizes found by nothing). With margin 1 the fit
+    tightens around the training sizes and loses the halved ones; with the default 2 it covers both,
+    and is never worse than the defaults on the training boxes themselves."""
+    rng = np.random.default_rng(11)
+    config = make_config(IMAGE_MIN_DIM=256, IMAGE_MAX_DIM=256, RPN_ANCHOR_SCALES=(16, 32, 64, 128, 256))
+    train = random_boxes(rng, 30, (60, 90), (1.2, 1.6), 256)
+    closer_or_farther = np.concatenate(
+        [random_boxes(rng, 30, (30, 45), (1.2, 1.6), 256), random_boxes(rng, 30, (120, 180), (1.2, 1.6), 256)]
+    )
+    tight = fit_anchors(train, config, scale_margin=1.0)
+    wide = fit_anchors(train, config)
+    assert wide.report["scale_margin"] == 2.0 and "1/2x to 2x" in format_fit_report(wide.report)
+
+    def recall(fit):
+        return positional_coverage(closer_or_farther, fit.scales, fit.ratios, config)["recall@0.5"]
+
+    assert recall(tight) < 0.9 <= recall(wide), (tight.scales, recall(tight), wide.scales, recall(wide))
+    d, f = wide.report["default"]["positional"], wide.report["fitted"]["positional"]
+    assert f["recall@0.5"] >= d["recall@0.5"] and f["recall@0.7"] >= d["recall@0.7"]

@@ -53,6 +53,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
     assert not list(run.glob("*.tmp*")), "a temporary checkpoint file was left behind"
     # --anchors auto (the default from scratch): the fit's table, snippet and plot
     assert "recall@0.5" in first.stdout and "fitted" in first.stdout
+    assert "each at 1/2x to 2x its size" in first.stdout  # --scale-margin's default on a user's data
     assert set(json.loads((run / "anchors_auto.json").read_text())) == {"RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS"}
     assert (run / "anchors_auto.png").stat().st_size > 0
     state = json.loads((run / "state.json").read_text())
@@ -65,6 +66,7 @@ def test_train_evaluate_then_resume(tiny_facemask_dir, tmp_path):
 
     run_record = json.loads((run / "run.json").read_text())
     assert run_record["stages"] == [["all", 0.01, 1], ["all", 0.001, 2]] and run_record["weights"] == "none"
+    assert run_record["scale_margin"] == 2.0
     assert run_record["layer_lr_decay"] == 0.5 and "layer-wise LR decay 0.5 down the backbone" in first.stdout
     assert (saved := json.loads((run / "config.json").read_text()))["PROFILE"] == "tiny"
     assert saved["CLASS_NAMES"] == ["mask"]
@@ -105,6 +107,7 @@ def test_train_rejects_bad_arguments(tmp_path):
         (["--steps-per-epoch", "-3"], "-3 must be >= 1"),
         (["--classes", "a,A"], "names a class twice"),
         (["--layer-lr-decay", "1.5"], "is not in (0, 1]"),
+        (["--scale-margin", "0.5"], "0.5 must be a number >= 1"),
     ):
         bad = _train(*args, timeout=60)
         assert bad.returncode == 2 and needle in bad.stderr, (args, bad.stderr[-500:])
