@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """One lever at a time on real photos, several seeds each: ``train.py --dataset DIR`` with its defaults
 and with one change (anchors, augmentation, pretraining, ...), beside torchvision built as the issue-30
-peer, for the minutes our defaults take. Writes ``## Real photos: levers, seed by seed`` in bench/RESULTS.md.
+peer, for the minutes our defaults take. Writes ``## Real photos: levers, seed by seed (DATASET)`` in
+bench/RESULTS.md, a section per dataset folder name.
 
 Each run is a child ``train.py`` (its own eval of the last checkpoint gives the figures: mask mAP@0.5
 ranked down to score 0.05, Matterport's per-image AP, and COCO segm AP); results go to
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from results import machine_facts, publish  # noqa: E402
 
-SECTION = "## Real photos: levers, seed by seed"
+SECTION = "## Real photos: levers, seed by seed"  # + " (dataset folder name)"
 #: Lever name -> train.py arguments added to ``--dataset DIR --seed S`` (the defaults otherwise).
 LEVERS = {
     "defaults": [],
@@ -84,7 +85,7 @@ def section_text(dataset: str, rows: dict[str, dict[int, dict]]) -> str:
     facts = machine_facts()
     order = [*LEVERS, PEER]
     lines = [
-        SECTION,
+        f"{SECTION} ({dataset})",
         "",
         f"`python bench/real_levers.py --dataset {dataset} --levers LEVER ... --seeds S ...` "
         "(torchvision rows from bench/.venv-bench). Each row: `train.py --dataset DIR --seed S` plus the lever's "
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
                 row = {"lever": lever, "seed": seed, "args": LEVERS.get(lever, []), **row}
                 (out / f"{lever}_s{seed}.json").write_text(json.dumps(row, indent=2))
                 print(f"  -> mask mAP@0.5 {row['mask_mAP50']:.3f}, {row['train_s'] / 60:.1f} min", flush=True)
-    publish(SECTION, section_text(Path(dataset).name, collect(out)), write=not args.no_write)
+    name = Path(dataset).name
+    publish(f"{SECTION} ({name})", section_text(name, collect(out)), write=not args.no_write)
     return 0
 
 
