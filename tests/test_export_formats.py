@@ -320,15 +320,22 @@ def test_inference_cli_on_exported_file_writes_what_the_checkpoint_writes(infere
         refs += detections(ref["annotations"], image["file_name"])
         gots += detections(got["annotations"], image["file_name"])
     _check_same(refs, gots, f"inference.py {fmt}")
+    # summary.csv states each run's own predictions (those were compared above): its count and masked
+    # share follow from predictions.json. Compared across runs instead, one flipped detection near the
+    # score threshold moved an image's masked share by 19 points on CI, which says nothing of the export.
+    for run_dir, preds in ((ref_dir, ref), (out_dir, got)):
+        with open(run_dir / "summary.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["file"] for r in rows] == [i["file_name"] for i in preds["images"]]
+        for row, image in zip(rows, preds["images"]):
+            dets = detections(preds["annotations"], image["file_name"])
+            assert int(row["n_detections"]) == len(dets) == image["n_detections"]
+            union = np.zeros((image["height"], image["width"]), bool)
+            for d in dets:
+                union |= d["mask"]
+            assert abs(float(row["mask_area_pct"]) - 100.0 * union.mean()) <= 0.01, (run_dir.name, row)
     with open(ref_dir / "summary.csv") as f1, open(out_dir / "summary.csv") as f2:
-        rows_ref, rows_got = list(csv.DictReader(f1)), list(csv.DictReader(f2))
-    assert [r["file"] for r in rows_got] == [r["file"] for r in rows_ref]
-    assert list(rows_got[0]) == list(rows_ref[0])  # same columns
-    for r, g in zip(rows_ref, rows_got):
-        # NMS flips (see _check_same) add or drop a few near-duplicate detections on an image
-        assert abs(int(r["n_detections"]) - int(g["n_detections"])) <= max(2, int(r["n_detections"]) // 5)
-        # the union of all masks: a flip moves it by up to one mask's area (7.3 points seen on the Xeon)
-        assert abs(float(r["mask_area_pct"]) - float(g["mask_area_pct"])) <= 15.0
+        assert next(csv.reader(f1)) == next(csv.reader(f2))  # same columns
     assert sorted(p.name for p in out_dir.glob("*.png")) == sorted(p.name for p in ref_dir.glob("*.png"))
 
 
