@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -79,13 +80,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--scale-margin", type=scale_margin, default=2.0, metavar="M", help=SCALE_MARGIN_HELP + " (default 2)"
     )
+    ap.add_argument(
+        "--holdout",
+        metavar="SUBSET",
+        help="also check the default and fitted anchors on this subset's boxes (e.g. val): coverage, and "
+        "each box that no anchor reaches at IoU 0.5, by image",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     return ap.parse_args(argv)
 
 
 def run(args_list=None) -> dict[str, Any]:
-    """Do everything the CLI does; returns ``{"snippet", "fit", "report", "n_boxes", "config", "out", "plot"}``."""
-    from mrcnn.anchor_fit import fit_anchors_to_dataset, format_fit_report
+    """Do everything the CLI does; returns ``{"snippet", "fit", "report", "n_boxes", "config", "out", "plot",
+    "holdout"}`` (``holdout``: :func:`check_holdout`'s dict, or None)."""
+    from mrcnn.anchor_fit import fit_anchors_to_dataset, format_fit_report, format_holdout_report
     from mrcnn.visualize import plot_fitted_anchors
 
     args = parse_args(args_list)
@@ -113,6 +121,11 @@ def run(args_list=None) -> dict[str, Any]:
         snippet["BACKBONE_STRIDES"] = [int(s) for s in config.BACKBONE_STRIDES]
     if not args.quiet:
         print(format_fit_report(fit.report))
+    holdout = None
+    if args.holdout:
+        holdout = check_holdout(args, config, fit.report)
+        if not args.quiet:
+            print(format_holdout_report(holdout, f"{args.dataset}/{args.holdout}", holdout["labels"]))
     if args.out:
         Config.write_values(snippet, args.out)  # JSON, or YAML for .yaml/.yml
         if not args.quiet:
@@ -129,7 +142,27 @@ def run(args_list=None) -> dict[str, Any]:
         "config": config,
         "out": args.out,
         "plot": args.plot,
+        "holdout": holdout,
     }
+
+
+def check_holdout(args, config, report: dict) -> dict[str, Any]:
+    """:func:`mrcnn.anchor_fit.holdout_coverage` on ``--holdout``'s boxes, plus ``labels``: each box's
+    image file."""
+    import numpy as np
+
+    from mrcnn.anchor_fit import boxes_at_input_size, holdout_coverage
+
+    dataset = load_dataset(args.dataset, args.holdout, args.spec, verbose=False, unknown=args.unknown)
+    boxes, labels = [], []
+    for image_id, info in enumerate(dataset.image_info):
+        b = boxes_at_input_size(dataset, config, [image_id], progress=False)
+        boxes.append(b)
+        labels += [os.path.basename(str(info.get("path", info["id"])))] * len(b)
+    boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+    if len(boxes) == 0:
+        raise ValueError(f"{args.dataset}/{args.holdout}: no annotated instance to check the anchors on")
+    return {**holdout_coverage(boxes, report, config), "labels": labels}
 
 
 def main(argv=None) -> int:

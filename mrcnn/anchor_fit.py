@@ -54,7 +54,9 @@ __all__ = [
     "boxes_at_input_size",
     "boxes_to_wh",
     "widen_boxes",
+    "holdout_coverage",
     "format_fit_report",
+    "format_holdout_report",
 ]
 
 #: Scale-progression factors tried by :func:`fit_anchors`. FPN/Matterport use 2 (scale/stride constant,
@@ -535,6 +537,33 @@ def fit_anchors(
     return AnchorFit(scales=scales_out, ratios=ratios_out, report=report)
 
 
+def holdout_coverage(boxes, report: dict, config, image_shape=None) -> dict[str, Any]:
+    """How the default and the fitted anchors of a fit ``report`` reach boxes [N, 4] (input pixels)
+    they were not fitted to, a val subset's: positional coverage of each (as :func:`positional_coverage`),
+    and every box either leaves below IoU 0.5 as ``{"index", "size" (sqrt(w * h)), "default_iou",
+    "fitted_iou"}``. A box no anchor reaches gives the RPN no positive to learn or to propose it from."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    shape, spec = _image_shape(config, image_shape), AnchorSpec.from_config(config)
+    out, best = {"n_boxes": int(len(boxes))}, {}
+    for name in ("default", "fitted"):
+        scales, ratios = report[name]["scales"], report[name]["ratios"]
+        best[name], level = _positional_best(
+            boxes, scales, ratios, spec.feature_shapes(shape), spec.strides, spec.anchor_stride
+        )
+        out[name] = _summarise(best[name], level, len(scales))
+    size = np.sqrt(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1))
+    out["missed"] = [
+        {
+            "index": int(i),
+            "size": float(size[i]),
+            "default_iou": float(best["default"][i]),
+            "fitted_iou": float(best["fitted"][i]),
+        }
+        for i in np.flatnonzero((best["default"] < 0.5) | (best["fitted"] < 0.5))
+    ]
+    return out
+
+
 def validate_fit(fit: AnchorFit, config) -> None:
     """Raise :class:`ConfigError` when ``fit`` cannot be used with ``config``: wrong number of scales
     for ``BACKBONE_STRIDES``, non-positive or non-increasing scales, empty or non-positive ratios.
@@ -652,4 +681,21 @@ def format_fit_report(report: dict) -> str:
         lines.append(f"(fitted to these boxes and each at 1/{margin:g}x to {margin:g}x its size)")
     if report.get("kept_default"):
         lines.append(f"({report.get('kept_default_reason') or 'kept the config anchors'})")
+    return "\n".join(lines)
+
+
+def format_holdout_report(coverage: dict, name: str = "holdout", labels=None) -> str:
+    """:func:`holdout_coverage` as lines: both anchor sets' coverage of the held-out boxes, then each box
+    one of them misses at IoU 0.5 (named by ``labels[index]`` when given, e.g. its image file)."""
+    lines = [f"{name}: {coverage['n_boxes']} boxes the anchors were not fitted to"]
+    for kind in ("default", "fitted"):
+        lines.append(f"positional {kind:10}{_coverage_cells(coverage[kind])}   {coverage[kind]['per_level']}")
+    for m in coverage["missed"]:
+        lines.append(
+            f"  {'box ' + str(m['index']) if labels is None else labels[m['index']]} ({m['size']:.0f} px): "
+            f"best anchor IoU default {m['default_iou']:.2f}, "
+            f"fitted {m['fitted_iou']:.2f}"
+        )
+    if not coverage["missed"]:
+        lines.append("  every box has an anchor at IoU >= 0.5 in both sets")
     return "\n".join(lines)

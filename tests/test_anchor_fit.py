@@ -15,6 +15,8 @@ from mrcnn.anchor_fit import (
     boxes_at_input_size,
     fit_anchors,
     format_fit_report,
+    format_holdout_report,
+    holdout_coverage,
     iou_wh,
     kmeans_iou,
     positional_coverage,
@@ -286,6 +288,7 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
 
     rng = np.random.default_rng(10)
     _via_dataset(tmp_path / "data", [(240, 320), (320, 240), (300, 300), (200, 400)] * 3, rng)
+    _via_dataset(tmp_path / "data", [(480, 640), (160, 120), (600, 600), (100, 200)], rng, subset="val")
     out, png = tmp_path / "anchors.json", tmp_path / "anchors.png"
     result = run(
         [
@@ -333,10 +336,22 @@ def test_cli_run_writes_snippet_and_plot(tmp_path):
             str(out_yaml),
             "--scale-margin",
             "1",
+            "--holdout",
+            "val",
             "--quiet",
         ]
     )
     assert rep["scale_margin"] == 2.0 and result["report"]["scale_margin"] == 1.0
+    held = result["holdout"]  # the val images: 2 boxes each, named by their file
+    assert held["n_boxes"] == len(held["labels"]) == 8 and held["labels"][:2] == ["img0.png", "img0.png"]
+    from mrcnn.data.via_dataset import ViaDataset
+
+    val = ViaDataset()
+    val.load_via(tmp_path / "data" / "val" / "via_region_data.json", single_class="mask", verbose=False)
+    val.prepare()
+    val_boxes = boxes_at_input_size(val, result["config"], progress=False)
+    fit = result["fit"]
+    assert held["fitted"] == positional_coverage(val_boxes, fit.scales, fit.ratios, result["config"])
     config = Config(NAME="t", NUM_CLASSES=2).apply_file(str(out_yaml))
     assert config.BACKBONE == "resnet18" and list(config.BACKBONE_STRIDES) == [4, 8, 16, 32, 64]
     assert result["report"]["default"]["scales"] == [16, 32, 64, 128, 256]
@@ -419,3 +434,19 @@ def test_scale_margin_covers_masks_shot_closer_or_farther_than_the_training_ones
     assert recall(tight) < 0.9 <= recall(wide), (tight.scales, recall(tight), wide.scales, recall(wide))
     d, f = wide.report["default"]["positional"], wide.report["fitted"]["positional"]
     assert f["recall@0.5"] >= d["recall@0.5"] and f["recall@0.7"] >= d["recall@0.7"]
+
+    # holdout_coverage says the same of boxes the fit never saw, and names each one missed
+    held = holdout_coverage(closer_or_farther, tight.report, config)
+    assert held["fitted"]["recall@0.5"] == recall(tight) and held["default"] == positional_coverage(
+        closer_or_farther, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config
+    )
+    assert len(held["missed"]) >= round((1 - recall(tight)) * 60) > 0
+    for m in held["missed"]:
+        box = closer_or_farther[m["index"]]
+        one = positional_coverage(box[None], tight.scales, tight.ratios, config)
+        assert abs(one["mean_iou"] - m["fitted_iou"]) < 1e-9 and min(m["fitted_iou"], m["default_iou"]) < 0.5
+        assert abs(m["size"] - np.sqrt((box[2] - box[0]) * (box[3] - box[1]))) < 1e-6
+    text = format_holdout_report(held, "val", [f"img{i}" for i in range(60)])
+    assert f"img{held['missed'][0]['index']} (" in text and "60 boxes" in text
+    wide_missed = holdout_coverage(closer_or_farther, wide.report, config)["missed"]
+    assert sum(m["fitted_iou"] < 0.5 for m in wide_missed) < sum(m["fitted_iou"] < 0.5 for m in held["missed"])
