@@ -103,6 +103,9 @@ def run(args_list=None) -> dict[str, Any]:
     if config is None:  # auto: the class count is known now
         args.spec = dataset.class_spec(args.spec)
         config = build_config(args)
+    held_out = None
+    if args.holdout:  # loaded before the fit, so a wrong subset fails at once
+        held_out = load_dataset(args.dataset, args.holdout, args.spec, verbose=False, unknown=args.unknown)
     kwargs = {
         "seed": args.seed,
         "n_ratios": args.n_ratios,
@@ -122,8 +125,8 @@ def run(args_list=None) -> dict[str, Any]:
     if not args.quiet:
         print(format_fit_report(fit.report))
     holdout = None
-    if args.holdout:
-        holdout = check_holdout(args, config, fit.report)
+    if held_out is not None:
+        holdout = check_holdout(held_out, config, fit.report, f"{args.dataset}/{args.holdout}")
         if not args.quiet:
             print(format_holdout_report(holdout, f"{args.dataset}/{args.holdout}", holdout["labels"]))
     if args.out:
@@ -146,14 +149,13 @@ def run(args_list=None) -> dict[str, Any]:
     }
 
 
-def check_holdout(args, config, report: dict) -> dict[str, Any]:
-    """:func:`mrcnn.anchor_fit.holdout_coverage` on ``--holdout``'s boxes, plus ``labels``: each box's
-    image file."""
+def check_holdout(dataset, config, report: dict, where: str) -> dict[str, Any]:
+    """:func:`mrcnn.anchor_fit.holdout_coverage` on a held-out ``dataset``'s boxes, plus ``labels``: each
+    box's image file."""
     import numpy as np
 
     from mrcnn.anchor_fit import boxes_at_input_size, holdout_coverage
 
-    dataset = load_dataset(args.dataset, args.holdout, args.spec, verbose=False, unknown=args.unknown)
     boxes, labels = [], []
     for image_id, info in enumerate(dataset.image_info):
         b = boxes_at_input_size(dataset, config, [image_id], progress=False)
@@ -161,7 +163,7 @@ def check_holdout(args, config, report: dict) -> dict[str, Any]:
         labels += [os.path.basename(str(info.get("path", info["id"])))] * len(b)
     boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     if len(boxes) == 0:
-        raise ValueError(f"{args.dataset}/{args.holdout}: no annotated instance to check the anchors on")
+        raise ValueError(f"{where}: no annotated instance to check the anchors on")
     return {**holdout_coverage(boxes, report, config), "labels": labels}
 
 

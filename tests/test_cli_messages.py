@@ -144,3 +144,14 @@ def test_fit_anchors_unknown_class_names_unknown_skip(data, capsys):
         main(["--dataset", str(data), "--classes", "subtypes", "--profile", "tiny", "--unknown", "skip", "--quiet"])
         == 0
     )
+
+
+def test_fit_anchors_holdout_subset_missing_fails_before_the_fit(data, capsys):
+    from facemask.fit_anchors import main
+
+    capsys.readouterr()
+    assert main(["--dataset", str(data), "--profile", "tiny", "--holdout", "test"]) == 1
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.strip()], err
+    assert str(data / "test" / "via_region_data.json") in err
+    assert "boxes at input size" not in out  # the subset is checked before anything is fitted
