@@ -8,7 +8,7 @@ Boxes are measured at the network input size (after the model's resize), anchors
 Usage::
 
     facemask-fit-anchors --dataset datasets/facemask --subset train --image-size 512 \\
-        --out anchors.json --plot anchors.png
+        --out anchors.json --plot anchors.png --holdout val
     python -m facemask.fit_anchors --dataset datasets/facemask --classes subtypes --backbone resnet18 --out a.yaml
 
 ``facemask.train --anchors auto`` calls the library function with the dataset and config it holds;
