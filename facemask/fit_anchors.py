@@ -126,9 +126,10 @@ def run(args_list=None) -> dict[str, Any]:
         print(format_fit_report(fit.report))
     holdout = None
     if held_out is not None:
-        holdout = check_holdout(held_out, config, fit.report, f"{args.dataset}/{args.holdout}")
+        where = f"{args.dataset}/{args.holdout}"
+        holdout = check_holdout(held_out, config, fit.report, where)
         if not args.quiet:
-            print(format_holdout_report(holdout, f"{args.dataset}/{args.holdout}", holdout["labels"]))
+            print(format_holdout_report(holdout, where, holdout["labels"]))
     if args.out:
         Config.write_values(snippet, args.out)  # JSON, or YAML for .yaml/.yml
         if not args.quiet:
